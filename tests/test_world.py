@@ -1,0 +1,250 @@
+"""The generated world: determinism, splits, look-alikes, masks, episode schema, task coverage."""
+
+import re
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_dilation
+
+from icpt.episodes import EPISODE_FEATURES, TAGS, TASKS
+from icpt.world import ATTRIBUTES, LOOK_ALIKE_DETAILS, World
+from icpt.world_tasks import (
+    PRETRAINING_TASKS,
+    WorldTasks,
+    build_episodes,
+    iter_episodes,
+    pretraining_dataset,
+    split_words,
+    vocabulary,
+)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=3, num_identities=120)
+
+
+@pytest.fixture(scope="module")
+def held_out_episodes(world):
+    return build_episodes(world, "held_out", num_episodes=48, seed=1)
+
+
+def record_renders(world, monkeypatch):
+    """Record the identities and environment of every render the world makes."""
+    calls = []
+    render = world.render
+
+    def recording_render(identity_ids, environment, rng, **kwargs):
+        environment = world.environment(environment) if isinstance(environment, str) else environment
+        calls.append((list(identity_ids), environment))
+        return render(identity_ids, environment, rng, **kwargs)
+
+    monkeypatch.setattr(world, "render", recording_render)
+    return calls
+
+
+def test_same_seed_gives_same_world_and_pixels():
+    first, second = World(seed=7, num_identities=60), World(seed=7, num_identities=60)
+    assert first.identities == second.identities
+    assert first.split("held_out") == second.split("held_out")
+    assert [env.name for env in first.environment_set("B")] == [env.name for env in second.environment_set("B")]
+    for environment in first.environments:
+        image_a, masks_a = first.render([1, 2, 3], environment.name, np.random.default_rng(11))
+        image_b, masks_b = second.render([1, 2, 3], environment.name, np.random.default_rng(11))
+        np.testing.assert_array_equal(np.asarray(image_a), np.asarray(image_b))
+        for identity_id in masks_a:
+            np.testing.assert_array_equal(masks_a[identity_id], masks_b[identity_id])
+    episodes_a = build_episodes(first, "train", num_episodes=6, seed=2)
+    episodes_b = build_episodes(second, "train", num_episodes=6, seed=2)
+    assert episodes_a.to_dict() == episodes_b.to_dict()
+
+
+def test_another_seed_gives_another_world():
+    assert World(seed=0, num_identities=60).identities != World(seed=1, num_identities=60).identities
+
+
+def test_identity_and_environment_splits_are_disjoint(world):
+    train, held_out = set(world.split("train")), set(world.split("held_out"))
+    assert train and held_out and not train & held_out
+    assert train | held_out == set(range(len(world.identities)))
+    assert abs(len(held_out) - 0.2 * len(world.identities)) <= 1
+    for a, b in world.look_alike_pairs:  # a pair is never split across training and held-out
+        assert (a in held_out) == (b in held_out)
+    set_a, set_b = world.environment_set("A"), world.environment_set("B")
+    assert set_a and set_b and not {e.name for e in set_a} & {e.name for e in set_b}
+    for kind in ("photo", "texture"):  # both sets hold photos and textures
+        assert any(e.kind == kind for e in set_a) and any(e.kind == kind for e in set_b)
+
+
+def test_identities_are_unique_and_look_alikes_differ_in_exactly_one_detail(world):
+    attribute_sets = [tuple(identity.attributes.values()) for identity in world.identities]
+    assert len(set(attribute_sets)) == len(attribute_sets)
+    assert len(world.look_alike_pairs) == int(0.3 * len(world.identities)) // 2
+    for a, b in world.look_alike_pairs:
+        first, second = world.identities[a].attributes, world.identities[b].attributes
+        differing = [name for name in ATTRIBUTES if first[name] != second[name]]
+        assert len(differing) == 1 and differing[0] in LOOK_ALIKE_DETAILS
+        assert world.identities[a].description != world.identities[b].description
+        assert world.look_alike_of[a] == b and world.look_alike_of[b] == a
+
+
+def test_masks_cover_exactly_the_object(world):
+    for seed in range(12):
+        environment = world.environments[seed % len(world.environments)]
+        identity_ids = [seed, seed + 20, seed + 40][: 1 + seed % 3]
+        image, masks = world.render(
+            identity_ids, environment, np.random.default_rng(seed), num_distractors=0, occlusion=False
+        )
+        empty, no_masks = world.render(
+            [], environment, np.random.default_rng(seed), num_distractors=0, occlusion=False
+        )
+        assert no_masks == {} and sorted(masks) == sorted(identity_ids)
+        change = np.abs(np.asarray(image, np.int16) - np.asarray(empty, np.int16)).max(axis=2)
+        union = np.zeros(change.shape, bool)
+        for mask in masks.values():
+            assert mask.sum() > 40  # a visible object, not a speck
+            assert not (union & mask).any()  # masks of different identities do not overlap
+            union |= mask
+        # What the identities changed lies in their masks, up to the faint anti-aliased rim of thin
+        # parts, and almost every masked pixel differs from the empty scene.
+        outside = ~binary_dilation(union, iterations=1)
+        assert change[outside].max() <= 64
+        assert (change[outside] > 16).sum() <= 0.03 * union.sum()
+        assert (change[union] > 0).mean() >= 0.9
+
+
+def test_occluders_hide_part_of_the_object(world):
+    hidden_fractions = []
+    for seed in range(20):
+        environment = world.environments[seed % len(world.environments)]
+        full = world.render([seed], environment, np.random.default_rng(seed), num_distractors=0, occlusion=False)[1][
+            seed
+        ]
+        hidden = world.render([seed], environment, np.random.default_rng(seed), num_distractors=0, occlusion=True)[1][
+            seed
+        ]
+        assert not (hidden & ~full).any()
+        hidden_fractions.append(1 - hidden.sum() / full.sum())
+    assert 0.02 < np.median(hidden_fractions) and max(hidden_fractions) < 0.35  # partial, never most of it
+
+
+def test_training_data_never_shows_held_out_identities_or_set_b(world, monkeypatch):
+    calls = record_renders(world, monkeypatch)
+    build_episodes(world, "train", num_episodes=36, seed=4)
+    pretraining = pretraining_dataset(world, num_examples=30, seed=4)
+    assert set(pretraining["task"]) == set(PRETRAINING_TASKS)
+    assert all(1 <= len(images) <= 6 for images in pretraining["images"])
+    bank = world.prerender(world.split("train")[:10], renders_per_identity=2)
+    tasks = WorldTasks(world, bank=bank)
+    rng = np.random.default_rng(0)
+    examples = [tasks.sample(rng, PRETRAINING_TASKS[i % 3]) for i in range(30)]
+    held_out = set(world.split("held_out"))
+    assert calls
+    for identity_ids, environment in calls:
+        assert not held_out & set(identity_ids)
+        assert environment.set == "A"
+    for example in examples:
+        assert not held_out & set(example.identity_ids)
+        assert all(world.environment(name).set == "A" for name in example.environments)
+
+
+def test_render_bank_must_match_the_split(world):
+    held_out_bank = world.prerender(world.split("held_out")[:2], renders_per_identity=1)
+    with pytest.raises(ValueError, match="outside the 'train' split"):
+        WorldTasks(world, bank=held_out_bank)
+    set_b_bank = world.prerender(world.split("train")[:2], renders_per_identity=1, environment_set="B")
+    with pytest.raises(ValueError, match="outside set A"):
+        WorldTasks(world, bank=set_b_bank)
+
+
+def test_held_out_episodes_use_held_out_identities_references_from_a(world, monkeypatch):
+    calls = record_renders(world, monkeypatch)
+    train = set(world.split("train"))
+    query_sets = []
+    for row in iter_episodes(world, "held_out", num_episodes=24, seed=5):
+        renders, query = (calls, None) if row["image"] is None else (calls[:-1], calls[-1])
+        assert len(renders) == sum(len(concept["references"]) for concept in row["concepts"])
+        for identity_ids, environment in renders:  # the references
+            assert len(identity_ids) == 1 and environment.set == "A"
+        if query is not None:
+            query_sets.append(query[1].set)
+            assert ("environment_shift" in row["tags"]) == (query[1].set == "B")
+        assert not train & {i for identity_ids, _ in calls for i in identity_ids}
+        calls.clear()
+    assert set(query_sets) == {"A", "B"}
+
+
+def test_compare_examples(world):
+    tasks = WorldTasks(world, identities="held_out", query_environments=("A", "B"))
+    rng = np.random.default_rng(0)
+    twin_anchor = next(i for i in world.split("held_out") if i in world.look_alike_of)
+    negative = tasks.compare(rng, num_references=3, positive=False, look_alike=True, anchor=twin_anchor)
+    assert len(negative.images) == 4 and negative.answer == "no" and "look_alike" in negative.tags
+    assert negative.identity_ids[0] == twin_anchor and world.look_alike_of[twin_anchor] in negative.identity_ids
+    positive = tasks.compare(rng, num_references=1, positive=True, anchor=twin_anchor)
+    assert positive.answer == "yes" and positive.identity_ids.count(twin_anchor) == 2
+    lone = next(i for i in world.split("held_out") if i not in world.look_alike_of)
+    with pytest.raises(ValueError, match="no look-alike twin"):
+        tasks.compare(rng, look_alike=True, anchor=lone)
+
+
+def test_episode_schema_and_consistency(held_out_episodes):
+    assert held_out_episodes.features == EPISODE_FEATURES
+    assert held_out_episodes.column_names == list(EPISODE_FEATURES)
+    for row in held_out_episodes:
+        names = [concept["name"] for concept in row["concepts"]]
+        assert all(re.fullmatch(r"<w\d+>", name) for name in names) and len(set(names)) == len(names)
+        for concept in row["concepts"]:
+            assert 1 <= len(concept["references"]) <= 5 and len(concept["masks"]) == len(concept["references"])
+            assert concept["references"][0].size == (64, 64) and concept["masks"][0].mode == "L"
+        assert row["task"] in TASKS and set(row["tags"]) <= set(TAGS)
+        assert set(row["present"]) <= set(names) and row["target"] in names + [""]
+        assert ("multi_concept" in row["tags"]) == (len(row["present"]) > 1)
+        assert (row["image"] is None) == (row["task"] == "text_qa")
+        if row["task"] in ("vqa", "text_qa"):
+            assert len(row["options"]) == 2 and row["answer"] in row["options"]
+        else:
+            assert row["options"] == []
+        if row["task"] == "recognition":
+            assert row["answer"] == ("Yes" if row["target"] in row["present"] else "No")
+        if row["task"] == "presence":
+            assert row["answer"] == (", ".join(row["present"]) or "none")
+            asked = re.findall(r"<w\d+>", row["question"])  # answered in the order the question lists them
+            assert sorted(asked) == sorted(names) and row["present"] == [
+                name for name in asked if name in row["present"]
+            ]
+        if row["task"] == "caption":
+            assert all(name in row["answer"] for name in row["present"])
+
+
+def test_every_task_and_tag_is_present(world, held_out_episodes):
+    assert set(held_out_episodes["task"]) == set(TASKS)
+    assert {tag for tags in held_out_episodes["tags"] for tag in tags} == set(TAGS)
+    train = build_episodes(world, "train", num_episodes=12, seed=6)
+    assert set(train["task"]) == set(TASKS)
+    assert "environment_shift" not in {tag for tags in train["tags"] for tag in tags}
+
+
+def test_vocabulary_covers_every_text(world, held_out_episodes):
+    words = set(vocabulary())
+    texts = list(held_out_episodes["question"]) + list(held_out_episodes["answer"])
+    texts += [option for options in held_out_episodes["options"] for option in options]
+    rng = np.random.default_rng(0)
+    tasks = WorldTasks(world)
+    for index in range(30):
+        example = tasks.sample(rng, PRETRAINING_TASKS[index % 3])
+        texts += [example.question, example.answer]
+    texts += [identity.description for identity in world.identities]
+    used = {word for text in texts for word in split_words(text) if not word.startswith("<")}
+    assert used <= words, sorted(used - words)
+
+
+def test_clear_errors(world):
+    with pytest.raises(ValueError, match="Unknown identity split"):
+        world.split("test")
+    with pytest.raises(ValueError, match="Unknown environment set"):
+        world.environment_set("C")
+    with pytest.raises(ValueError, match="0-4 distinct identities"):
+        world.render([0, 1, 2, 3, 4], world.environments[0], 0)
+    with pytest.raises(ValueError, match="Unknown tasks"):
+        build_episodes(world, "train", num_episodes=1, tasks=("dance",))
