@@ -1,0 +1,111 @@
+"""Training pieces: the episode collator and a Trainer that logs each loss component.
+
+Example:
+
+```python
+>>> from icpt.training import EpisodeCollator, ICPTTrainer
+>>> collator = EpisodeCollator(processor, min_prompt_length=2, max_prompt_length=8)  # doctest: +SKIP
+>>> trainer = ICPTTrainer(model=model, args=args, train_dataset=episodes, data_collator=collator)  # doctest: +SKIP
+>>> trainer.train()  # doctest: +SKIP
+```
+"""
+
+import hashlib
+
+import torch
+from transformers import Trainer
+
+
+def episode_messages(episode: dict, with_answer: bool) -> list[dict]:
+    """The chat turns of an episode: the user's (query image and question), then the answer."""
+    content = ([{"type": "image"}] if episode.get("image") is not None else []) + [
+        {"type": "text", "text": episode["question"]}
+    ]
+    messages = [{"role": "user", "content": content}]
+    if with_answer:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": episode["answer"]}]})
+    return messages
+
+
+def drawn_prompt_lengths(episode: dict, low: int, high: int, seed: int) -> dict[str, int]:
+    """Nested truncation: each concept of an episode trains with a prompt length drawn in [low, high].
+
+    The draw is a hash of the episode's content and the seed, not a stateful generator, so a
+    resumed run sees exactly the lengths an uninterrupted run would have seen.
+    """
+    lengths = {}
+    for concept in episode["concepts"]:
+        key = f"{seed}|{concept['name']}|{episode['question']}|{episode['answer']}|{episode.get('target', '')}"
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+        lengths[concept["name"]] = low + digest % (high - low + 1)
+    return lengths
+
+
+class EpisodeCollator:
+    """
+    Turns episode rows (`icpt.episodes.EPISODE_FEATURES`) into a training batch via `ICPTProcessor`.
+
+    Every concept gets a prompt length drawn in `[min_prompt_length, max_prompt_length]` (nested
+    truncation: the projector learns to put the most identity into the first rows). `labels` are
+    the answer tokens only: the concept preamble with its slots, the image tokens, the question,
+    the chat markup and the padding are all -100.
+    """
+
+    def __init__(self, processor, min_prompt_length: int, max_prompt_length: int, seed: int = 0):
+        if not 1 <= min_prompt_length <= max_prompt_length <= processor.max_prompt_length:
+            raise ValueError(
+                f"Need 1 <= min_prompt_length ({min_prompt_length}) <= max_prompt_length ({max_prompt_length}) "
+                f"<= the processor's max_prompt_length ({processor.max_prompt_length})."
+            )
+        self.processor = processor
+        self.min_prompt_length, self.max_prompt_length, self.seed = min_prompt_length, max_prompt_length, seed
+
+    def __call__(self, episodes: list[dict]):
+        references = [[{"name": c["name"], "references": c["references"]} for c in e["concepts"]] for e in episodes]
+        lengths = [drawn_prompt_lengths(e, self.min_prompt_length, self.max_prompt_length, self.seed) for e in episodes]
+        images = [[e["image"]] if e.get("image") is not None else [] for e in episodes]
+        batch = self.processor(
+            messages=[episode_messages(e, with_answer=True) for e in episodes], images=images,
+            references=references, prompt_lengths=lengths, add_generation_prompt=False, padding_side="right",
+        )
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for b, episode in enumerate(episodes):
+            # everything up to the assistant's answer is context, not target
+            prompt = self.processor(
+                messages=[episode_messages(episode, with_answer=False)], images=[images[b]],
+                references=[references[b]], prompt_lengths=[lengths[b]], add_generation_prompt=True,
+            )["input_ids"][0]
+            if not torch.equal(batch["input_ids"][b, : len(prompt)], prompt):
+                raise ValueError("The chat template does not render the prompt as a prefix of the full conversation.")
+            labels[b, : len(prompt)] = -100
+        batch["labels"] = labels
+        return batch
+
+
+class ICPTTrainer(Trainer):
+    """`transformers.Trainer` that also logs the LM loss and the two regularizers."""
+
+    COMPONENTS = ("lm_loss", "decoupling_loss", "separation_loss")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._component_sums = {name: 0.0 for name in self.COMPONENTS}
+        self._component_count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        for name in self.COMPONENTS:
+            value = getattr(outputs, name, None)
+            if value is not None:
+                self._component_sums[name] += float(value.detach())
+        self._component_count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs, *args, **kwargs):
+        if self._component_count and "loss" in logs:
+            for name, total in self._component_sums.items():
+                logs[name] = round(total / self._component_count, 4)
+            self._component_sums = {name: 0.0 for name in self.COMPONENTS}
+            self._component_count = 0
+        super().log(logs, *args, **kwargs)

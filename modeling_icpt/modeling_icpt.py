@@ -1,0 +1,459 @@
+"""ICPT: in-context prompt tuning for a frozen vision-language model.
+
+Read top to bottom: the output type; the model (construction, saving and loading the projector
+alone, encoding concepts, filling the prompt slots, forward, generate).
+
+How prompts reach the frozen backbone: the processor writes, for each concept, its label followed
+by `length` reserved `<icpt>` tokens ("<bo> is <icpt><icpt><icpt>."). Two hooks on the backbone's
+input-embedding layer swap those tokens' embeddings for the projector's rows. `input_ids` keep their
+length, so attention masks, image-token scatter, Qwen's M-RoPE positions and the KV cache are the
+backbone's own, and `generate()` is the backbone's own `generate()`.
+"""
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoTokenizer, GenerationMixin, PreTrainedModel
+from transformers.utils import ModelOutput, cached_file
+
+from .concept_bank import ConceptBank
+from .concept_losses import (
+    environment_orthogonality_loss,
+    pooled_descriptors,
+    separation_loss,
+    subset_invariance_loss,
+)
+from .concept_projector import ConceptProjector, concept_complexity, prompt_lengths
+from .configuration_icpt import ICPTConfig
+from .reference_features import (
+    backbone_family,
+    num_vision_layers,
+    reference_features,
+    text_hidden_size,
+    vision_hidden_size,
+)
+
+# keys of the processor's output that describe references rather than the query
+REFERENCE_PREFIX = "reference_"
+CONCEPT_KEYS = ("concept_names", "concept_name_ids", "concept_name_mask")
+# keyword arguments of `from_pretrained` that locate files rather than configure the backbone
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+@dataclass
+class ICPTOutput(ModelOutput):
+    """
+    Args:
+        loss: total training loss, `lm_loss + decoupling_weight * decoupling_loss + separation_weight * separation_loss`.
+        logits: the backbone's next-token logits.
+        cache: the backbone's key/value cache.
+        lm_loss: cross-entropy on answer tokens.
+        decoupling_loss, separation_loss: the two regularizers (0 when not computed).
+        prompt_lengths: prompt rows per concept, in the order of the encoded concepts.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: object | None = None
+    lm_loss: torch.FloatTensor | None = None
+    decoupling_loss: torch.FloatTensor | None = None
+    separation_loss: torch.FloatTensor | None = None
+    prompt_lengths: torch.LongTensor | None = None
+
+
+class ICPTPreTrainedModel(PreTrainedModel):
+    config_class = ICPTConfig
+    base_model_prefix = "icpt"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+
+
+class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
+    """
+    A frozen image-text-to-text backbone (`self.vlm`) plus a trainable concept projector.
+
+    Example:
+
+    ```python
+    >>> from modeling_icpt import ICPTForConditionalGeneration
+    >>> from processing_icpt import ICPTProcessor
+    >>> processor = ICPTProcessor.from_pretrained("path/to/icpt-checkpoint")  # doctest: +SKIP
+    >>> model = ICPTForConditionalGeneration.from_pretrained("path/to/icpt-checkpoint")  # doctest: +SKIP
+    >>> bank = model.encode_concepts(**processor.prepare_references({"<bo>": ["bo1.jpg", "bo2.jpg"]}))  # doctest: +SKIP
+    >>> messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is <bo> here?"}]}]
+    >>> inputs = processor(messages=messages, images=[query_photo], concepts=bank)  # doctest: +SKIP
+    >>> answer = model.generate(**inputs, concepts=bank, max_new_tokens=20)  # doctest: +SKIP
+    ```
+    """
+
+    def __init__(self, config: ICPTConfig, vlm: PreTrainedModel | None = None):
+        super().__init__(config)
+        if vlm is None:
+            raise ValueError(
+                "ICPTForConditionalGeneration wraps a backbone: build one with "
+                "ICPTForConditionalGeneration.from_backbone(name_or_model) or load a checkpoint with from_pretrained(path)."
+            )
+        if config.prompt_token_id is None:
+            raise ValueError("config.prompt_token_id is not set: build the model with from_backbone(...).")
+        self.vlm = vlm
+        self.vlm.requires_grad_(False)
+        self.vlm.eval()
+        self.projector = ConceptProjector(config).to(self.vlm.get_input_embeddings().weight.device)
+        self.generation_config = vlm.generation_config
+        self._injection = None  # {prompts, prompt_concepts, input_ids} while a forward/generate runs
+        embeddings = self.vlm.get_input_embeddings()
+        embeddings.register_forward_pre_hook(self._hide_prompt_slots)
+        embeddings.register_forward_hook(self._fill_prompt_slots)
+        self.post_init()
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def from_backbone(cls, backbone, prompt_token_id: int | None = None, **config_overrides):
+        """
+        A fresh, untrained projector around a backbone (the counterpart of PEFT's `get_peft_model`).
+
+        Args:
+            backbone: a Hub id or local path of an `AutoModelForImageTextToText` checkpoint, or a loaded model.
+            prompt_token_id: id of the reserved prompt token in the backbone's tokenizer; found by
+                reserving the token in the backbone's tokenizer when `backbone` is a path. Pass
+                `ICPTProcessor.prompt_token_id` when `backbone` is a model object.
+            **config_overrides: any `ICPTConfig` field (e.g. `max_prompt_length=8`), plus `dtype`.
+        """
+        dtype = config_overrides.pop("dtype", None)
+        prompt_token = config_overrides.get("prompt_token", ICPTConfig.prompt_token)
+        if isinstance(backbone, (str, os.PathLike)):
+            name = str(backbone)
+            vlm = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype)
+            if prompt_token_id is None:
+                tokenizer = AutoTokenizer.from_pretrained(name)
+                tokenizer.add_tokens([prompt_token], special_tokens=True)
+                prompt_token_id = tokenizer.convert_tokens_to_ids(prompt_token)
+        else:
+            vlm, name = backbone, backbone.config.name_or_path or None
+            if prompt_token_id is None:
+                raise ValueError("from_backbone(model) needs prompt_token_id=processor.prompt_token_id.")
+        vlm_config = vlm.config
+        depth = num_vision_layers(vlm_config)
+        embedding_norms = vlm.get_input_embeddings().weight.detach().float().norm(dim=-1)
+        config = ICPTConfig(
+            base_model_name_or_path=name,
+            backbone_model_type=backbone_family(vlm_config),
+            text_hidden_size=text_hidden_size(vlm_config),
+            vision_hidden_size=vision_hidden_size(vlm_config),
+            vision_layers=config_overrides.pop("vision_layers", [depth // 2, -1] if depth >= 2 else [-1]),
+            prompt_norm=float(embedding_norms.median()),
+            prompt_token_id=prompt_token_id,
+            **config_overrides,
+        )
+        return cls(config, vlm)
+
+    def train(self, mode: bool = True):
+        # the backbone is frozen: keep its dropout off even while the projector trains
+        super().train(mode)
+        self.vlm.eval()
+        return self
+
+    # ---------------------------------------------------------------- projector-only checkpoints
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Write the projector's weights, `config.json` and the code files -- never the backbone.
+
+        The folder is written next to its destination and renamed into place, so an interrupted
+        save never leaves a half-written checkpoint.
+        """
+        save_directory = Path(save_directory)
+        if kwargs.get("push_to_hub"):
+            raise ValueError("Use model.push_to_hub(repo_id): it uploads the projector and then writes the ICPT model card.")
+        save_directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp-"))
+        try:
+            state_dict = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+            super().save_pretrained(staging, state_dict=state_dict, **kwargs)
+            if save_directory.exists():
+                previous = save_directory.with_name(f".{save_directory.name}.old-{os.getpid()}")
+                os.replace(save_directory, previous)
+                os.replace(staging, save_directory)
+                shutil.rmtree(previous)
+            else:
+                os.replace(staging, save_directory)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, backbone=None, **kwargs):
+        """
+        Load the backbone named in the checkpoint's config (or the one given as `backbone`), then the projector.
+
+        Keyword arguments such as `dtype`, `device_map` or `attn_implementation` go to the backbone's
+        `from_pretrained`; hub arguments (`revision`, `cache_dir`, `token`, ...) are used for both.
+        """
+        path = str(pretrained_model_name_or_path)
+        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
+        kwargs.pop("trust_remote_code", None)
+        if not isinstance(config, ICPTConfig):
+            config = ICPTConfig.from_pretrained(path, **hub_kwargs)
+        if backbone is None:
+            if not config.base_model_name_or_path:
+                raise ValueError(f"{path}/config.json names no backbone (base_model_name_or_path): pass backbone=...")
+            backbone_hub_kwargs = {k: v for k, v in hub_kwargs.items() if k != "subfolder"}
+            backbone = AutoModelForImageTextToText.from_pretrained(
+                config.base_model_name_or_path, **backbone_hub_kwargs, **kwargs
+            )
+        width = text_hidden_size(backbone.config)
+        if width != config.text_hidden_size:
+            raise ValueError(
+                f"The projector in {path} was trained for a backbone with {config.text_hidden_size}-wide embeddings, "
+                f"but {backbone.config.name_or_path or 'the given backbone'} has {width}: load it with the backbone it was trained for "
+                f"({config.base_model_name_or_path})."
+            )
+        model = cls(config, backbone)
+        weights_file = cached_file(path, "model.safetensors", **hub_kwargs)
+        from safetensors.torch import load_file
+
+        state_dict = load_file(weights_file)
+        expected = {f"projector.{k}" for k in model.projector.state_dict()}
+        missing, unexpected = sorted(expected - state_dict.keys()), sorted(state_dict.keys() - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"The checkpoint {path} does not match this projector: missing keys {missing[:8]}"
+                f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}. "
+                "It was saved by a different ICPT configuration or is corrupt; re-save it with save_pretrained."
+            )
+        prefix = len("projector.")
+        model.projector.load_state_dict({k[prefix:]: v for k, v in state_dict.items()})
+        model.projector.to(backbone.get_input_embeddings().weight.device)
+        return model
+
+    # ---------------------------------------------------------------- encoding concepts
+
+    def _encode(self, concept_name_ids, concept_name_mask, reference_concept_index, **image_inputs):
+        """Run the frozen vision tower and the projector on every reference; no length rule yet.
+
+        Returns the projector's rows `(C, max_prompt_length, d_lm)`, the projector's padded inputs
+        (for the regularizers, which re-run it on subsets of references) and each concept's complexity.
+        """
+        features = reference_features(self.vlm, image_inputs, self.config.vision_layers)
+        num_concepts = concept_name_ids.shape[0]
+        per_concept = [[] for _ in range(num_concepts)]
+        for feature, concept in zip(features, reference_concept_index.tolist()):
+            per_concept[concept].append(feature)
+        if any(len(refs) == 0 for refs in per_concept):
+            raise ValueError("Every concept needs at least one reference image.")
+        if max(len(refs) for refs in per_concept) > self.config.max_references:
+            raise ValueError(
+                f"A concept has more than {self.config.max_references} reference images (config.max_references)."
+            )
+        device = self.projector.queries.device
+        length = max(sum(f.shape[0] for f in refs) for refs in per_concept)
+        width = features[0].shape[-1]
+        patches = features[0].new_zeros(num_concepts, length, width)
+        patch_mask = torch.zeros(num_concepts, length, dtype=torch.bool, device=patches.device)
+        reference_index = torch.zeros(num_concepts, length, dtype=torch.long, device=patches.device)
+        for c, refs in enumerate(per_concept):
+            start = 0
+            for i, feature in enumerate(refs):
+                end = start + feature.shape[0]
+                patches[c, start:end], patch_mask[c, start:end], reference_index[c, start:end] = feature, True, i
+                start = end
+        name_embeddings = self.vlm.get_input_embeddings()(concept_name_ids.to(device)).float()
+        name_mask = concept_name_mask.to(device).unsqueeze(-1).float()
+        name_embeddings = (name_embeddings * name_mask).sum(1) / name_mask.sum(1).clamp_min(1)
+        inputs = {
+            "patch_features": patches.to(device),
+            "patch_mask": patch_mask.to(device),
+            "reference_index": reference_index.to(device),
+            "name_embeddings": name_embeddings,
+        }
+        complexity = torch.stack([concept_complexity(torch.cat(refs)) for refs in per_concept])
+        return self.projector(**inputs), inputs, complexity.to(device)
+
+    @torch.no_grad()
+    def encode_concepts(self, concept_names, concept_name_ids, concept_name_mask, reference_concept_index,
+                        **image_inputs) -> ConceptBank:
+        """
+        Encode concepts once, from the processor's `prepare_references(...)` output, into a `ConceptBank`.
+
+        Example:
+
+        ```python
+        >>> bank = model.encode_concepts(**processor.prepare_references({"<bo>": [img1, img2], "<kiki>": [img3]}))  # doctest: +SKIP
+        >>> bank.lengths  # doctest: +SKIP
+        {'<bo>': 6, '<kiki>': 3}
+        ```
+        """
+        image_inputs = {k[len(REFERENCE_PREFIX):]: v for k, v in image_inputs.items() if k.startswith(REFERENCE_PREFIX)}
+        rows, _, complexity = self._encode(concept_name_ids, concept_name_mask, reference_concept_index, **image_inputs)
+        lengths = prompt_lengths(complexity, self.config)
+        descriptors = torch.stack([rows[c, : lengths[c]].mean(0) for c in range(rows.shape[0])])
+        return ConceptBank(concept_names, rows, lengths, complexity, descriptors, self.config.base_model_name_or_path)
+
+    # ---------------------------------------------------------------- filling the prompt slots
+
+    def _slot_rows(self, input_ids, prompts, prompt_concepts):
+        """The rows for every prompt slot of `input_ids`, in row-major order.
+
+        Each run of consecutive slot tokens in a sequence is one concept occurrence; the j-th run of
+        sequence b takes its rows from concept `prompt_concepts[b, j]`, first row first.
+        """
+        is_slot = input_ids == self.config.prompt_token_id
+        if prompt_concepts is None:
+            raise ValueError("input_ids contain ICPT prompt slots but no prompt_concepts: build inputs with ICPTProcessor.")
+        if prompt_concepts.shape[0] != input_ids.shape[0]:
+            # generate() repeats each sequence for beams / num_return_sequences
+            prompt_concepts = prompt_concepts.repeat_interleave(input_ids.shape[0] // prompt_concepts.shape[0], dim=0)
+        prompt_concepts = prompt_concepts.to(input_ids.device)
+        previous = torch.nn.functional.pad(is_slot[:, :-1], (1, 0), value=False)
+        starts = is_slot & ~previous
+        run = starts.long().cumsum(dim=1) - 1
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        offset = positions - torch.where(starts, positions, 0).cummax(dim=1).values
+        runs_per_sequence = starts.sum(dim=1)
+        concepts_per_sequence = (prompt_concepts >= 0).sum(dim=1)
+        if not torch.equal(runs_per_sequence, concepts_per_sequence):
+            raise ValueError(
+                f"Each sequence has {runs_per_sequence.tolist()} runs of prompt slots but prompt_concepts names "
+                f"{concepts_per_sequence.tolist()} concepts: build text and prompt_concepts with the same ICPTProcessor call."
+            )
+        if is_slot.any() and int(offset[is_slot].max()) >= prompts.shape[1]:
+            raise ValueError(f"A concept has more prompt slots than its {prompts.shape[1]} prompt rows.")
+        concept = prompt_concepts.gather(1, run.clamp_min(0))
+        if is_slot.any() and int(concept[is_slot].max()) >= prompts.shape[0]:
+            raise ValueError(f"prompt_concepts refers to concept {int(concept[is_slot].max())} of only {prompts.shape[0]}.")
+        return prompts[concept[is_slot], offset[is_slot]]
+
+    def _hide_prompt_slots(self, module, args):
+        if self._injection is None:
+            return None
+        input_ids = args[0]
+        self._injection["input_ids"] = input_ids
+        # the reserved token may lie beyond the backbone's vocabulary: look up a real token in its place
+        return (input_ids.masked_fill(input_ids == self.config.prompt_token_id, 0),) + tuple(args[1:])
+
+    def _fill_prompt_slots(self, module, args, output):
+        if self._injection is None:
+            return None
+        input_ids = self._injection["input_ids"]
+        is_slot = input_ids == self.config.prompt_token_id
+        if not is_slot.any():  # decoding steps after the first see only new tokens
+            return None
+        rows = self._slot_rows(input_ids, self._injection["prompts"], self._injection["prompt_concepts"])
+        output = output.clone()
+        output[is_slot] = rows.to(output.dtype)
+        return output
+
+    @contextmanager
+    def _prompts_injected(self, input_ids, prompts, prompt_concepts):
+        if input_ids is not None and (input_ids == self.config.prompt_token_id).any():
+            if prompts is None:
+                raise ValueError(
+                    "input_ids contain ICPT prompt slots but no concepts were given: pass concepts=bank "
+                    "(from model.encode_concepts) or the reference inputs the processor returned."
+                )
+            self._slot_rows(input_ids, prompts, prompt_concepts)  # validate before the backbone runs
+        self._injection = {"prompts": prompts, "prompt_concepts": prompt_concepts, "input_ids": None}
+        try:
+            yield
+        finally:
+            self._injection = None
+
+    def _prompts(self, concepts, concept_name_ids, concept_name_mask, image_inputs):
+        """Prompt rows to inject: a `ConceptBank`'s, or freshly encoded from the references given with the query."""
+        if concepts is not None:
+            if concepts.hidden_size != self.config.text_hidden_size:
+                raise ValueError(
+                    f"This ConceptBank holds {concepts.hidden_size}-wide prompts but the backbone's embeddings are "
+                    f"{self.config.text_hidden_size} wide: it was made for another backbone; re-encode the concepts with this model."
+                )
+            return concepts.prompts.to(self.projector.queries.device), None
+        if concept_name_ids is None:
+            return None, None
+        concept_index = image_inputs.pop("concept_index")
+        rows, projector_inputs, complexity = self._encode(concept_name_ids, concept_name_mask, concept_index, **image_inputs)
+        return rows, (projector_inputs, complexity)
+
+    @staticmethod
+    def _split_reference_inputs(kwargs):
+        return {k[len(REFERENCE_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(REFERENCE_PREFIX)}
+
+    # ---------------------------------------------------------------- forward and generate
+
+    def forward(self, input_ids=None, labels=None, prompt_concepts=None, concepts: ConceptBank | None = None,
+                concept_names=None, concept_name_ids=None, concept_name_mask=None, **kwargs) -> ICPTOutput:
+        """
+        The backbone's forward pass with each concept's prompt rows in its slots.
+
+        Concepts come either as `concepts=` (a `ConceptBank`) or as the reference inputs the
+        processor returns with the query (training: gradients then flow into the projector).
+        With `labels`, `loss` is the LM loss on answer tokens plus the weighted regularizers.
+        """
+        image_inputs = self._split_reference_inputs(kwargs)
+        prompts, encoding = self._prompts(concepts, concept_name_ids, concept_name_mask, image_inputs)
+        with self._prompts_injected(input_ids, prompts, prompt_concepts):
+            outputs = self.vlm(input_ids=input_ids, labels=labels, **kwargs)
+        result = ICPTOutput(logits=outputs.logits, cache=getattr(outputs, "cache", None),
+                            lm_loss=outputs.loss)
+        if concepts is not None:
+            result.prompt_lengths = concepts._lengths
+        if encoding is not None:
+            projector_inputs, complexity = encoding
+            result.prompt_lengths = prompt_lengths(complexity, self.config)
+            if labels is not None:
+                result.decoupling_loss, result.separation_loss = self._regularizers(
+                    prompts, projector_inputs, result.prompt_lengths, concept_names)
+        if outputs.loss is not None:
+            result.loss = outputs.loss
+            if result.decoupling_loss is not None:
+                result.loss = (result.loss + self.config.decoupling_weight * result.decoupling_loss
+                               + self.config.separation_weight * result.separation_loss)
+        return result
+
+    def _regularizers(self, rows, projector_inputs, lengths, concept_names):
+        """L_dec (subset invariance + environment orthogonality) and L_sep, see docs/method.md."""
+        config = self.config
+        zero = rows.sum() * 0
+        z = pooled_descriptors(rows, lengths)
+        decoupling = zero
+        if config.decoupling_weight > 0:
+            mask, which = projector_inputs["patch_mask"], projector_inputs["reference_index"]
+            num_refs = torch.where(mask, which + 1, 0).amax(dim=1)  # references per concept
+            max_refs = int(num_refs.max())
+            # one projector pass for subsets A (even references), B (odd) and each single reference
+            views = [mask & (which % 2 == 0), mask & (which % 2 == 1)] + [mask & (which == i) for i in range(max_refs)]
+            batch = {k: v.repeat(len(views), *([1] * (v.dim() - 1))) for k, v in projector_inputs.items()}
+            batch["patch_mask"] = torch.cat(views)
+            view_rows = self.projector(**batch).view(len(views), *rows.shape)
+            view_z = torch.stack([pooled_descriptors(r, lengths) for r in view_rows])
+            invariance = subset_invariance_loss(view_z[0], view_z[1], valid=num_refs >= 2)
+            environment = view_z[2:].transpose(0, 1) - z.unsqueeze(1)  # (C, N, d): what photo i adds
+            present = torch.arange(max_refs, device=rows.device)[None, :] < num_refs[:, None]
+            decoupling = invariance + environment_orthogonality_loss(z, environment, present & (num_refs[:, None] >= 2))
+        separation = zero
+        if config.separation_weight > 0:
+            names = list(concept_names) if concept_names is not None else [str(i) for i in range(z.shape[0])]
+            separation = separation_loss(z, names, config.separation_margin)
+        return decoupling, separation
+
+    @torch.no_grad()
+    def generate(self, input_ids=None, prompt_concepts=None, concepts: ConceptBank | None = None, concept_names=None,
+                 concept_name_ids=None, concept_name_mask=None, **kwargs):
+        """
+        The backbone's own `generate()` with the concepts' prompt rows in their slots.
+
+        Pass `concepts=bank` (encoded once with `encode_concepts`) or the processor's reference
+        inputs; every other argument is the backbone's `generate()` argument. References are
+        encoded here once, before decoding starts, and never travel through the per-step inputs.
+        """
+        image_inputs = self._split_reference_inputs(kwargs)
+        prompts, _ = self._prompts(concepts, concept_name_ids, concept_name_mask, image_inputs)
+        with self._prompts_injected(input_ids, prompts, prompt_concepts):
+            return self.vlm.generate(input_ids=input_ids, **kwargs)
+
+
+__all__ = ["ICPTForConditionalGeneration", "ICPTPreTrainedModel", "ICPTOutput"]

@@ -1,0 +1,351 @@
+"""ICPT processor: the backbone's own processor, plus references and concept prompt slots."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from transformers import BatchFeature, ProcessorMixin
+
+from .backbone_processing import backbone_processor_config, build_backbone_processor, load_backbone_processor
+
+# a concept label is one word in angle brackets, like "<bo>" or "<my-mug>"
+LABEL_PATTERN = re.compile(r"<[^<>\s]+>")
+
+
+class ICPTInputError(ValueError):
+    """Bad input to ICPT (an unknown or repeated label, a missing or unreadable image, ...); the message says how to fix it."""
+
+
+class ICPTProcessor(ProcessorMixin):
+    r"""
+    Wraps a backbone's processor and adds personal concepts.
+
+    For each concept the text gets a short preamble, `"<bo> is <icpt><icpt><icpt>."`, whose
+    `<icpt>` slots the model fills with the concept's prompt rows; the number of slots is the
+    concept's prompt length (from a `ConceptBank`, or `prompt_lengths` when raw references are given).
+    The preamble opens the first user turn of a conversation, or the text.
+
+    Concepts come as
+    - `concepts=bank`: a `ConceptBank` from `model.encode_concepts` (inference: encode once, ask often), or
+    - `references={"<bo>": [img, ...], ...}` (or one such dict per sample): the reference images
+      are processed here and encoded by the model inside its forward pass (training).
+
+    Example:
+
+    ```python
+    >>> processor = ICPTProcessor.from_backbone("llava-hf/llava-1.5-7b-hf")  # doctest: +SKIP
+    >>> refs = processor.prepare_references({"<bo>": ["bo1.jpg", "bo2.jpg"]})  # doctest: +SKIP
+    >>> bank = model.encode_concepts(**refs)  # doctest: +SKIP
+    >>> messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is <bo> in this photo?"}]}]
+    >>> inputs = processor(messages=messages, images=[photo], concepts=bank)  # doctest: +SKIP
+    ```
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, backbone_processor_config=None,
+                 prompt_token="<icpt>", max_prompt_length=8, **kwargs):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+        if prompt_token not in tokenizer.get_vocab():
+            tokenizer.add_tokens([prompt_token], special_tokens=True)
+        self.prompt_token = prompt_token
+        self.max_prompt_length = max_prompt_length
+        self.backbone_processor_config = backbone_processor_config or {}
+        self.backbone_processor = build_backbone_processor(
+            image_processor, tokenizer, self.backbone_processor_config, chat_template=chat_template
+        )
+
+    @classmethod
+    def from_backbone(cls, name_or_path, prompt_token="<icpt>", max_prompt_length=8, **kwargs):
+        """An ICPT processor around a backbone's saved processor (reserves the prompt token in its tokenizer)."""
+        backbone = load_backbone_processor(name_or_path, **kwargs)
+        return cls(
+            image_processor=backbone.image_processor,
+            tokenizer=backbone.tokenizer,
+            chat_template=getattr(backbone, "chat_template", None),
+            backbone_processor_config=backbone_processor_config(backbone),
+            prompt_token=prompt_token,
+            max_prompt_length=max_prompt_length,
+        )
+
+    @property
+    def prompt_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.prompt_token)
+
+    # ---------------------------------------------------------------- references
+
+    def prepare_references(self, references) -> BatchFeature:
+        """
+        Check and process reference images, ready for `model.encode_concepts(**output)`.
+
+        Args:
+            references: `{label: [image, ...]}`, or a list of `{"name": label, "references": [image, ...]}`
+                (the episode format). Images are PIL images, numpy arrays or file paths.
+
+        Returns:
+            `BatchFeature` with `reference_*` (the backbone image processor's output for all images,
+            prefixed), `reference_concept_index` (which concept each image belongs to),
+            `concept_name_ids` / `concept_name_mask` (the tokenized labels) and `concept_names`.
+        """
+        concepts = self._concept_list(references)
+        return self._reference_features(concepts)
+
+    def _concept_list(self, references) -> list[tuple[str, list]]:
+        if isinstance(references, dict):
+            concepts = list(references.items())
+        elif isinstance(references, (list, tuple)):
+            concepts = []
+            for item in references:
+                if not isinstance(item, dict) or "name" not in item or "references" not in item:
+                    raise ICPTInputError(
+                        f"Each concept must be a dict with 'name' and 'references', got {type(item).__name__}."
+                    )
+                concepts.append((item["name"], item["references"]))
+        else:
+            raise ICPTInputError(
+                f"references must be {{label: [images]}} or a list of {{'name', 'references'}}, got {type(references).__name__}."
+            )
+        if not concepts:
+            raise ICPTInputError("No concepts given: pass at least one label with its reference images.")
+        seen = set()
+        for label, images in concepts:
+            self._check_label(label)
+            if label in seen:
+                raise ICPTInputError(f"The label {label!r} is given twice: each concept needs its own unique label.")
+            seen.add(label)
+            if images is None or isinstance(images, (str, Path, Image.Image)) or len(images) == 0:
+                if images is None or (not isinstance(images, (str, Path, Image.Image)) and len(images) == 0):
+                    raise ICPTInputError(f"The concept {label!r} has zero reference images: give it at least one photo.")
+                raise ICPTInputError(f"The references of {label!r} must be a list of images, got one {type(images).__name__}.")
+        return concepts
+
+    def _check_label(self, label):
+        if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label):
+            raise ICPTInputError(
+                f"Invalid concept label {label!r}: write labels as one word in angle brackets, like '<bo>'."
+            )
+        if label in self.tokenizer.all_special_tokens or label in self.tokenizer.get_added_vocab():
+            raise ICPTInputError(
+                f"The label {label!r} is a special token of the backbone's tokenizer: choose another name."
+            )
+
+    def _reference_features(self, concepts) -> BatchFeature:
+        images, concept_index = [], []
+        for c, (label, refs) in enumerate(concepts):
+            for ref in refs:
+                images.append(load_image(ref, f"reference image of {label}"))
+                concept_index.append(c)
+        pixels = self.image_processor(images=images, return_tensors="pt")
+        names = [label for label, _ in concepts]
+        tokens = self.tokenizer(names, add_special_tokens=False, padding=True, return_tensors="pt")
+        data = {f"reference_{k}": v for k, v in pixels.items()}
+        data["reference_concept_index"] = torch.tensor(concept_index, dtype=torch.long)
+        data["concept_name_ids"] = tokens["input_ids"]
+        data["concept_name_mask"] = tokens["attention_mask"]
+        features = BatchFeature(data=data)
+        features["concept_names"] = names  # a list of strings: kept out of tensor conversion
+        return features
+
+    # ---------------------------------------------------------------- queries
+
+    def __call__(self, text=None, images=None, messages=None, concepts=None, references=None, prompt_lengths=None,
+                 add_generation_prompt=True, return_tensors="pt", **kwargs) -> BatchFeature:
+        """
+        Process query text (or chat messages) and images, with each concept's prompt slots.
+
+        Args:
+            text: a string or a list of strings (one per sample), already in the backbone's prompt
+                format, containing its image placeholders. Use `messages` to let the chat template format it.
+            images: the query images; per sample a list (or `None` for text-only samples).
+            messages: a conversation (list of `{"role", "content"}`) or a list of conversations, formatted
+                with the backbone's chat template; `{"type": "image"}` parts mark where images go.
+            concepts: a `ConceptBank` (every sample gets all its concepts).
+            references: `{label: [images]}` for all samples, or a list with one such dict per sample.
+            prompt_lengths: with `references` only: slots per concept, an int or `{label: int}` (or one per
+                sample); defaults to `max_prompt_length`.
+            add_generation_prompt: with `messages`: end with the assistant's turn opener.
+            **kwargs: passed to the backbone's processor (e.g. `padding_side="left"`).
+
+        Returns:
+            `BatchFeature` with the backbone processor's outputs, `prompt_concepts` (for each sample,
+            the index of the concept behind each run of slots, -1 padded), and with `references` the
+            reference inputs of `prepare_references`.
+        """
+        if (text is None) == (messages is None):
+            raise ICPTInputError("Pass exactly one of text= or messages=.")
+        if concepts is not None and references is not None:
+            raise ICPTInputError("Pass concepts= (a ConceptBank) or references=, not both.")
+        if messages is not None:
+            conversations = [messages] if messages and isinstance(messages[0], dict) else list(messages)
+            batch_size = len(conversations)
+        else:
+            texts = [text] if isinstance(text, str) else list(text)
+            batch_size = len(texts)
+
+        per_sample, reference_inputs = self._sample_concepts(batch_size, concepts, references, prompt_lengths)
+        if messages is not None:
+            for conversation, sample in zip(conversations, per_sample):
+                self._check_mentions(_message_texts(conversation), sample)
+            texts = [
+                self.tokenizer.apply_chat_template(
+                    _with_preamble(conversation, self._preamble(sample)), tokenize=False,
+                    add_generation_prompt=add_generation_prompt, chat_template=self.chat_template,
+                )
+                for conversation, sample in zip(conversations, per_sample)
+            ]
+        else:
+            for t, sample in zip(texts, per_sample):
+                self._check_mentions([t], sample)
+            texts = [self._preamble(sample) + t for t, sample in zip(texts, per_sample)]
+
+        if images is not None:
+            images = [[load_image(im, "query image") for im in (sample or [])] if isinstance(sample, (list, tuple))
+                      else [load_image(sample, "query image")] if sample is not None else []
+                      for sample in (images if isinstance(images, (list, tuple)) else [images])]
+            if len(images) != batch_size:
+                raise ICPTInputError(f"Got {batch_size} texts but {len(images)} image lists: give one list per sample.")
+            if all(len(sample) == 0 for sample in images):
+                images = None
+        outputs = self.backbone_processor(text=texts, images=images, return_tensors=return_tensors, padding=True, **kwargs)
+        most = max((len(sample) for sample in per_sample), default=0)
+        prompt_concepts = torch.full((batch_size, max(most, 1)), -1, dtype=torch.long)
+        for b, sample in enumerate(per_sample):
+            for j, (_, index, _) in enumerate(sample):
+                prompt_concepts[b, j] = index
+        outputs["prompt_concepts"] = prompt_concepts
+        if reference_inputs is not None:
+            names = reference_inputs.pop("concept_names")
+            outputs.update(reference_inputs)
+            outputs["concept_names"] = names
+        return outputs
+
+    def _sample_concepts(self, batch_size, concepts, references, prompt_lengths):
+        """For each sample, its concepts as (label, index in the model's concept list, slot count)."""
+        if concepts is not None:
+            if prompt_lengths is not None:
+                raise ICPTInputError("prompt_lengths applies to references=; a ConceptBank carries its own lengths.")
+            lengths = concepts.lengths
+            sample = [(label, i, lengths[label]) for i, label in enumerate(concepts.labels)]
+            return [sample] * batch_size, None
+        if references is None:
+            return [[] for _ in range(batch_size)], None
+        per_sample_refs = [references] * batch_size if isinstance(references, dict) else list(references)
+        if len(per_sample_refs) != batch_size:
+            raise ICPTInputError(f"Got {batch_size} samples but {len(per_sample_refs)} reference sets.")
+        if isinstance(prompt_lengths, (list, tuple)):
+            if len(prompt_lengths) != batch_size:
+                raise ICPTInputError(f"Got {batch_size} samples but {len(prompt_lengths)} prompt_lengths entries.")
+            per_sample_lengths = list(prompt_lengths)
+        else:
+            per_sample_lengths = [prompt_lengths] * batch_size
+        if isinstance(references, dict):  # shared by all samples: encode each concept once
+            shared = self._concept_list(references)
+            flat, per_sample = shared, []
+            for lengths in per_sample_lengths:
+                per_sample.append([(label, i, self._slot_count(label, lengths)) for i, (label, _) in enumerate(shared)])
+        else:
+            flat, per_sample = [], []
+            for refs, lengths in zip(per_sample_refs, per_sample_lengths):
+                sample = []
+                for label, images in self._concept_list(refs):
+                    sample.append((label, len(flat), self._slot_count(label, lengths)))
+                    flat.append((label, images))
+                per_sample.append(sample)
+        return per_sample, self._reference_features(flat)
+
+    def _slot_count(self, label, lengths):
+        count = lengths.get(label, self.max_prompt_length) if isinstance(lengths, dict) else (lengths or self.max_prompt_length)
+        if not 1 <= int(count) <= self.max_prompt_length:
+            raise ICPTInputError(f"Prompt length {count} for {label!r} is outside 1..{self.max_prompt_length}.")
+        return int(count)
+
+    def _preamble(self, sample) -> str:
+        if not sample:
+            return ""
+        return " ".join(f"{label} is {self.prompt_token * count}." for label, _, count in sample) + "\n"
+
+    def _check_mentions(self, texts, sample):
+        known = {label for label, _, _ in sample}
+        special = set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab())
+        for t in texts:
+            if self.prompt_token in t:
+                raise ICPTInputError(
+                    f"The text already contains the reserved prompt token {self.prompt_token!r}: "
+                    "the processor inserts it; write only the concept labels."
+                )
+            for mention in LABEL_PATTERN.findall(t):
+                if mention not in known and mention not in special:
+                    raise ICPTInputError(
+                        f"The text mentions {mention!r}, which is not among the given concepts {sorted(known)}: "
+                        "add its reference images (or encode it into the ConceptBank) or fix the label."
+                    )
+
+    def batch_decode(self, *args, **kwargs):
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.tokenizer.decode(*args, **kwargs)
+
+
+def _message_texts(conversation) -> list[str]:
+    texts = []
+    for message in conversation:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(part.get("text", "") for part in content if isinstance(part, dict))
+    return texts
+
+
+def _with_preamble(conversation, preamble):
+    """A copy of the conversation whose first user turn opens with the concept preamble."""
+    if not preamble:
+        return conversation
+    conversation = [dict(message) for message in conversation]
+    for message in conversation:
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                message["content"] = preamble + content
+            else:
+                message["content"] = [{"type": "text", "text": preamble}] + list(content or [])
+            return conversation
+    raise ICPTInputError("The conversation has no user turn to carry the concepts.")
+
+
+def load_image(image, what="image") -> Image.Image:
+    """An RGB PIL image from a PIL image, a numpy array or a file path; clear errors otherwise."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise ICPTInputError(f"The {what} {str(path)!r} does not exist: check the path.")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise ICPTInputError(
+                f"The {what} {str(path)!r} is not a readable image (corrupt or unsupported format): {error}."
+            ) from None
+    elif isinstance(image, np.ndarray):
+        image = Image.fromarray(_to_uint8(image))
+    elif not isinstance(image, Image.Image):
+        raise ICPTInputError(f"The {what} must be a PIL image, numpy array or file path, got {type(image).__name__}.")
+    if image.width < 1 or image.height < 1:
+        raise ICPTInputError(f"The {what} is empty ({image.width}x{image.height}).")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        image = Image.fromarray(_to_uint8(np.asarray(image)))
+    return image.convert("RGB")
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float64)
+    low, high = float(np.nanmin(array)) if array.size else 0.0, float(np.nanmax(array)) if array.size else 1.0
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.nan_to_num((array - low) * scale).clip(0, 255).astype(np.uint8)
+
+
+__all__ = ["ICPTProcessor", "ICPTInputError", "load_image"]

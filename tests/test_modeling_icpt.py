@@ -1,0 +1,254 @@
+"""ICPTForConditionalGeneration on a tiny random backbone of every supported family."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_backbones import FAMILIES, IMAGE_PLACEHOLDERS
+
+from modeling_icpt import ConceptBank, ICPTConfig, ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ICPTModelTester:
+    """Builds a tiny ICPT model + processor around a tiny backbone, and inputs for them."""
+
+    def __init__(self, family, backbone_dir, images):
+        torch.manual_seed(0)
+        self.family, self.images = family, images
+        self.processor = ICPTProcessor.from_backbone(backbone_dir, max_prompt_length=4)
+        self.model = ICPTForConditionalGeneration.from_backbone(
+            backbone_dir, max_prompt_length=4, min_prompt_length=2, projector_hidden_size=32,
+            projector_heads=2, projector_layers=1,
+        )
+        self.references = {"<bo>": images[:2], "<kiki>": images[2:3]}
+        self.text = f"{IMAGE_PLACEHOLDERS[family]}Is <bo> next to <kiki>?"
+
+    def bank(self):
+        return self.model.encode_concepts(**self.processor.prepare_references(self.references))
+
+    def query(self, **concepts):
+        return self.processor(text=[self.text], images=[[self.images[4]]], **concepts)
+
+    def language_model_inputs(self, inputs, **kwargs):
+        """The input embeddings the LM itself receives (after image scatter and prompt injection)."""
+        seen = {}
+
+        def capture(module, args, kwargs_):
+            seen["embeds"] = kwargs_["inputs_embeds"].detach().clone()
+
+        handle = self.model.vlm.get_decoder().register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            self.model(**inputs, **kwargs)
+        finally:
+            handle.remove()
+        return seen["embeds"]
+
+
+@pytest.fixture(params=FAMILIES)
+def tester(request, tiny_backbone_dirs, images):
+    return ICPTModelTester(request.param, tiny_backbone_dirs[request.param], images)
+
+
+def test_forward_loss_and_gradients_reach_only_the_projector(tester):
+    inputs = tester.query(references=tester.references)
+    labels = inputs["input_ids"].clone()
+    labels[labels == tester.processor.prompt_token_id] = -100
+    output = tester.model(**inputs, labels=labels)
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    with_grad = {name for name, p in tester.model.named_parameters() if p.grad is not None}
+    assert with_grad, "no parameter received a gradient"
+    assert all(name.startswith("projector.") for name in with_grad)
+    assert any(p.grad.abs().sum() > 0 for p in tester.model.projector.parameters() if p.grad is not None)
+    assert not any(p.requires_grad for p in tester.model.vlm.parameters())
+
+
+def test_prompt_slots_carry_exactly_the_projector_rows(tester):
+    bank = tester.bank()
+    inputs = tester.query(concepts=bank)
+    embeds = tester.language_model_inputs(inputs, concepts=bank)
+    slots = inputs["input_ids"][0] == tester.processor.prompt_token_id
+    expected = torch.cat([bank.rows("<bo>"), bank.rows("<kiki>")])
+    assert int(slots.sum()) == sum(bank.lengths.values())
+    torch.testing.assert_close(embeds[0, slots], expected.to(embeds.dtype))
+    # and nowhere else: the other positions are the backbone's own embeddings
+    plain = tester.language_model_inputs(tester.processor(text=[tester.text.replace("<bo>", "it").replace("<kiki>", "it")],
+                                                          images=[[tester.images[4]]]))
+    assert plain.shape[1] < embeds.shape[1]
+
+
+def test_generate_with_two_concepts(tester):
+    bank = tester.bank()
+    inputs = tester.query(concepts=bank)
+    out = tester.model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
+    assert out.shape[0] == 1 and out.shape[1] > inputs["input_ids"].shape[1]
+    # the same concepts given as raw references are encoded inside generate() to the same rows
+    raw = tester.query(references=tester.references, prompt_lengths=bank.lengths)
+    out_raw = tester.model.generate(**raw, max_new_tokens=5, do_sample=False)
+    assert torch.equal(out, out_raw)
+
+
+def test_without_concepts_generate_equals_the_backbone(tester):
+    text = f"{IMAGE_PLACEHOLDERS[tester.family]}What is in this photo?"
+    inputs = tester.processor(text=[text], images=[[tester.images[5]]])
+    ours = tester.model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    backbone_inputs = {k: v for k, v in inputs.items() if k != "prompt_concepts"}
+    theirs = tester.model.vlm.generate(**backbone_inputs, max_new_tokens=6, do_sample=False)
+    assert torch.equal(ours, theirs)
+
+
+def test_save_and_load_give_identical_generations(tester, tmp_path):
+    bank = tester.bank()
+    inputs = tester.query(concepts=bank)
+    before = tester.model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
+    tester.model.save_pretrained(tmp_path / "ckpt")
+    saved = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"config.json", "model.safetensors"} <= saved
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        assert all(key.startswith("projector.") for key in f.keys())
+    loaded = ICPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt")
+    loaded_bank = loaded.encode_concepts(**tester.processor.prepare_references(tester.references))
+    after = loaded.generate(**inputs, concepts=loaded_bank, max_new_tokens=5, do_sample=False)
+    assert torch.equal(before, after)
+    bank.save(tmp_path / "bank.safetensors")
+    reloaded = ConceptBank.load(tmp_path / "bank.safetensors")
+    assert torch.equal(loaded.generate(**inputs, concepts=reloaded, max_new_tokens=5, do_sample=False), before)
+
+
+def test_projector_is_a_small_fraction_of_the_backbone(tiny_backbone_dirs):
+    # tiny test backbones are narrower than the projector's default width: measure at the real proportions
+    model = ICPTForConditionalGeneration.from_backbone(tiny_backbone_dirs["llava"])
+    projector = sum(p.numel() for p in model.projector.parameters())
+    assert projector > 0
+    config = ICPTConfig(text_hidden_size=4096, vision_hidden_size=1024, vision_layers=[12, -1])
+    from modeling_icpt.concept_projector import ConceptProjector
+
+    llava_7b = 7.06e9
+    assert sum(p.numel() for p in ConceptProjector(config).parameters()) < 0.02 * llava_7b
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def llava(tiny_backbone_dirs, images):
+    return ICPTModelTester("llava", tiny_backbone_dirs["llava"], images)
+
+
+def test_bank_for_another_width_is_refused(llava):
+    bank = llava.bank()
+    wrong = ConceptBank(bank.labels, torch.zeros(2, 4, 7), bank._lengths, bank.complexity, torch.zeros(2, 7))
+    inputs = llava.query(concepts=wrong)
+    with pytest.raises(ValueError, match="made for another backbone"):
+        llava.model.generate(**inputs, concepts=wrong, max_new_tokens=2)
+
+
+def test_slots_without_concepts_are_refused(llava):
+    inputs = llava.query(concepts=llava.bank())
+    with pytest.raises(ValueError, match="no concepts were given"):
+        llava.model.generate(**inputs, max_new_tokens=2)
+
+
+def test_checkpoint_with_missing_keys_is_refused(llava, tmp_path):
+    llava.model.save_pretrained(tmp_path / "ckpt")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tmp_path / "ckpt" / "model.safetensors")
+    weights.pop(next(iter(weights)))
+    save_file(weights, tmp_path / "ckpt" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="missing keys"):
+        ICPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt")
+
+
+def test_backbone_of_another_width_is_refused(llava, tmp_path, tiny_backbone_dirs):
+    llava.model.save_pretrained(tmp_path / "ckpt")
+    config = ICPTConfig.from_pretrained(tmp_path / "ckpt")
+    config.text_hidden_size += 8
+    config.save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="trained for a backbone"):
+        ICPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt")
+
+
+def test_invalid_config_values_are_refused():
+    with pytest.raises(ValueError, match="min_prompt_length"):
+        ICPTConfig(min_prompt_length=9, max_prompt_length=8)
+    with pytest.raises(ValueError, match="divisible"):
+        ICPTConfig(projector_hidden_size=30, projector_heads=4)
+    with pytest.raises(ValueError, match="vision_layers"):
+        ICPTConfig(vision_layers=[0])
+
+
+def test_unsupported_backbone_names_the_supported_families():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=1))
+    with pytest.raises(ValueError, match="llava"):
+        ICPTForConditionalGeneration.from_backbone(llm, prompt_token_id=63)
+
+
+# ---------------------------------------------------------------- remote code
+
+
+def test_checkpoint_loads_as_remote_code_in_a_separate_process(llava, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    llava.model.save_pretrained(ckpt)
+    llava.processor.save_pretrained(ckpt)
+    bank = llava.bank()
+    inputs = llava.query(concepts=bank)
+    expected = llava.model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
+    torch.save({"expected": expected}, tmp_path / "expected.pt")
+    for i, image in enumerate(llava.images[:5]):
+        image.save(tmp_path / f"{i}.png")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from PIL import Image
+        assert not any(p.endswith("{REPO.name}") for p in sys.path if p), sys.path
+        for name in ("modeling_icpt", "processing_icpt", "icpt"):
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+            else:
+                raise SystemExit(f"{{name}} must not be importable here")
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        path = r"{ckpt}"
+        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        assert type(model).__name__ == "ICPTForConditionalGeneration", type(model)
+        assert type(processor).__name__ == "ICPTProcessor", type(processor)
+        img = [Image.open(r"{tmp_path}/%d.png" % i).convert("RGB") for i in range(5)]
+        bank = model.encode_concepts(**processor.prepare_references({{"<bo>": img[:2], "<kiki>": img[2:3]}}))
+        inputs = processor(text=[{llava.text!r}], images=[[img[4]]], concepts=bank)
+        out = model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
+        assert torch.equal(out, torch.load(r"{tmp_path}/expected.pt")["expected"]), (out,)
+        print("REMOTE-OK")
+    """)
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1"}
+    # -I: isolated mode, so neither the repository nor PYTHONPATH is on sys.path; the editable
+    # install's path hook is removed by running from a copy of the interpreter's site without it
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", _without_project_paths() + script],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert "REMOTE-OK" in result.stdout, result.stdout + result.stderr
+
+
+def _without_project_paths() -> str:
+    """Preamble for the child: the venv's site-packages, without the editable install of this project."""
+    import site
+
+    packages = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    return textwrap.dedent(f"""
+        import sys
+        sys.path[:] = [p for p in sys.path if p] + {packages!r}
+        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
+                             and "editable" not in type(f).__name__.lower()]
+    """)
