@@ -42,3 +42,14 @@ def random_image(seed: int, size=(40, 32), mode="RGB") -> Image.Image:
 def images():
     """A few small random RGB images of different sizes."""
     return [random_image(i, size=(32 + 8 * i, 40 - 4 * i)) for i in range(6)]
+
+
+@pytest.fixture(scope="session")
+def smollm2_llava_path():
+    """A LLaVA backbone whose language half is the real SmolLM2-135M-Instruct (converted once, cached)."""
+    from smollm2_backbone import build_smollm2_llava, smollm2_unavailable_reason
+
+    reason = smollm2_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return build_smollm2_llava()

@@ -252,3 +252,26 @@ def _without_project_paths() -> str:
         sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
                              and "editable" not in type(f).__name__.lower()]
     """)
+
+
+# ---------------------------------------------------------------- a real language model inside
+
+
+def test_real_language_model_keeps_its_text_through_icpt(smollm2_llava_path, images):
+    processor = ICPTProcessor.from_backbone(smollm2_llava_path, max_prompt_length=4)
+    model = ICPTForConditionalGeneration.from_backbone(smollm2_llava_path, max_prompt_length=4, projector_layers=1)
+    question = [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]}]
+    inputs = processor(messages=question)
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    answer = processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer, answer
+
+    # two concepts from an untrained projector, through the real tokenizer and chat template
+    bank = model.encode_concepts(**processor.prepare_references({"<bo>": images[:2], "<kiki>": images[2:4]}))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is <bo> next to <kiki>?"}]}]
+    inputs = processor(messages=messages, images=[[images[4]]], concepts=bank)
+    rendered = processor.decode(inputs["input_ids"][0])
+    assert "<bo> is <icpt>" in rendered and "<|im_start|>user" in rendered
+    out = model.generate(**inputs, concepts=bank, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    assert processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
