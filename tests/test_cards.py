@@ -72,6 +72,7 @@ def test_projector_card_metadata_and_text(with_results):
     assert "The ICPT generated world: 160 identities" in card.text
     assert "| mean | 6.25 |" in card.text and "| max | 16 |" in card.text
     assert 'from_pretrained("test-user/icpt-tiny", trust_remote_code=True)' in card.text
+    assert "model.encode_concepts(**processor.prepare_references(" in card.text  # the model's own API
     if with_results:
         assert data.eval_results == [EvalResult(**entry) for entry in HARNESS_RESULTS]
         assert data.to_dict()["model-index"][0]["name"] == "icpt-tiny"
