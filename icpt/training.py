@@ -61,7 +61,8 @@ class EpisodeCollator:
         self.min_prompt_length, self.max_prompt_length, self.seed = min_prompt_length, max_prompt_length, seed
 
     def __call__(self, episodes: list[dict]):
-        references = [[{"name": c["name"], "references": c["references"]} for c in e["concepts"]] for e in episodes]
+        references = [[{"name": c["name"], "references": c["references"], "masks": c.get("masks") or None}
+                       for c in e["concepts"]] for e in episodes]
         lengths = [drawn_prompt_lengths(e, self.min_prompt_length, self.max_prompt_length, self.seed) for e in episodes]
         images = [[e["image"]] if e.get("image") is not None else [] for e in episodes]
         batch = self.processor(

@@ -164,8 +164,9 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
     def save_pretrained(self, save_directory, **kwargs):
         """Write the projector's weights, `config.json` and the code files -- never the backbone.
 
-        The folder is written next to its destination and renamed into place, so an interrupted
-        save never leaves a half-written checkpoint.
+        Everything is written to a temporary folder next to the destination, then renamed into
+        place (the whole folder when it is new, each file otherwise), so an interrupted save never
+        leaves a half-written weights file.
         """
         save_directory = Path(save_directory)
         if kwargs.get("push_to_hub"):
@@ -173,13 +174,17 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         save_directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp-"))
         try:
-            state_dict = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+            # a state_dict handed in (Trainer under FSDP/DeepSpeed gathers one) is filtered the same way
+            given = kwargs.pop("state_dict", None)
+            if given is not None:
+                state_dict = {k: v for k, v in given.items() if k.startswith("projector.")}
+            else:
+                state_dict = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
             super().save_pretrained(staging, state_dict=state_dict, **kwargs)
             if save_directory.exists():
-                previous = save_directory.with_name(f".{save_directory.name}.old-{os.getpid()}")
-                os.replace(save_directory, previous)
-                os.replace(staging, save_directory)
-                shutil.rmtree(previous)
+                # keep what else the folder holds (a Trainer's checkpoint-N subfolders): replace file by file
+                for item in staging.iterdir():
+                    os.replace(item, save_directory / item.name)
             else:
                 os.replace(staging, save_directory)
         finally:
@@ -237,11 +242,13 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         """Run the frozen vision tower and the projector on every reference; no length rule yet.
 
         Returns the projector's rows `(C, max_prompt_length, d_lm)`, the projector's padded inputs
-        (for the regularizers, which re-run it on subsets of references) and each concept's complexity.
+        (the regularizers re-run it on subsets of references and on background-only views) and
+        each concept's complexity.
         """
+        background_inputs = {k[len("background_"):]: image_inputs.pop(k) for k in list(image_inputs)
+                             if k.startswith("background_")}
         features = reference_features(self.vlm, image_inputs, self.config.vision_layers)
-        num_concepts = concept_name_ids.shape[0]
-        per_concept = [[] for _ in range(num_concepts)]
+        per_concept = [[] for _ in range(concept_name_ids.shape[0])]
         for feature, concept in zip(features, reference_concept_index.tolist()):
             per_concept[concept].append(feature)
         if any(len(refs) == 0 for refs in per_concept):
@@ -251,28 +258,41 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
                 f"A concept has more than {self.config.max_references} reference images (config.max_references)."
             )
         device = self.projector.queries.device
+        name_embeddings = self.vlm.get_input_embeddings()(concept_name_ids.to(device)).float()
+        name_mask = concept_name_mask.to(device).unsqueeze(-1).float()
+        name_embeddings = (name_embeddings * name_mask).sum(1) / name_mask.sum(1).clamp_min(1)
+        inputs = self._projector_inputs(per_concept, name_embeddings)
+        if background_inputs:
+            # background-only view j shows the environment of reference `position[j]` of concept `concept[j]`
+            concept, position = background_inputs.pop("concept_index"), background_inputs.pop("position")
+            concept, position = concept.to(device), position.to(device)
+            views = reference_features(self.vlm, background_inputs, self.config.vision_layers)
+            view_inputs = self._projector_inputs([[v] for v in views], name_embeddings[concept])
+            view_inputs["reference_index"] = position[:, None].expand_as(view_inputs["reference_index"])
+            inputs["background"] = (view_inputs, concept, position)
+        complexity = torch.stack([concept_complexity(torch.cat(refs)) for refs in per_concept])
+        projector_inputs = {k: v for k, v in inputs.items() if k != "background"}
+        return self.projector(**projector_inputs), inputs, complexity.to(device)
+
+    def _projector_inputs(self, per_concept, name_embeddings):
+        """Pad each concept's patches (all its references, one after another) into the projector's inputs."""
+        device = self.projector.queries.device
         length = max(sum(f.shape[0] for f in refs) for refs in per_concept)
-        width = features[0].shape[-1]
-        patches = features[0].new_zeros(num_concepts, length, width)
-        patch_mask = torch.zeros(num_concepts, length, dtype=torch.bool, device=patches.device)
-        reference_index = torch.zeros(num_concepts, length, dtype=torch.long, device=patches.device)
+        patches = per_concept[0][0].new_zeros(len(per_concept), length, per_concept[0][0].shape[-1])
+        patch_mask = torch.zeros(len(per_concept), length, dtype=torch.bool, device=patches.device)
+        reference_index = torch.zeros(len(per_concept), length, dtype=torch.long, device=patches.device)
         for c, refs in enumerate(per_concept):
             start = 0
             for i, feature in enumerate(refs):
                 end = start + feature.shape[0]
                 patches[c, start:end], patch_mask[c, start:end], reference_index[c, start:end] = feature, True, i
                 start = end
-        name_embeddings = self.vlm.get_input_embeddings()(concept_name_ids.to(device)).float()
-        name_mask = concept_name_mask.to(device).unsqueeze(-1).float()
-        name_embeddings = (name_embeddings * name_mask).sum(1) / name_mask.sum(1).clamp_min(1)
-        inputs = {
+        return {
             "patch_features": patches.to(device),
             "patch_mask": patch_mask.to(device),
             "reference_index": reference_index.to(device),
             "name_embeddings": name_embeddings,
         }
-        complexity = torch.stack([concept_complexity(torch.cat(refs)) for refs in per_concept])
-        return self.projector(**inputs), inputs, complexity.to(device)
 
     @torch.no_grad()
     def encode_concepts(self, concept_names, concept_name_ids, concept_name_mask, reference_concept_index,
@@ -421,19 +441,29 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         z = pooled_descriptors(rows, lengths)
         decoupling = zero
         if config.decoupling_weight > 0:
-            mask, which = projector_inputs["patch_mask"], projector_inputs["reference_index"]
+            background = projector_inputs.get("background")
+            inputs = {k: v for k, v in projector_inputs.items() if k != "background"}
+            mask, which = inputs["patch_mask"], inputs["reference_index"]
             num_refs = torch.where(mask, which + 1, 0).amax(dim=1)  # references per concept
             max_refs = int(num_refs.max())
             # one projector pass for subsets A (even references), B (odd) and each single reference
             views = [mask & (which % 2 == 0), mask & (which % 2 == 1)] + [mask & (which == i) for i in range(max_refs)]
-            batch = {k: v.repeat(len(views), *([1] * (v.dim() - 1))) for k, v in projector_inputs.items()}
+            batch = {k: v.repeat(len(views), *([1] * (v.dim() - 1))) for k, v in inputs.items()}
             batch["patch_mask"] = torch.cat(views)
             view_rows = self.projector(**batch).view(len(views), *rows.shape)
             view_z = torch.stack([pooled_descriptors(r, lengths) for r in view_rows])
             invariance = subset_invariance_loss(view_z[0], view_z[1], valid=num_refs >= 2)
             environment = view_z[2:].transpose(0, 1) - z.unsqueeze(1)  # (C, N, d): what photo i adds
             present = torch.arange(max_refs, device=rows.device)[None, :] < num_refs[:, None]
-            decoupling = invariance + environment_orthogonality_loss(z, environment, present & (num_refs[:, None] >= 2))
+            valid = present & (num_refs[:, None] >= 2)
+            if background is not None:
+                # a background-only view shows the environment itself: use it where one exists
+                view_inputs, concept, position = background
+                background_rows = self.projector(**view_inputs)
+                background_z = pooled_descriptors(background_rows, lengths[concept])
+                environment = environment.index_put((concept, position), background_z - z[concept])
+                valid = valid.index_put((concept, position), torch.ones_like(concept, dtype=torch.bool))
+            decoupling = invariance + environment_orthogonality_loss(z, environment, valid)
         separation = zero
         if config.separation_weight > 0:
             names = list(concept_names) if concept_names is not None else [str(i) for i in range(z.shape[0])]

@@ -80,19 +80,23 @@ class ICPTProcessor(ProcessorMixin):
 
         Args:
             references: `{label: [image, ...]}`, or a list of `{"name": label, "references": [image, ...]}`
-                (the episode format). Images are PIL images, numpy arrays or file paths.
+                (the episode format), optionally with `"masks": [mask, ...]` aligned with the references
+                (non-zero = the concept). Images are PIL images, numpy arrays or file paths.
 
         Returns:
             `BatchFeature` with `reference_*` (the backbone image processor's output for all images,
             prefixed), `reference_concept_index` (which concept each image belongs to),
-            `concept_name_ids` / `concept_name_mask` (the tokenized labels) and `concept_names`.
+            `concept_name_ids` / `concept_name_mask` (the tokenized labels) and `concept_names`. Where
+            masks are given, also `reference_background_*`: each masked reference with the concept painted
+            out (its background-only view), with `reference_background_concept_index` / `_position`.
         """
         concepts = self._concept_list(references)
         return self._reference_features(concepts)
 
-    def _concept_list(self, references) -> list[tuple[str, list]]:
+    def _concept_list(self, references) -> list[tuple[str, list, list | None]]:
+        """`[(label, images, masks or None)]`, checked."""
         if isinstance(references, dict):
-            concepts = list(references.items())
+            concepts = [(label, images, None) for label, images in references.items()]
         elif isinstance(references, (list, tuple)):
             concepts = []
             for item in references:
@@ -100,7 +104,7 @@ class ICPTProcessor(ProcessorMixin):
                     raise ICPTInputError(
                         f"Each concept must be a dict with 'name' and 'references', got {type(item).__name__}."
                     )
-                concepts.append((item["name"], item["references"]))
+                concepts.append((item["name"], item["references"], item.get("masks") or None))
         else:
             raise ICPTInputError(
                 f"references must be {{label: [images]}} or a list of {{'name', 'references'}}, got {type(references).__name__}."
@@ -108,7 +112,7 @@ class ICPTProcessor(ProcessorMixin):
         if not concepts:
             raise ICPTInputError("No concepts given: pass at least one label with its reference images.")
         seen = set()
-        for label, images in concepts:
+        for label, images, masks in concepts:
             self._check_label(label)
             if label in seen:
                 raise ICPTInputError(f"The label {label!r} is given twice: each concept needs its own unique label.")
@@ -117,6 +121,10 @@ class ICPTProcessor(ProcessorMixin):
                 if images is None or (not isinstance(images, (str, Path, Image.Image)) and len(images) == 0):
                     raise ICPTInputError(f"The concept {label!r} has zero reference images: give it at least one photo.")
                 raise ICPTInputError(f"The references of {label!r} must be a list of images, got one {type(images).__name__}.")
+            if masks is not None and len(masks) != len(images):
+                raise ICPTInputError(
+                    f"The concept {label!r} has {len(images)} reference images but {len(masks)} masks: give one mask per image, or none."
+                )
         return concepts
 
     def _check_label(self, label):
@@ -130,16 +138,25 @@ class ICPTProcessor(ProcessorMixin):
             )
 
     def _reference_features(self, concepts) -> BatchFeature:
-        images, concept_index = [], []
-        for c, (label, refs) in enumerate(concepts):
-            for ref in refs:
+        images, concept_index, backgrounds, background_index, background_position = [], [], [], [], []
+        for c, (label, refs, masks) in enumerate(concepts):
+            for i, ref in enumerate(refs):
                 images.append(load_image(ref, f"reference image of {label}"))
                 concept_index.append(c)
+                if masks is not None:
+                    backgrounds.append(background_view(images[-1], load_mask(masks[i], images[-1].size, label)))
+                    background_index.append(c)
+                    background_position.append(i)
         pixels = self.image_processor(images=images, return_tensors="pt")
-        names = [label for label, _ in concepts]
+        names = [label for label, _, _ in concepts]
         tokens = self.tokenizer(names, add_special_tokens=False, padding=True, return_tensors="pt")
         data = {f"reference_{k}": v for k, v in pixels.items()}
         data["reference_concept_index"] = torch.tensor(concept_index, dtype=torch.long)
+        if backgrounds:
+            views = self.image_processor(images=backgrounds, return_tensors="pt")
+            data.update({f"reference_background_{k}": v for k, v in views.items()})
+            data["reference_background_concept_index"] = torch.tensor(background_index, dtype=torch.long)
+            data["reference_background_position"] = torch.tensor(background_position, dtype=torch.long)
         data["concept_name_ids"] = tokens["input_ids"]
         data["concept_name_mask"] = tokens["attention_mask"]
         features = BatchFeature(data=data)
@@ -242,14 +259,14 @@ class ICPTProcessor(ProcessorMixin):
             shared = self._concept_list(references)
             flat, per_sample = shared, []
             for lengths in per_sample_lengths:
-                per_sample.append([(label, i, self._slot_count(label, lengths)) for i, (label, _) in enumerate(shared)])
+                per_sample.append([(label, i, self._slot_count(label, lengths)) for i, (label, _, _) in enumerate(shared)])
         else:
             flat, per_sample = [], []
             for refs, lengths in zip(per_sample_refs, per_sample_lengths):
                 sample = []
-                for label, images in self._concept_list(refs):
+                for label, images, masks in self._concept_list(refs):
                     sample.append((label, len(flat), self._slot_count(label, lengths)))
-                    flat.append((label, images))
+                    flat.append((label, images, masks))
                 per_sample.append(sample)
         return per_sample, self._reference_features(flat)
 
@@ -337,6 +354,23 @@ def load_image(image, what="image") -> Image.Image:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         image = Image.fromarray(_to_uint8(np.asarray(image)))
     return image.convert("RGB")
+
+
+def load_mask(mask, size, label) -> np.ndarray:
+    """A boolean `(height, width)` array (True = the concept) at the reference image's size."""
+    mask = load_image(mask, f"mask of {label}").convert("L")
+    if mask.size != size:
+        mask = mask.resize(size, Image.NEAREST)
+    return np.asarray(mask) > 0
+
+
+def background_view(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """The reference with the concept painted out in the mean colour of its surroundings."""
+    pixels = np.asarray(image).copy()
+    if mask.all():
+        return Image.fromarray(np.zeros_like(pixels))
+    pixels[mask] = pixels[~mask].mean(axis=0).astype(np.uint8)
+    return Image.fromarray(pixels)
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:

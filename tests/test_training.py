@@ -1,0 +1,166 @@
+"""Episode collator, Trainer integration, short training runs and resuming."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import random_image
+from datasets import Dataset, load_from_disk
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from icpt.episodes import EPISODE_FEATURES
+from icpt.training import EpisodeCollator, drawn_prompt_lengths
+from modeling_icpt import ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import train_icpt  # noqa: E402
+
+
+def make_episodes(count=8, masks=False):
+    rows = []
+    for i in range(count):
+        refs_a = [random_image(100 + 7 * i + j) for j in range(1 + i % 3)]
+        refs_b = [random_image(200 + 5 * i + j) for j in range(1 + (i + 1) % 2)]
+        concepts = [{"name": "<bo>", "references": refs_a, "masks": [random_image(300 + j, mode="L") for j in range(len(refs_a))] if masks else []},
+                    {"name": f"<c{i % 4}>", "references": refs_b, "masks": []}]
+        rows.append({
+            "concepts": concepts[: 1 + i % 2], "image": random_image(400 + i) if i % 4 else None,
+            "question": "Can you see <bo> in this photo?" if i % 4 else "Is <bo> a dog?", "answer": "Yes" if i % 3 else "No",
+            "task": "recognition" if i % 4 else "text_qa", "target": "<bo>", "options": [], "present": [], "tags": [],
+        })
+    return Dataset.from_list(rows, features=EPISODE_FEATURES)
+
+
+@pytest.fixture
+def setup(tiny_backbone_dirs):
+    path = tiny_backbone_dirs["llava"]
+    processor = ICPTProcessor.from_backbone(path, max_prompt_length=4)
+    return path, processor
+
+
+def test_labels_cover_only_the_answer(setup):
+    _, processor = setup
+    episodes = make_episodes(4)
+    batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(4)])
+    for b in range(4):
+        answer = batch["labels"][b][batch["labels"][b] != -100]
+        text = processor.decode(answer)
+        assert text.strip().startswith(episodes[b]["answer"]), text
+        ids = batch["input_ids"][b]
+        assert not (batch["labels"][b][ids == processor.prompt_token_id] != -100).any()
+        assert not (batch["labels"][b][batch["attention_mask"][b] == 0] != -100).any()
+
+
+def test_drawn_lengths_are_deterministic_and_cover_the_range():
+    episodes = make_episodes(8)
+    draws = [drawn_prompt_lengths(e, 1, 4, seed=0) for e in episodes]
+    assert draws == [drawn_prompt_lengths(e, 1, 4, seed=0) for e in episodes]
+    values = {v for d in draws for v in d.values()}
+    assert values <= {1, 2, 3, 4} and len(values) >= 2
+
+
+def test_regularizers_are_reported_and_backgrounds_are_used(setup):
+    path, processor = setup
+    model = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4, projector_layers=1)
+    episodes = make_episodes(4, masks=True)
+    batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(4)])
+    assert "reference_background_pixel_values" in batch
+    out = model(**batch)
+    for name in ("lm_loss", "decoupling_loss", "separation_loss"):
+        assert torch.isfinite(getattr(out, name)), name
+    expected = out.lm_loss + 0.1 * out.decoupling_loss + 0.1 * out.separation_loss
+    torch.testing.assert_close(out.loss, expected)
+    off = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4, projector_layers=1,
+                                                     decoupling_weight=0.0, separation_weight=0.0)
+    out_off = off(**batch)
+    torch.testing.assert_close(out_off.loss, out_off.lm_loss)
+
+
+def _train_args(tmp_path, *extra):
+    return ["--backbone", str(extra[0]), "--episodes", str(tmp_path / "episodes"), "--output_dir", str(tmp_path / "run"),
+            "--max_prompt_length", "4", "--min_prompt_length", "1", "--projector_hidden_size", "32",
+            "--projector_heads", "2", "--projector_layers", "1", "--per_device_train_batch_size", "4",
+            "--learning_rate", "3e-3", "--logging_steps", "1", "--report_to", "none", "--seed", "0",
+            "--use_cpu", "true", "--dataloader_num_workers", "0", "--save_strategy", "steps", *extra[1:]]
+
+
+@pytest.fixture
+def sensitive_backbone(setup, tmp_path):
+    """The tiny llava with its LM weights drawn 10x wider: at the usual 0.02 init a 2-layer random LM's
+    output barely depends on its input, so no prompt could move its loss; a trained LM's does."""
+    from transformers import AutoModelForImageTextToText
+
+    path, processor = setup
+    torch.manual_seed(0)
+    vlm = AutoModelForImageTextToText.from_pretrained(path)
+    with torch.no_grad():
+        for name, p in vlm.named_parameters():
+            if "language_model" in name and p.dim() == 2:
+                p.mul_(10)
+    vlm.save_pretrained(tmp_path / "backbone")
+    processor.tokenizer.save_pretrained(tmp_path / "backbone")
+    for file in Path(path).iterdir():
+        if not (tmp_path / "backbone" / file.name).exists():
+            (tmp_path / "backbone" / file.name).write_bytes(file.read_bytes())
+    return tmp_path / "backbone"
+
+
+def test_short_training_run_lowers_the_loss_and_changes_only_the_projector(setup, sensitive_backbone, tmp_path):
+    _, processor = setup
+    path = sensitive_backbone
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    episodes = load_from_disk(tmp_path / "episodes")
+    batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(8)])
+    trainer = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "30", "--save_steps", "100"))
+    model = trainer.model
+    backbone_before = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4).vlm.state_dict()
+    for name, tensor in model.vlm.state_dict().items():
+        assert torch.equal(tensor, backbone_before[name]), name
+    fresh = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4, min_prompt_length=1,
+                                                       projector_hidden_size=32, projector_heads=2, projector_layers=1)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        trained_loss, initial_loss = model.eval()(**batch).loss, fresh(**batch).loss
+    assert trained_loss < initial_loss - 0.1, (float(initial_loss), float(trained_loss))
+    logged = [entry for entry in trainer.state.log_history if "lm_loss" in entry]
+    assert logged and all({"lm_loss", "decoupling_loss", "separation_loss"} <= entry.keys() for entry in logged)
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    assert saved and all(key.startswith("projector.") for key in saved)
+    assert (tmp_path / "run" / "processor_config.json").exists()
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def test_resumed_training_ends_with_the_same_weights(setup, tmp_path, monkeypatch):
+    path, _ = setup
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    steps = ["--max_steps", "6", "--save_steps", "3"]
+    whole = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
+    expected = {k: v.clone() for k, v in whole.model.projector.state_dict().items()}
+
+    original = train_icpt.ICPTTrainer.__init__
+
+    def interrupted_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.add_callback(StopAt(3))
+
+    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", interrupted_init)
+    stopped = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
+    assert stopped.state.global_step == 3
+    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", original)
+    resumed = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
+                                          "--resume_from_checkpoint", "latest"))
+    assert resumed.state.global_step == 6
+    for name, tensor in resumed.model.projector.state_dict().items():
+        assert torch.allclose(tensor, expected[name], rtol=0, atol=1e-6), (name, float((tensor - expected[name]).abs().max()))
