@@ -12,7 +12,7 @@ Example:
 >>> from datasets import Dataset
 >>> from icpt.episodes import EPISODE_FEATURES
 >>> row = {
-...     "concepts": [{"name": "<bo>", "references": ["bo/0.png", "bo/1.png"], "masks": []}],
+...     "concepts": [{"name": "<bo>", "references": ["bo/0.png", "bo/1.png"], "masks": [], "description": None}],
 ...     "image": "query.png",
 ...     "question": "Can you see <bo> in this photo? Answer with a single word or phrase.",
 ...     "answer": "Yes",
@@ -47,12 +47,14 @@ TAGS = (
 
 EPISODE_FEATURES = Features(
     {
-        # label (written like "<bo>"), reference photos, optional masks aligned with them
+        # label (written like "<bo>"), reference photos, optional masks aligned with them, and an
+        # optional one-sentence description (for the text-description baseline; None if unknown)
         "concepts": List(
             {
                 "name": Value("string"),
                 "references": List(Image()),
                 "masks": List(Image()),
+                "description": Value("string"),
             }
         ),
         "image": Image(),  # the query image; None for text-only questions

@@ -8,7 +8,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from transformers import BatchFeature, ProcessorMixin
 
-from .backbone_processing import backbone_processor_config, build_backbone_processor, load_backbone_processor
+from .backbone_processing import (
+    backbone_processor_config,
+    build_backbone_processor,
+    load_backbone_processor,
+    process_reference_images,
+)
 
 # a concept label is one word in angle brackets, like "<bo>" or "<my-mug>"
 LABEL_PATTERN = re.compile(r"<[^<>\s]+>")
@@ -147,13 +152,13 @@ class ICPTProcessor(ProcessorMixin):
                     backgrounds.append(background_view(images[-1], load_mask(masks[i], images[-1].size, label)))
                     background_index.append(c)
                     background_position.append(i)
-        pixels = self.image_processor(images=images, return_tensors="pt")
+        pixels = process_reference_images(self.backbone_processor, images)
         names = [label for label, _, _ in concepts]
         tokens = self.tokenizer(names, add_special_tokens=False, padding=True, return_tensors="pt")
         data = {f"reference_{k}": v for k, v in pixels.items()}
         data["reference_concept_index"] = torch.tensor(concept_index, dtype=torch.long)
         if backgrounds:
-            views = self.image_processor(images=backgrounds, return_tensors="pt")
+            views = process_reference_images(self.backbone_processor, backgrounds)
             data.update({f"reference_background_{k}": v for k, v in views.items()})
             data["reference_background_concept_index"] = torch.tensor(background_index, dtype=torch.long)
             data["reference_background_position"] = torch.tensor(background_position, dtype=torch.long)
