@@ -208,9 +208,11 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             if not config.base_model_name_or_path:
                 raise ValueError(f"{path}/config.json names no backbone (base_model_name_or_path): pass backbone=...")
             backbone_hub_kwargs = {k: v for k, v in hub_kwargs.items() if k != "subfolder"}
-            backbone = AutoModelForImageTextToText.from_pretrained(
-                config.base_model_name_or_path, **backbone_hub_kwargs, **kwargs
-            )
+            name = config.base_model_name_or_path
+            # a relative path is read from the checkpoint's folder (a projector shipped beside its backbone)
+            if name.startswith(".") and Path(path, name).is_dir():
+                name = str(Path(path, name).resolve())
+            backbone = AutoModelForImageTextToText.from_pretrained(name, **backbone_hub_kwargs, **kwargs)
         width = text_hidden_size(backbone.config)
         if width != config.text_hidden_size:
             raise ValueError(
@@ -235,6 +237,59 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         model.projector.load_state_dict({k[prefix:]: v for k, v in state_dict.items()})
         model.projector.to(backbone.get_input_embeddings().weight.device)
         return model
+
+    def push_to_hub(self, repo_id, *, processor=None, card=None, **kwargs):
+        """
+        Upload the projector-only repository (weights, `config.json`, code files, and the processor's files
+        when `processor` is given) in one commit, then the ICPT model card in a second.
+
+        Args:
+            repo_id: `"namespace/name"` (or `"name"` for the token's own namespace).
+            processor: the `ICPTProcessor` to ship with the projector, so that
+                `AutoProcessor.from_pretrained(repo_id, trust_remote_code=True)` works.
+            card: a `huggingface_hub.ModelCard` (e.g. from `icpt.cards.projector_card`). By default, when the
+                `icpt` package is installed, a projector card without evaluation results (it needs
+                `config.base_model_name_or_path` to be a Hub id); otherwise no card.
+            **kwargs: `commit_message`, `commit_description`, `private`, `token`, `revision`, `create_pr`.
+
+        Returns:
+            The `huggingface_hub.CommitInfo` of the upload.
+
+        Example:
+
+        ```python
+        >>> model.push_to_hub("me/icpt-qwen2.5-vl-3b", processor=processor)  # doctest: +SKIP
+        >>> model = AutoModelForImageTextToText.from_pretrained("me/icpt-qwen2.5-vl-3b", trust_remote_code=True)  # doctest: +SKIP
+        ```
+        """
+        from .concept_bank import PUSH_KWARGS, push_folder_to_hub
+
+        unknown = sorted(set(kwargs) - set(PUSH_KWARGS))
+        if unknown:
+            raise ValueError(f"push_to_hub got unknown arguments {unknown}; it takes processor, card and {list(PUSH_KWARGS)}.")
+        kwargs.setdefault("commit_message", "Upload ICPT projector")
+        base_model = self.config.base_model_name_or_path
+
+        def default_card(full_repo_id):
+            try:
+                from icpt.cards import projector_card
+            except ImportError:  # remote-code users have no icpt package: push without a card
+                return None
+            try:
+                return projector_card(repo_id=full_repo_id, base_model=base_model,
+                                      training_data="Not described by the uploader.")
+            except ValueError as error:
+                raise ValueError(
+                    f"Cannot write the ICPT model card: {error} Set model.config.base_model_name_or_path to the "
+                    "backbone's Hub id (or pass card=...)."
+                ) from None
+
+        with tempfile.TemporaryDirectory(prefix="icpt-push-") as folder:
+            self.save_pretrained(Path(folder) / "repo")
+            if processor is not None:
+                processor.save_pretrained(Path(folder) / "repo")
+            return push_folder_to_hub(Path(folder) / "repo", repo_id, card if card is not None else default_card,
+                                      **kwargs)
 
     # ---------------------------------------------------------------- encoding concepts
 

@@ -275,3 +275,13 @@ def test_real_language_model_keeps_its_text_through_icpt(smollm2_llava_path, ima
     out = model.generate(**inputs, concepts=bank, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > inputs["input_ids"].shape[1]
     assert processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_relative_backbone_path_is_read_from_the_checkpoint_folder(llava, tmp_path):
+    import shutil
+
+    shutil.copytree(llava.model.config.base_model_name_or_path, tmp_path / "backbone")
+    llava.model.config.base_model_name_or_path = "../backbone"
+    llava.model.save_pretrained(tmp_path / "projector")
+    loaded = ICPTForConditionalGeneration.from_pretrained(tmp_path / "projector")
+    assert Path(loaded.vlm.config.name_or_path).resolve() == (tmp_path / "backbone").resolve()
