@@ -1,0 +1,134 @@
+"""The world backbone's training script: tokenizer, processor fast path, losses, resumable run, HF export."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from icpt.world import World
+from icpt.world_tasks import COMPARE_QUESTION, WorldTasks, split_words, vocabulary
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "pretrain_world_backbone.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("pretrain_world_backbone", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tokenizer(script):
+    return script.build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def compare_example():
+    world = World(seed=0, num_identities=40)
+    return WorldTasks(world).compare(np.random.default_rng(0), num_references=2)
+
+
+def test_world_words_are_single_tokens_and_labels_stay_distinct(tokenizer):
+    for word in vocabulary():
+        assert tokenizer.tokenize(word) == [word]
+    assert tokenizer.convert_tokens_to_ids("[UNK]") not in tokenizer("<bo> <kiki> <w17>")["input_ids"]
+    assert tokenizer.tokenize("<bo>") != tokenizer.tokenize("<bi>")
+    text = "a red circle with blue stripes, a dot on the left and a hat."
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    assert split_words(text) == tokenizer.tokenize(text)
+
+
+def test_fast_path_matches_the_saved_processor(script, tokenizer, compare_example, tmp_path):
+    from transformers import AutoProcessor
+
+    script.build_processor(tokenizer).save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    messages = [
+        {"role": "user", "content": [{"type": "image"}] * 3 + [{"type": "text", "text": compare_example.question}]}
+    ]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert prompt == script.format_prompt(3, compare_example.question)
+    inputs = processor(
+        images=[Image.fromarray(image) for image in compare_example.images], text=prompt, return_tensors="pt"
+    )
+    batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example], with_answers=False)
+    assert torch.equal(inputs["input_ids"], batch["input_ids"])
+    assert (inputs["input_ids"] == tokenizer.convert_tokens_to_ids("<image>")).sum() == 3 * 16
+    torch.testing.assert_close(inputs["pixel_values"], batch["pixel_values"])
+
+
+def test_labels_cover_only_the_answer(script, tokenizer, compare_example):
+    batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example])
+    supervised = batch["input_ids"][batch["labels"] != -100].tolist()
+    assert tokenizer.convert_ids_to_tokens(supervised) == [compare_example.answer, "<|end|>"]
+    assert batch["pixel_values"].shape == (3, 3, 64, 64)
+
+
+def test_supervised_contrastive_loss_prefers_clustered_views(script):
+    torch.manual_seed(0)
+    centres = torch.randn(8, 16)
+    classes = torch.arange(8).repeat_interleave(4)
+    clustered = centres[classes] + 0.05 * torch.randn(32, 16)
+    assert script.supervised_contrastive_loss(clustered, classes, 0.1) < script.supervised_contrastive_loss(
+        clustered[torch.randperm(32)], classes, 0.1
+    )
+
+
+def test_weighted_accuracy(script, compare_example):
+    yes, no = (
+        compare_example,
+        WorldTasks(World(seed=0, num_identities=40)).compare(np.random.default_rng(1), positive=False),
+    )
+    result = script.weighted_accuracy([yes, yes, no], [True, False, False])
+    assert result["positive"] == 0.5 and result["negative"] == 1.0 and result["weighted"] == 0.75
+
+
+TINY = [
+    "--num-identities", "60", "--renders-per-identity", "3", "--views", "2",
+    "--contrastive-identities", "4", "--contrastive-pairs", "2", "--contrastive-steps", "3",
+    "--comparison-steps", "3", "--batch-size", "4", "--eval-every", "2", "--eval-limit", "3",
+    "--vision-hidden", "32", "--vision-layers", "1", "--text-hidden", "32", "--text-layers", "1",
+    "--threads", "1",
+]  # fmt: skip
+
+
+def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    work, output = tmp_path / "work", tmp_path / "model"
+    paths = ["--work-dir", str(work), "--output-dir", str(output)]
+    first = script.main(TINY + paths + ["--max-minutes", "0"])  # stops after the first step
+    assert not first["finished"] and first["state"]["contrastive_step"] == 1
+    with pytest.raises(FileExistsError, match="--resume"):
+        script.main(TINY + paths)
+    second = script.main(TINY + paths + ["--resume"])
+    assert second["finished"] and second["state"]["contrastive_step"] == 3 and second["state"]["comparison_step"] == 3
+    assert set(second["results"]) >= {"held_out/overall", "held_out/look_alike", "train/overall"}
+
+    card = (output / "README.md").read_text()
+    assert "Total training time" in card and "held-out" in card
+    assert json.loads((output / "training_results.json").read_text())["state"]["comparison_step"] == 3
+    assert (output / "model.safetensors").exists()
+    model = AutoModelForImageTextToText.from_pretrained(output)
+    processor = AutoProcessor.from_pretrained(output)
+    world = World(seed=0, num_identities=60)
+    images = [
+        world.render([i], world.environment_set("A")[0], np.random.default_rng(i))[0]
+        for i in world.split("held_out")[:2]
+    ]
+    messages = [{"role": "user", "content": [{"type": "image"}] * 2 + [{"type": "text", "text": COMPARE_QUESTION}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=images, text=prompt, return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(script, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run once without --resume"):
+        script.main(TINY + ["--work-dir", str(tmp_path), "--output-dir", str(tmp_path / "m"), "--resume"])
