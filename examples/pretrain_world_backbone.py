@@ -786,6 +786,9 @@ def main(argv=None) -> dict:
     processor.save_pretrained(output_dir)
     size_mb = sum(f.stat().st_size for f in output_dir.iterdir() if f.is_file()) / 2**20
     (output_dir / "README.md").write_text(model_card(args, results, state, num_parameters, size_mb))
+    # The world it was trained on, so that users (and `icpt demo`) rebuild the same splits: `World(**settings)`.
+    world_settings = {"seed": args.seed, "num_identities": args.num_identities, "image_size": args.image_size}
+    (output_dir / "world.json").write_text(json.dumps(world_settings, indent=1))
     (output_dir / "training_results.json").write_text(
         json.dumps({"results": results, "state": state, "args": vars(args)}, indent=1)
     )

@@ -115,6 +115,9 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
     assert "Total training time" in card and "held-out" in card
     assert json.loads((output / "training_results.json").read_text())["state"]["comparison_step"] == 3
     assert (output / "model.safetensors").exists()
+    assert World(**json.loads((output / "world.json").read_text())).identities == World(0, 60).identities
+    exported = script.main(TINY + paths + ["--export-now"])  # measure and save again from the checkpoint
+    assert exported["finished"] and exported["results"] == second["results"]
     model = AutoModelForImageTextToText.from_pretrained(output)
     processor = AutoProcessor.from_pretrained(output)
     world = World(seed=0, num_identities=60)
