@@ -1,4 +1,4 @@
-"""Train an ICPT projector on episodes, with the backbone frozen.
+"""Train an ICPT projector on episodes, with the backbone frozen (the same as `icpt train`).
 
 One process (CPU or one GPU):
 
@@ -13,83 +13,13 @@ Episodes come from `--episodes` (a folder written by `Dataset.save_to_disk` with
 `icpt.episodes.EPISODE_FEATURES`) or, by default, are generated from the project's world
 (training identities and environment set A only). Every checkpoint holds only the projector; an
 interrupted run resumes where it stopped with `--resume_from_checkpoint` (or `--resume_from_checkpoint
-latest`) and ends with the same weights as an uninterrupted run.
+latest`) and ends with the same weights as an uninterrupted run. The code lives in `icpt/train.py`;
+`python examples/train_icpt.py --help` lists every option.
 """
 
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
-
-from icpt.training import EpisodeCollator, ICPTTrainer
-from modeling_icpt import ICPTForConditionalGeneration
-from processing_icpt import ICPTProcessor
-
-
-@dataclass
-class ICPTArguments:
-    backbone: str = field(metadata={"help": "Hub id or local path of the frozen backbone."})
-    episodes: str | None = field(default=None, metadata={"help": "Episode dataset folder (save_to_disk); default: the generated world."})
-    world_identities: int = field(default=200, metadata={"help": "Identities in the generated world (when --episodes is not given)."})
-    world_episodes: int = field(default=2000, metadata={"help": "Training episodes to generate (when --episodes is not given)."})
-    world_seed: int = field(default=0, metadata={"help": "Seed of the generated world."})
-    min_prompt_length: int = field(default=2, metadata={"help": "Fewest prompt rows per concept."})
-    max_prompt_length: int = field(default=8, metadata={"help": "Most prompt rows per concept."})
-    adaptive_length: bool = field(default=True, metadata={"help": "Length by visual complexity; False = always max (ablation)."})
-    projector_hidden_size: int = field(default=256, metadata={"help": "Width of the projector's attention blocks."})
-    projector_layers: int = field(default=2, metadata={"help": "Projector blocks."})
-    projector_heads: int = field(default=4, metadata={"help": "Attention heads per block."})
-    decoupling_weight: float = field(default=0.1, metadata={"help": "λ_dec; 0 switches the decoupling loss off (ablation)."})
-    separation_weight: float = field(default=0.1, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
-    separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
-
-
-def load_episodes(args: ICPTArguments):
-    if args.episodes:
-        from datasets import load_from_disk
-
-        if not Path(args.episodes).is_dir():
-            raise FileNotFoundError(f"No episode dataset at {args.episodes}: write one with Dataset.save_to_disk.")
-        return load_from_disk(args.episodes)
-    from icpt.world import World
-    from icpt.world_tasks import build_episodes
-
-    return build_episodes(World(seed=args.world_seed, num_identities=args.world_identities), "train", args.world_episodes)
-
-
-def main(argv=None):
-    parser = HfArgumentParser((ICPTArguments, TrainingArguments))
-    args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    training_args.remove_unused_columns = False  # the collator needs the raw episode columns
-    resume = training_args.resume_from_checkpoint
-    if resume == "latest":
-        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-
-    set_seed(training_args.seed)  # the projector's initial weights come from this seed
-    processor = ICPTProcessor.from_backbone(args.backbone, max_prompt_length=args.max_prompt_length)
-    model = ICPTForConditionalGeneration.from_backbone(
-        args.backbone,
-        prompt_token_id=processor.prompt_token_id,
-        min_prompt_length=args.min_prompt_length,
-        max_prompt_length=args.max_prompt_length,
-        adaptive_length=args.adaptive_length,
-        projector_hidden_size=args.projector_hidden_size,
-        projector_layers=args.projector_layers,
-        projector_heads=args.projector_heads,
-        decoupling_weight=args.decoupling_weight,
-        separation_weight=args.separation_weight,
-        separation_margin=args.separation_margin,
-    )
-    collator = EpisodeCollator(processor, args.min_prompt_length, args.max_prompt_length, seed=training_args.seed)
-    trainer = ICPTTrainer(model=model, args=training_args, train_dataset=load_episodes(args), data_collator=collator)
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(training_args.output_dir)
-    return trainer
-
+from icpt.train import ICPTArguments, ICPTTrainer, build_model, load_episodes, main  # noqa: F401  (the script's API)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

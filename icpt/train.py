@@ -1,0 +1,125 @@
+"""Train an ICPT projector on episodes, with the backbone frozen: the code behind `icpt train` and
+`examples/train_icpt.py`.
+
+One process (CPU or one GPU):
+
+    icpt train --backbone icpt/default/backbone --output_dir outputs/projector \
+        --max_steps 600 --per_device_train_batch_size 16 --learning_rate 3e-4
+
+Several GPUs, unchanged (see examples/accelerate_config.yaml):
+
+    accelerate launch --config_file examples/accelerate_config.yaml examples/train_icpt.py --backbone ... --output_dir ...
+
+`--backbone` starts a fresh projector around that backbone; `--model` continues training an existing ICPT
+checkpoint (its projector settings are kept; the projector options below are then ignored); with neither,
+training continues from the embedded default checkpoint.
+
+Episodes come from `--episodes` (a folder written by `Dataset.save_to_disk` with the columns of
+`icpt.episodes.EPISODE_FEATURES`) or, by default, are generated from the project's world
+(training identities and environment set A only). Every checkpoint holds only the projector; an
+interrupted run resumes where it stopped with `--resume_from_checkpoint` (or `--resume_from_checkpoint
+latest`) and ends with the same weights as an uninterrupted run.
+
+Example:
+
+```python
+>>> from icpt.train import main
+>>> trainer = main(["--backbone", "path/to/backbone", "--output_dir", "outputs/projector", "--max_steps", "10"])  # doctest: +SKIP
+```
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from icpt.cli import OneLineErrors
+from icpt.training import EpisodeCollator, ICPTTrainer
+from modeling_icpt import ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+
+
+@dataclass
+class ICPTArguments:
+    backbone: str | None = field(default=None, metadata={"help": "Hub id or local path of the frozen backbone (a fresh projector)."})
+    model: str | None = field(default=None, metadata={"help": "An ICPT checkpoint (folder or Hub id) to continue training; default with no --backbone: the embedded default."})
+    episodes: str | None = field(default=None, metadata={"help": "Episode dataset folder (save_to_disk); default: the generated world."})
+    world_identities: int = field(default=200, metadata={"help": "Identities in the generated world (when --episodes is not given)."})
+    world_episodes: int = field(default=2000, metadata={"help": "Training episodes to generate (when --episodes is not given)."})
+    world_seed: int = field(default=0, metadata={"help": "Seed of the generated world."})
+    min_prompt_length: int = field(default=2, metadata={"help": "Fewest prompt rows per concept."})
+    max_prompt_length: int = field(default=8, metadata={"help": "Most prompt rows per concept."})
+    adaptive_length: bool = field(default=True, metadata={"help": "Length by visual complexity; False = always max (ablation)."})
+    projector_hidden_size: int = field(default=256, metadata={"help": "Width of the projector's attention blocks."})
+    projector_layers: int = field(default=2, metadata={"help": "Projector blocks."})
+    projector_heads: int = field(default=4, metadata={"help": "Attention heads per block."})
+    decoupling_weight: float = field(default=0.1, metadata={"help": "λ_dec; 0 switches the decoupling loss off (ablation)."})
+    separation_weight: float = field(default=0.1, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
+    separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
+
+
+def load_episodes(args: ICPTArguments):
+    if args.episodes:
+        from datasets import load_from_disk
+
+        if not Path(args.episodes).is_dir():
+            raise FileNotFoundError(f"No episode dataset at {args.episodes}: write one with Dataset.save_to_disk.")
+        return load_from_disk(args.episodes)
+    from icpt.world import World
+    from icpt.world_tasks import build_episodes
+
+    return build_episodes(World(seed=args.world_seed, num_identities=args.world_identities), "train", args.world_episodes)
+
+
+def build_model(args: ICPTArguments):
+    """The model to train and its processor: a fresh projector around `--backbone`, or the checkpoint `--model`."""
+    if args.backbone and not args.model:
+        processor = ICPTProcessor.from_backbone(args.backbone, max_prompt_length=args.max_prompt_length)
+        model = ICPTForConditionalGeneration.from_backbone(
+            args.backbone,
+            prompt_token_id=processor.prompt_token_id,
+            min_prompt_length=args.min_prompt_length,
+            max_prompt_length=args.max_prompt_length,
+            adaptive_length=args.adaptive_length,
+            projector_hidden_size=args.projector_hidden_size,
+            projector_layers=args.projector_layers,
+            projector_heads=args.projector_heads,
+            decoupling_weight=args.decoupling_weight,
+            separation_weight=args.separation_weight,
+            separation_margin=args.separation_margin,
+        )
+        return model, processor
+    from icpt.cli import DEFAULT_MODEL, load_model
+
+    model, processor = load_model(args.model or DEFAULT_MODEL, backbone=args.backbone)
+    return model.train(), processor
+
+
+class TrainArgumentParser(OneLineErrors, HfArgumentParser):
+    """`HfArgumentParser` with `icpt`'s one-line usage errors."""
+
+
+def main(argv=None):
+    parser = TrainArgumentParser((ICPTArguments, TrainingArguments), prog="icpt train")
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    training_args.remove_unused_columns = False  # the collator needs the raw episode columns
+    resume = training_args.resume_from_checkpoint
+    if resume == "latest":
+        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+
+    set_seed(training_args.seed)  # the projector's initial weights come from this seed
+    model, processor = build_model(args)
+    collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
+                               seed=training_args.seed)
+    trainer = ICPTTrainer(model=model, args=training_args, train_dataset=load_episodes(args), data_collator=collator)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(training_args.output_dir)
+    return trainer
+
+
+if __name__ == "__main__":  # also `accelerate launch -m icpt.train ...`
+    main(sys.argv[1:])

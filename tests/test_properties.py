@@ -1,0 +1,266 @@
+"""Property-based tests (hypothesis): whatever a user hands the processor or `encode_concepts`, the call
+either succeeds or raises `ValueError` (the project's documented error type; `ICPTInputError` subclasses
+it) -- never a `TypeError`, `IndexError`, `KeyError`, ... from deep inside.
+
+Generated inputs: images of odd sizes (1x1, 4000x10, ...) and modes (grayscale, RGBA, 16-bit 'I;16',
+32-bit, float, palette, 1-bit, CMYK), numpy arrays of odd shapes and dtypes, missing, unreadable and
+truncated files, non-images; empty, very long, unicode, duplicate and non-string labels, labels that
+collide with the tokenizer's special tokens; texts whose mentions and image placeholders do not match
+the concepts and images given; malformed chat messages. 1,300 examples in all, the same ones every run
+(`derandomize=True`), so a failure is reproducible; set `ICPT_HYPOTHESIS_SEARCH=1` to draw new ones.
+"""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from modeling_icpt import ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+
+SETTINGS = dict(deadline=None, database=None, derandomize=not os.environ.get("ICPT_HYPOTHESIS_SEARCH"),
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SIDES = (1, 2, 3, 10, 31, 64, 333, 4000)
+MODES = ("RGB", "L", "LA", "RGBA", "P", "1", "I;16", "I", "F", "CMYK")
+IMAGE = "<image>"  # the tiny LLaVA's image placeholder
+
+
+class TinyICPT(tuple):
+    """(model, processor, bank) with a short repr, so that hypothesis' failure reports stay readable."""
+
+    def __repr__(self):
+        return "TinyICPT(llava)"
+
+
+@pytest.fixture(scope="module")
+def llava(tiny_backbone_dirs):
+    path = tiny_backbone_dirs["llava"]
+    torch.manual_seed(0)
+    processor = ICPTProcessor.from_backbone(path, max_prompt_length=4)
+    model = ICPTForConditionalGeneration.from_backbone(
+        path, max_prompt_length=4, min_prompt_length=2, projector_hidden_size=32, projector_heads=2, projector_layers=1
+    ).eval()
+    bank = model.encode_concepts(**processor.prepare_references(
+        {"<bo>": [Image.new("RGB", (20, 20), "red")], "<kiki>": [Image.new("RGB", (9, 30), "blue")]}))
+    # one thread: these thousand tiny calls run 4x slower on two threads of a shared machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield TinyICPT((model, processor, bank))
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Image files a user might point at: good, missing, a folder, text, truncated, empty."""
+    root = tmp_path_factory.mktemp("property-files")
+    Image.new("RGB", (17, 5), "green").save(root / "good.png")
+    Image.new("I;16", (8, 8), 300).save(root / "sixteen_bit.png")
+    Image.new("P", (6, 6)).save(root / "palette.gif")
+    (root / "text.jpg").write_text("not an image")
+    (root / "empty.png").write_bytes(b"")
+    good = (root / "good.png").read_bytes()
+    (root / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "folder.png").mkdir()
+    names = ["good.png", "sixteen_bit.png", "palette.gif", "text.jpg", "empty.png", "truncated.png", "folder.png",
+             "missing.png"]
+    return tuple([root / name for name in names] + [str(root / "good.png"), str(root / "missing.png")])
+
+
+def pil_images():
+    def build(size, mode, seed):
+        width, height = size
+        pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+        return image.convert(mode) if mode != "I;16" else image.convert("L").convert("I;16")
+
+    sizes = st.tuples(st.sampled_from(SIDES), st.sampled_from(SIDES)).filter(lambda s: s[0] * s[1] <= 40_000)
+    return st.builds(build, sizes, st.sampled_from(MODES), st.integers(0, 2**16))
+
+
+def arrays():
+    shapes = st.sampled_from([(5, 7), (5, 7, 3), (5, 7, 4), (5, 7, 1), (5, 7, 2), (0, 4, 3), (4, 0), (1, 1),
+                              (3,), (2, 3, 4, 3), (10, 4000), (4000, 10, 3)])
+    dtypes = st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_])
+
+    def build(shape, dtype, fill):
+        if fill == "nan":
+            return np.full(shape, np.nan, dtype=np.float64)
+        if fill == "inf":
+            return np.full(shape, np.inf, dtype=np.float32)
+        return np.random.default_rng(len(shape)).integers(0, 300, shape).astype(dtype)
+
+    return st.builds(build, shapes, dtypes, st.sampled_from(["random", "random", "nan", "inf"]))
+
+
+def odd_objects():
+    return st.sampled_from([None, 0, 3.5, "", b"\x89PNG", [], {}, object(), torch.zeros(3, 4, 4)])
+
+
+def mostly(usual, unusual, one_in: int):
+    """`unusual` about once in `one_in` draws, else `usual`: most calls then get deep enough to encode."""
+    # the middle value, not 0: hypothesis draws the simplest value, 0, far more often than 1 in `one_in`
+    return st.integers(0, one_in - 1).flatmap(lambda i: unusual if i == one_in // 2 else usual)
+
+
+@functools.cache  # strategies are built once: rebuilding them per draw costs more than the calls under test
+def images(files):
+    return mostly(pil_images(), st.one_of(arrays(), st.sampled_from(files), odd_objects()), 5)
+
+
+GOOD_LABELS = ["<bo>", "<kiki>", "<my-mug>", "<Ωmega>", "<猫>", "<😀>", "<a_b.c>", "<" + "a" * 5000 + ">"]
+
+
+@functools.cache
+def labels(processor):
+    special = sorted(set(processor.tokenizer.all_special_tokens) | set(processor.tokenizer.get_added_vocab()))
+    unusual = st.one_of(
+        st.sampled_from(special),  # collide with the tokenizer's own tokens, <icpt> included
+        st.text(min_size=0, max_size=12),
+        st.text(min_size=1, max_size=8).map(lambda t: f"<{t}>"),
+        st.sampled_from(["", "<>", "bo", "<bo", "<b o>", "<<bo>>", "<bo>\n", " <bo>"]),
+        st.sampled_from([None, 7, ("<bo>",), b"<bo>"]),
+    )
+    return mostly(st.sampled_from(GOOD_LABELS), unusual, 5)
+
+
+@st.composite
+def image_lists(draw, files):
+    count = draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["list", "list", "list", "any length", "not a list"]))
+    if kind == "list":
+        return draw(st.lists(images(files), min_size=count, max_size=count))
+    if kind == "any length":
+        return draw(st.lists(images(files), min_size=0, max_size=4))
+    return draw(images(files))
+
+
+@st.composite
+def concept_items(draw, processor, files):
+    """One concept in the episode format, sometimes with masks (aligned or not), sometimes malformed."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from([{"name": "<bo>"}, {"references": []}, "<bo>", None]))
+    refs = draw(image_lists(files))
+    item = {"name": draw(labels(processor)), "references": refs}
+    masks = draw(st.sampled_from(["none", "aligned", "aligned", "any"]))
+    if masks == "aligned" and isinstance(refs, list):
+        item["masks"] = draw(st.lists(images(files), min_size=len(refs), max_size=len(refs)))
+    elif masks == "any":
+        item["masks"] = draw(st.one_of(st.none(), st.lists(images(files), max_size=3), odd_objects()))
+    return item
+
+
+@functools.cache
+def references(processor, files):
+    as_dict = st.dictionaries(labels(processor), image_lists(files), min_size=1, max_size=3)
+    as_list = st.lists(concept_items(processor, files), min_size=1, max_size=3)
+    unusual = st.one_of(st.just({}), st.just([]), odd_objects())
+    return mostly(st.one_of(as_dict, as_list), unusual, 10)
+
+
+@functools.cache
+def sentences(processor):
+    special = sorted(set(processor.tokenizer.all_special_tokens) | set(processor.tokenizer.get_added_vocab()))
+    usual = st.sampled_from(["Is", "<bo>", "<kiki>", "here?", "next to", "猫 😀", "", "\n"])
+    unusual = st.one_of(usual, st.sampled_from(["<mia>", processor.prompt_token]), st.sampled_from(special),
+                        st.text(max_size=6))
+    sentence = mostly(st.lists(usual, max_size=8), st.lists(unusual, max_size=8), 5).map(" ".join)
+    return mostly(sentence, sentence.map(lambda t: t * 300), 8)  # sometimes thousands of tokens
+
+
+def must_succeed_or_raise_value_error(call):
+    try:
+        return call()
+    except ValueError:
+        return None
+
+
+@settings(max_examples=550, **SETTINGS)
+@given(data=st.data())
+def test_prepare_references_and_encode_concepts(llava, files, data):
+    model, processor, _ = llava
+    refs = data.draw(references(processor, files))
+    prepared = must_succeed_or_raise_value_error(lambda: processor.prepare_references(refs))
+    if prepared is not None:
+        bank = must_succeed_or_raise_value_error(lambda: model.encode_concepts(**prepared))
+        if bank is not None:
+            assert len(bank) == len(prepared["concept_names"])
+            assert all(1 <= length <= 4 for length in bank.lengths.values())
+            assert torch.isfinite(bank.prompts).all()
+
+
+@settings(max_examples=450, **SETTINGS)
+@given(data=st.data())
+def test_call_with_text(llava, files, data):
+    model, processor, bank = llava
+    batch = data.draw(st.integers(1, 3))
+    # most samples carry as many image placeholders as images; some do not
+    placeholders = [data.draw(st.integers(0, 2)) for _ in range(batch)]
+    text = [IMAGE * k + data.draw(sentences(processor)) for k in placeholders]
+    query = [data.draw(st.lists(images(files), min_size=k, max_size=k)) for k in placeholders]
+    text = data.draw(mostly(st.sampled_from([text, text[0]]),
+                            st.one_of(st.lists(sentences(processor), max_size=3), odd_objects()), 4))
+    query = data.draw(mostly(st.just(query), st.one_of(
+        st.none(), images(files),
+        st.lists(st.one_of(st.none(), images(files), st.lists(images(files), max_size=2)), max_size=batch + 1)), 4))
+    how = data.draw(mostly(st.sampled_from(["bank", "references", "none"]), st.just("both"), 10))
+    kwargs = {}
+    if how in ("bank", "both"):
+        kwargs["concepts"] = bank
+    if how in ("references", "both"):
+        kwargs["references"] = data.draw(references(processor, files))
+        kwargs["prompt_lengths"] = data.draw(st.one_of(
+            st.none(), st.none(), st.integers(-2, 6), st.dictionaries(labels(processor), st.integers(-1, 6), max_size=2),
+            st.lists(st.one_of(st.none(), st.integers(0, 5)), max_size=3)))
+    outputs = must_succeed_or_raise_value_error(lambda: processor(text=text, images=query, **kwargs))
+    if outputs is not None and how == "bank":
+        slots = outputs["input_ids"] == processor.prompt_token_id
+        assert int(slots.sum()) == outputs["input_ids"].shape[0] * sum(bank.lengths.values())
+
+
+@st.composite
+def conversations(draw, processor, files):
+    """A chat (system, user with image parts and text, assistant, ...) and its images; sometimes malformed."""
+    if draw(st.integers(0, 4)) == 0:
+        part = st.one_of(st.builds(lambda t: {"type": "text", "text": t}, sentences(processor)),
+                         st.just({"type": "image"}), st.sampled_from([{"type": "text"}, {"text": 3}, {}, "plain", None]))
+        message = st.one_of(
+            st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "robot", ""]),
+                                   "content": st.one_of(st.lists(part, max_size=3), sentences(processor), st.none())}),
+            st.sampled_from([{}, {"role": "user"}, {"content": "hi"}, "hello", None]))
+        return draw(st.lists(message, max_size=3)), draw(st.lists(images(files), max_size=2))
+    count = draw(st.integers(0, 2))
+    user = {"role": "user", "content": [{"type": "image"}] * count
+            + [{"type": "text", "text": draw(sentences(processor))}]}
+    if draw(st.booleans()):
+        user = {"role": "user", "content": draw(sentences(processor))} if count == 0 else user
+    turns = [user]
+    if draw(st.booleans()):
+        turns = [{"role": "system", "content": draw(sentences(processor))}] + turns
+    if draw(st.booleans()):
+        turns += [{"role": "assistant", "content": [{"type": "text", "text": draw(sentences(processor))}]},
+                  {"role": "user", "content": draw(sentences(processor))}]
+    return turns, draw(st.lists(images(files), min_size=count, max_size=count))
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(data=st.data())
+def test_call_with_messages(llava, files, data):
+    model, processor, bank = llava
+    chats = data.draw(st.lists(conversations(processor, files), min_size=1, max_size=2))
+    messages = [chat for chat, _ in chats]
+    messages = messages[0] if len(messages) == 1 and data.draw(st.booleans()) else messages
+    query = data.draw(st.one_of(st.just([chat_images for _, chat_images in chats]), st.none(),
+                                st.lists(st.lists(images(files), max_size=2), max_size=3)))
+    concepts = data.draw(st.sampled_from([bank, bank, None]))
+    outputs = must_succeed_or_raise_value_error(
+        lambda: processor(messages=messages, images=query, concepts=concepts, padding_side="left"))
+    if outputs is not None and concepts is not None and outputs["input_ids"].shape[1] <= 512:
+        # accepted inputs also run through the model (the very long ones only through the processor: time)
+        out = must_succeed_or_raise_value_error(
+            lambda: model.generate(**outputs, concepts=concepts, max_new_tokens=1, do_sample=False))
+        assert out is None or out.shape[0] == outputs["input_ids"].shape[0]
