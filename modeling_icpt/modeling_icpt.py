@@ -40,7 +40,6 @@ from .reference_features import (
 
 # keys of the processor's output that describe references rather than the query
 REFERENCE_PREFIX = "reference_"
-CONCEPT_KEYS = ("concept_names", "concept_name_ids", "concept_name_mask")
 # keyword arguments of `from_pretrained` that locate files rather than configure the backbone
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 

@@ -109,7 +109,10 @@ class ICPTProcessor(ProcessorMixin):
                     raise ICPTInputError(
                         f"Each concept must be a dict with 'name' and 'references', got {type(item).__name__}."
                     )
-                concepts.append((item["name"], item["references"], item.get("masks") or None))
+                masks = item.get("masks")
+                if isinstance(masks, (list, tuple)) and not masks:
+                    masks = None  # an empty list means no masks (the episode format's default)
+                concepts.append((item["name"], item["references"], masks))
         else:
             raise ICPTInputError(
                 f"references must be {{label: [images]}} or a list of {{'name', 'references'}}, got {type(references).__name__}."
@@ -122,10 +125,12 @@ class ICPTProcessor(ProcessorMixin):
             if label in seen:
                 raise ICPTInputError(f"The label {label!r} is given twice: each concept needs its own unique label.")
             seen.add(label)
-            if images is None or isinstance(images, (str, Path, Image.Image)) or len(images) == 0:
-                if images is None or (not isinstance(images, (str, Path, Image.Image)) and len(images) == 0):
-                    raise ICPTInputError(f"The concept {label!r} has zero reference images: give it at least one photo.")
+            if images is None or (isinstance(images, (list, tuple)) and len(images) == 0):
+                raise ICPTInputError(f"The concept {label!r} has zero reference images: give it at least one photo.")
+            if not isinstance(images, (list, tuple)):
                 raise ICPTInputError(f"The references of {label!r} must be a list of images, got one {type(images).__name__}.")
+            if masks is not None and not isinstance(masks, (list, tuple)):
+                raise ICPTInputError(f"The masks of {label!r} must be a list of images, one per reference, got {type(masks).__name__}.")
             if masks is not None and len(masks) != len(images):
                 raise ICPTInputError(
                     f"The concept {label!r} has {len(images)} reference images but {len(masks)} masks: give one mask per image, or none."
@@ -198,11 +203,19 @@ class ICPTProcessor(ProcessorMixin):
         if concepts is not None and references is not None:
             raise ICPTInputError("Pass concepts= (a ConceptBank) or references=, not both.")
         if messages is not None:
+            if not isinstance(messages, (list, tuple)):
+                raise ICPTInputError(f"messages must be a conversation (a list of messages) or a list of them, got {type(messages).__name__}.")
             conversations = [messages] if messages and isinstance(messages[0], dict) else list(messages)
+            for conversation in conversations:
+                _check_conversation(conversation)
             batch_size = len(conversations)
         else:
-            texts = [text] if isinstance(text, str) else list(text)
+            texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else [None]
+            if not all(isinstance(t, str) for t in texts):
+                raise ICPTInputError(f"text must be a string or a list of strings, got {type(text).__name__}.")
             batch_size = len(texts)
+        if batch_size == 0:
+            raise ICPTInputError("Nothing to process: give at least one text (or conversation).")
 
         per_sample, reference_inputs = self._sample_concepts(batch_size, concepts, references, prompt_lengths)
         if messages is not None:
@@ -251,6 +264,8 @@ class ICPTProcessor(ProcessorMixin):
             return [sample] * batch_size, None
         if references is None:
             return [[] for _ in range(batch_size)], None
+        if not isinstance(references, (dict, list, tuple)):
+            raise ICPTInputError(f"references must be {{label: [images]}} or a list of them (one per sample), got {type(references).__name__}.")
         per_sample_refs = [references] * batch_size if isinstance(references, dict) else list(references)
         if len(per_sample_refs) != batch_size:
             raise ICPTInputError(f"Got {batch_size} samples but {len(per_sample_refs)} reference sets.")
@@ -309,6 +324,22 @@ class ICPTProcessor(ProcessorMixin):
         return self.tokenizer.decode(*args, **kwargs)
 
 
+def _check_conversation(conversation):
+    """A conversation is a list of `{"role": str, "content": str | [{"type": ..., "text": str}, ...]}`."""
+    if not isinstance(conversation, (list, tuple)) or not conversation:
+        raise ICPTInputError(f"A conversation must be a non-empty list of messages, got {conversation!r:.80}.")
+    for message in conversation:
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, (list, tuple)) else []
+        if (not isinstance(message, dict) or not isinstance(message.get("role"), str)
+                or not isinstance(content, (str, list, tuple))
+                or not all(isinstance(part, dict) and isinstance(part.get("text", ""), str) for part in parts)):
+            raise ICPTInputError(
+                f"Each message must be {{'role': str, 'content': str or a list of {{'type': 'text', 'text': str}} / "
+                f"{{'type': 'image'}} parts}}, got {message!r:.80}."
+            )
+
+
 def _message_texts(conversation) -> list[str]:
     texts = []
     for message in conversation:
@@ -351,7 +382,13 @@ def load_image(image, what="image") -> Image.Image:
                 f"The {what} {str(path)!r} is not a readable image (corrupt or unsupported format): {error}."
             ) from None
     elif isinstance(image, np.ndarray):
-        image = Image.fromarray(_to_uint8(image))
+        try:
+            image = Image.fromarray(_to_uint8(image))
+        except TypeError:
+            raise ICPTInputError(
+                f"The {what} is an array of shape {image.shape} ({image.dtype}), which is not an image: "
+                "give a height x width (x 3 or 4) array."
+            ) from None
     elif not isinstance(image, Image.Image):
         raise ICPTInputError(f"The {what} must be a PIL image, numpy array or file path, got {type(image).__name__}.")
     if image.width < 1 or image.height < 1:
