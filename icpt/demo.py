@@ -22,6 +22,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from icpt.cli import answer
+
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_BACKBONE = DEFAULT_DIR / "backbone"
 DEFAULT_PROJECTOR = DEFAULT_DIR / "projector"
@@ -52,15 +54,6 @@ def load_default(projector: Path = DEFAULT_PROJECTOR, backbone: Path = DEFAULT_B
     return model, ICPTProcessor.from_pretrained(projector)
 
 
-def ask(model, processor, bank, image, question, max_new_tokens=24) -> str:
-    """One answer, greedy."""
-    content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
-    inputs = processor(messages=[{"role": "user", "content": content}], images=[[image]] if image is not None else None,
-                       concepts=bank)
-    out = model.generate(**inputs, concepts=bank, max_new_tokens=max_new_tokens, do_sample=False)
-    return processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
-
 def recognition_accuracy(model, processor, episodes) -> dict:
     """Weighted recognition accuracy (Yo'LLaVA protocol) of ICPT on recognition episodes."""
     from icpt.metrics import load_metric
@@ -69,7 +62,7 @@ def recognition_accuracy(model, processor, episodes) -> dict:
     for episode in tqdm(episodes, desc="held-out recognition", leave=False):
         refs = [{"name": c["name"], "references": c["references"]} for c in episode["concepts"]]
         bank = model.encode_concepts(**processor.prepare_references(refs))
-        predictions.append(ask(model, processor, bank, episode["image"], episode["question"], max_new_tokens=4))
+        predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=4))
         references.append(episode["answer"] == "Yes")
     return load_metric("recognition").compute(predictions=predictions, references=references)
 
@@ -139,9 +132,9 @@ def run(projector=DEFAULT_PROJECTOR, backbone=DEFAULT_BACKBONE, output=Path("out
             (with_it, CAPTION_QUESTION.format(names=", ".join(names))),
         ]
         for image, question in questions:
-            answer = ask(model, processor, bank, image, question)
-            row["queries"].append((image, question, answer))
-            print(f"  [{name} {'in' if image is with_it else 'not in'} photo] {question}\n      -> {answer}")
+            reply = answer(model, processor, question, image, bank, max_new_tokens=24)
+            row["queries"].append((image, question, reply))
+            print(f"  [{name} {'in' if image is with_it else 'not in'} photo] {question}\n      -> {reply}")
     save_picture(rows, Path(output))
     print(f"\nSaved a picture of the references, photos and answers to {output}")
 
