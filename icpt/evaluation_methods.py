@@ -1,0 +1,524 @@
+"""The methods the evaluation harness compares, each answering episodes on the same frozen backbone.
+
+- `ICPTMethod`: a trained projector (`icpt` and its ablations `icpt_fixed_length`, `icpt_no_decoupling`,
+  `icpt_no_separation`): each concept is encoded once into a `ConceptBank`, the question is asked with it.
+- `NameOnlyMethod` (`name_only`): the plain backbone; the label appears in the question only.
+- `TextDescriptionMethod` (`text_description`): the plain backbone with "<bo> is <description>." before
+  the question.
+- `RawReferencesMethod` (`raw_references`): the plain backbone with "<bo> is <photo><photo>." before the
+  question -- the reference photos themselves in context: the ceiling, and the token cost ICPT avoids.
+- `TestTimeTrainingMethod` (`test_time_training`): Yo'LLaVA-style soft tokens, 16 rows per concept trained
+  by `train_concept_prompts` with the backbone frozen, then injected like ICPT's rows.
+
+Every method counts the prompt tokens it spends per concept and the seconds it takes to add a concept.
+Episodes reach the methods as `EvalEpisode`s, which decode images only when a method needs them.
+
+Example:
+
+```python
+>>> from icpt.evaluation_methods import train_concept_prompts
+>>> bank, losses = train_concept_prompts(model, processor, "<bo>", positives=[bo_1, bo_2], negatives=[other_1],
+...                                      steps=30)  # doctest: +SKIP
+>>> bank.lengths, losses[-1] < losses[0]  # doctest: +SKIP
+({'<bo>': 16}, True)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+
+import numpy as np
+import torch
+from datasets import Image as ImageFeature
+
+from modeling_icpt import ConceptBank
+from processing_icpt import load_image
+
+from .training import episode_messages
+from .world_tasks import RECOGNITION_QUESTION
+
+# Yo'LLaVA learns 16 soft tokens per concept (after the concept's own token); the budget is ours.
+TEST_TIME_TRAINING_ROWS = 16
+TEST_TIME_TRAINING_STEPS = 30
+TEST_TIME_TRAINING_LEARNING_RATE = 0.05  # relative to the size of one embedding entry, see train_concept_prompts
+
+# Most new tokens generated per task: enough for each task's longest expected answer.
+DEFAULT_MAX_NEW_TOKENS = {
+    "recognition": 4,
+    "vqa": 12,
+    "text_qa": 12,
+    "attribute": 12,
+    "presence": 24,
+    "caption": 48,
+}
+
+
+# --------------------------------------------------------------------------------------------- episodes
+
+
+def image_key(value: dict) -> str:
+    """A short identifier of an undecoded image (`{"path", "bytes"}`): its path, else a hash of its bytes."""
+    if value.get("bytes"):
+        return hashlib.sha1(value["bytes"]).hexdigest()[:16]
+    if value.get("path"):
+        return str(value["path"])
+    raise ValueError("An episode image has neither bytes nor a path: rebuild the episode dataset.")
+
+
+_DECODER = ImageFeature()
+
+
+def decode_image(value: dict):
+    """An RGB PIL image from an undecoded `datasets.Image` value."""
+    return load_image(_DECODER.decode_example(value))
+
+
+@dataclasses.dataclass
+class EvalConcept:
+    """One concept of an episode, as the harness sees it.
+
+    `key` names the concept *and* the references used for it (two episodes that share a concept and
+    its references share the key), so a concept is encoded or trained once per seed, not per episode.
+    """
+
+    name: str
+    key: str
+    reference_values: list  # undecoded images ({"path", "bytes"})
+    description: str | None
+
+    @property
+    def num_references(self) -> int:
+        return len(self.reference_values)
+
+
+@dataclasses.dataclass
+class EvalEpisode:
+    """One episode with its images undecoded (`decode_image` opens them when a method needs them)."""
+
+    concepts: list[EvalConcept]
+    image_value: dict | None
+    question: str
+    answer: str
+    task: str
+    target: str
+    options: list[str]
+    present: list[str]
+    tags: list[str]
+
+    def as_row(self) -> dict:
+        """The columns `episode_messages` reads."""
+        return {"image": self.image_value, "question": self.question, "answer": self.answer}
+
+
+def subsample_references(values: list, num_references: int | None, seed: int, concept_key: str) -> list:
+    """`num_references` of a concept's references, drawn with `seed` (all when None or when it has fewer).
+
+    The draw depends only on the seed and the concept, so a concept that appears in several episodes
+    gets the same references in all of them.
+    """
+    if num_references is None or len(values) <= num_references:
+        return list(values)
+    digest = int(hashlib.sha1(concept_key.encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng([seed, digest])
+    chosen = sorted(rng.choice(len(values), size=num_references, replace=False).tolist())
+    return [values[i] for i in chosen]
+
+
+def eval_episodes(dataset, num_references: int | None = None, seed: int = 0) -> list[EvalEpisode]:
+    """The rows of an episode dataset (`EPISODE_FEATURES`) as `EvalEpisode`s, images left undecoded.
+
+    With `num_references`, each concept keeps that many of its references, drawn with `seed`.
+    """
+    if num_references is not None and num_references < 1:
+        raise ValueError(f"num_references must be at least 1 (or None for all references), got {num_references}.")
+    # the arrow rows hold images as {"bytes", "path"}: nothing is decoded until a method needs it
+    rows = dataset.with_format("arrow")[:].to_pylist() if len(dataset) else []
+    episodes = []
+    for row in rows:
+        concepts = []
+        for concept in row["concepts"]:
+            full_key = concept["name"] + "|" + ",".join(image_key(v) for v in concept["references"])
+            references = subsample_references(concept["references"], num_references, seed, full_key)
+            key = concept["name"] + "|" + ",".join(image_key(v) for v in references)
+            concepts.append(EvalConcept(concept["name"], key, references, concept.get("description")))
+        episodes.append(
+            EvalEpisode(
+                concepts=concepts,
+                image_value=row["image"],
+                question=row["question"],
+                answer=row["answer"],
+                task=row["task"],
+                target=row["target"] or "",
+                options=list(row["options"] or []),
+                present=list(row["present"] or []),
+                tags=list(row["tags"] or []),
+            )
+        )
+    return episodes
+
+
+# --------------------------------------------------------------------------------------------- methods
+
+
+class Method:
+    """A way of answering episodes. Subclasses fill `add_concept` (and its cost) and `answer`.
+
+    Per seed (`begin_seed`), each distinct concept is added once: `prompt_tokens[key]` is what the
+    method puts in the context for it, `seconds[key]` what adding it cost.
+    """
+
+    name = "method"
+
+    def __init__(self, context: BackboneContext):
+        self.context = context
+        self.begin_seed(0)
+
+    def begin_seed(self, seed: int) -> None:
+        self.seed = seed
+        self.prompt_tokens: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self._added: dict[str, object] = {}
+
+    def concept(self, concept: EvalConcept):
+        """What `add_concept` made of this concept, made on first use."""
+        if concept.key not in self._added:
+            self.context.references(concept)  # decoding the photos is data loading, not the cost of adding
+            start = time.perf_counter()
+            self._added[concept.key], tokens = self.add_concept(concept)
+            self.seconds[concept.key] = time.perf_counter() - start
+            self.prompt_tokens[concept.key] = tokens
+        return self._added[concept.key]
+
+    def add_concept(self, concept: EvalConcept) -> tuple[object, int]:
+        """Whatever the method keeps for a concept, and the prompt tokens it spends on it."""
+        raise NotImplementedError
+
+    def answer(self, episode: EvalEpisode) -> str:
+        raise NotImplementedError
+
+
+class BackboneContext:
+    """The frozen backbone shared by every method of a run, with its ICPT processor.
+
+    Args:
+        vlm: the plain backbone (`AutoModelForImageTextToText`).
+        processor: an `ICPTProcessor` for that backbone (its `backbone_processor` serves the baselines).
+        injector: an `ICPTForConditionalGeneration` around `vlm`; it puts test-time-trained rows in their slots.
+        max_new_tokens: most new tokens per task (defaults: `DEFAULT_MAX_NEW_TOKENS`).
+    """
+
+    def __init__(self, vlm, processor, injector, max_new_tokens: dict | None = None):
+        self.vlm = vlm
+        self.processor = processor
+        self.injector = injector
+        self.max_new_tokens = {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}
+        self._decoded: dict[str, object] = {}
+
+    @property
+    def device(self):
+        return self.vlm.get_input_embeddings().weight.device
+
+    def image(self, value: dict):
+        """An undecoded image, decoded (once per run)."""
+        key = image_key(value)
+        if key not in self._decoded:
+            self._decoded[key] = decode_image(value)
+        return self._decoded[key]
+
+    def references(self, concept: EvalConcept) -> list:
+        """The concept's decoded reference images."""
+        return [self.image(value) for value in concept.reference_values]
+
+    def text_tokens(self, text: str) -> int:
+        return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def image_tokens(self, images: list) -> int:
+        """Tokens that `images` take in the backbone's sequence (with the family's image markup)."""
+        with_images = [{"role": "user", "content": [{"type": "image"} for _ in images] + [{"type": "text", "text": "."}]}]
+        without = [{"role": "user", "content": [{"type": "text", "text": "."}]}]
+        return int(self.backbone_inputs(with_images, images)["input_ids"].shape[1]
+                   - self.backbone_inputs(without, [])["input_ids"].shape[1])
+
+    def new_tokens(self, episode: EvalEpisode) -> int:
+        return self.max_new_tokens.get(episode.task, max(self.max_new_tokens.values()))
+
+    def decode(self, output, prompt_length: int) -> str:
+        return self.processor.decode(output[0, prompt_length:], skip_special_tokens=True).strip()
+
+    def backbone_inputs(self, messages: list, images: list):
+        """The plain backbone's inputs for one conversation, formatted by its chat template."""
+        processor = self.processor
+        text = processor.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, chat_template=processor.chat_template
+        )
+        inputs = processor.backbone_processor(
+            text=[text], images=[images] if images else None, return_tensors="pt", padding=True
+        )
+        return inputs.to(self.device)
+
+    @torch.no_grad()
+    def generate_backbone(self, messages: list, images: list, episode: EvalEpisode) -> str:
+        inputs = self.backbone_inputs(messages, images)
+        output = self.vlm.generate(**inputs, max_new_tokens=self.new_tokens(episode), do_sample=False)
+        return self.decode(output, inputs["input_ids"].shape[1])
+
+    def generate_with_bank(self, model, bank: ConceptBank, episode: EvalEpisode) -> str:
+        images = [[decode_image(episode.image_value)]] if episode.image_value is not None else None
+        inputs = self.processor(
+            messages=[episode_messages(episode.as_row(), with_answer=False)], images=images, concepts=bank
+        ).to(self.device)
+        output = model.generate(**inputs, concepts=bank, max_new_tokens=self.new_tokens(episode), do_sample=False)
+        return self.decode(output, inputs["input_ids"].shape[1])
+
+
+def _merge(banks: list[ConceptBank]) -> ConceptBank:
+    merged = banks[0]
+    for bank in banks[1:]:
+        merged = merged.merge(bank)
+    return merged
+
+
+class ICPTMethod(Method):
+    """A trained ICPT projector: one projector forward pass adds a concept; its bank's rows are the prompt."""
+
+    def __init__(self, context: BackboneContext, model, name: str = "icpt"):
+        self.model = model
+        self.name = name
+        super().__init__(context)
+
+    @torch.no_grad()
+    def add_concept(self, concept):
+        references = self.context.processor.prepare_references({concept.name: self.context.references(concept)})
+        bank = self.model.encode_concepts(**references.to(self.context.device))
+        return bank, bank.lengths[concept.name]
+
+    def answer(self, episode):
+        bank = _merge([self.concept(c) for c in episode.concepts])
+        return self.context.generate_with_bank(self.model, bank, episode)
+
+
+class NameOnlyMethod(Method):
+    """The plain backbone; the label appears in the question only (its prompt cost: the label's tokens)."""
+
+    name = "name_only"
+
+    def add_concept(self, concept):
+        return None, self.context.text_tokens(concept.name)
+
+    def answer(self, episode):
+        for concept in episode.concepts:
+            self.concept(concept)
+        images = [decode_image(episode.image_value)] if episode.image_value is not None else []
+        return self.context.generate_backbone(episode_messages(episode.as_row(), with_answer=False), images, episode)
+
+
+class TextDescriptionMethod(Method):
+    """The plain backbone with "<bo> is <description>." per concept before the question."""
+
+    name = "text_description"
+
+    def add_concept(self, concept):
+        if not concept.description:
+            raise ValueError(
+                f"The concept {concept.name} has no description: the text_description baseline needs episodes "
+                "whose concepts carry one (the `description` field of EPISODE_FEATURES)."
+            )
+        description = concept.description.strip().rstrip(".")
+        return description, self.context.text_tokens(description)
+
+    def answer(self, episode):
+        preamble = " ".join(f"{c.name} is {self.concept(c)}." for c in episode.concepts) + "\n"
+        messages = episode_messages(episode.as_row(), with_answer=False)
+        messages[0]["content"] = [{"type": "text", "text": preamble}] + messages[0]["content"]
+        images = [decode_image(episode.image_value)] if episode.image_value is not None else []
+        return self.context.generate_backbone(messages, images, episode)
+
+
+class RawReferencesMethod(Method):
+    """The plain backbone with each concept's reference photos in context: "<bo> is <photo><photo>."
+
+    The prompt cost of a concept is the image tokens of its photos (`BackboneContext.image_tokens`).
+    """
+
+    name = "raw_references"
+
+    def add_concept(self, concept):
+        images = self.context.references(concept)
+        return images, self.context.image_tokens(images)
+
+    def answer(self, episode):
+        parts, images = [], []
+        for index, concept in enumerate(episode.concepts):
+            references = self.concept(concept)
+            parts.append({"type": "text", "text": f"{concept.name} is"})
+            parts.extend({"type": "image"} for _ in references)
+            parts.append({"type": "text", "text": ".\n" if index == len(episode.concepts) - 1 else "."})
+            images.extend(references)
+        messages = episode_messages(episode.as_row(), with_answer=False)
+        messages[0]["content"] = parts + messages[0]["content"]
+        if episode.image_value is not None:
+            images.append(decode_image(episode.image_value))
+        return self.context.generate_backbone(messages, images, episode)
+
+
+# --------------------------------------------------------------------------------------------- test-time training
+
+
+def recognition_batch(processor, bank: ConceptBank, label: str, positives: list, negatives: list):
+    """Training inputs of the Yo'LLaVA recognition task for one concept, with labels on the answers only.
+
+    Each positive photo is asked "Can you see <label> in this photo? ..." with the answer "Yes", each
+    negative with "No"; the concept's slots come from `bank`.
+    """
+    question = RECOGNITION_QUESTION.format(name=label)
+    images = list(positives) + list(negatives)
+    answers = ["Yes"] * len(positives) + ["No"] * len(negatives)
+    conversations = [
+        episode_messages({"image": image, "question": question, "answer": answer}, with_answer=True)
+        for image, answer in zip(images, answers)
+    ]
+    batch = processor(
+        messages=conversations, images=[[image] for image in images], concepts=bank,
+        add_generation_prompt=False, padding_side="right",
+    )
+    labels = batch["input_ids"].clone()
+    labels[batch["attention_mask"] == 0] = -100
+    for index, image in enumerate(images):
+        prompt = processor(
+            messages=[episode_messages({"image": image, "question": question}, with_answer=False)],
+            images=[[image]], concepts=bank, add_generation_prompt=True,
+        )["input_ids"][0]
+        labels[index, : len(prompt)] = -100  # the question, the image and the slots are context, not target
+    batch["labels"] = labels
+    return batch
+
+
+def initial_concept_rows(model, num_rows: int = TEST_TIME_TRAINING_ROWS, seed: int = 0) -> torch.Tensor:
+    """`(1, num_rows, d_lm)` random rows with the typical norm of the backbone's token embeddings (from `seed`)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randn(1, num_rows, model.config.text_hidden_size, generator=generator)
+    return rows / rows.norm(dim=-1, keepdim=True) * model.config.prompt_norm
+
+
+def train_concept_prompts(
+    model,
+    processor,
+    label: str,
+    positives: list,
+    negatives: list,
+    num_rows: int = TEST_TIME_TRAINING_ROWS,
+    steps: int = TEST_TIME_TRAINING_STEPS,
+    learning_rate: float = TEST_TIME_TRAINING_LEARNING_RATE,
+    seed: int = 0,
+) -> tuple[ConceptBank, list[float]]:
+    """Test-time training of one concept's soft prompt, as Yo'LLaVA does it, with everything else frozen.
+
+    The concept gets `num_rows` free rows after its label (the processor writes "<bo> is <icpt>x16."),
+    initialized at random (from `seed`) with the typical norm of the backbone's token embeddings, and
+    trained with Adam for `steps` full-batch steps on recognition questions: its reference photos
+    (`positives`, answer "Yes") and photos of other concepts (`negatives`, answer "No"). The loss is the
+    backbone's LM loss on the answer tokens, computed through `model(**inputs, concepts=bank, labels=...)`:
+    only the bank's rows receive gradients; the backbone and the projector stay as they are.
+
+    Args:
+        model: an `ICPTForConditionalGeneration` (its projector is unused; its hooks inject the rows).
+        processor: the matching `ICPTProcessor`.
+        label: the concept's label, e.g. `"<bo>"`.
+        positives, negatives: PIL images.
+        num_rows: soft tokens per concept (16 in Yo'LLaVA).
+        steps: full-batch Adam steps.
+        learning_rate: Adam's step relative to the typical size of one embedding entry
+            (`prompt_norm / sqrt(d_lm)`), so one value suits backbones of any width (0.05 is about 1e-2 on
+            the embedded default, whose embedding rows have norms near 3 in 256 dimensions).
+        seed: fixes the rows' initialization.
+
+    Returns:
+        The trained `ConceptBank` (one concept, `num_rows` long) and the training loss before each step.
+
+    Example:
+
+    ```python
+    >>> bank, losses = train_concept_prompts(model, processor, "<bo>", [bo_1, bo_2], [mia_1, kiki_1])  # doctest: +SKIP
+    >>> answer = model.generate(**processor(messages=..., images=..., concepts=bank), concepts=bank)  # doctest: +SKIP
+    ```
+    """
+    if not positives:
+        raise ValueError(f"Test-time training of {label} needs at least one positive (reference) photo.")
+    if steps < 1 or num_rows < 1:
+        raise ValueError(f"Test-time training needs steps >= 1 and num_rows >= 1, got steps={steps}, num_rows={num_rows}.")
+    device = model.vlm.get_input_embeddings().weight.device
+    prompts = torch.nn.Parameter(initial_concept_rows(model, num_rows, seed).to(device))
+    bank = ConceptBank([label], prompts, torch.tensor([num_rows]), torch.zeros(1), prompts.detach().mean(1),
+                       model.config.base_model_name_or_path)
+    batch = recognition_batch(processor, bank, label, positives, negatives).to(device)
+    entry_size = model.config.prompt_norm / model.config.text_hidden_size**0.5
+    optimizer = torch.optim.Adam([prompts], lr=learning_rate * entry_size)
+    losses = []
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = model(**batch, concepts=bank).loss
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    trained = prompts.detach().clone()
+    return ConceptBank([label], trained, torch.tensor([num_rows]), torch.zeros(1), trained.mean(1),
+                       model.config.base_model_name_or_path), losses
+
+
+class TestTimeTrainingMethod(Method):
+    """Yo'LLaVA-style test-time training: per concept, 16 rows trained on its photos (see `train_concept_prompts`).
+
+    Negatives are reference photos of other concepts of the same evaluation data (`negative_pool`),
+    drawn with the seed; the seed also fixes each concept's initialization.
+    """
+
+    name = "test_time_training"
+    __test__ = False  # not a pytest test class despite its name
+
+    def __init__(self, context, steps: int = TEST_TIME_TRAINING_STEPS,
+                 learning_rate: float = TEST_TIME_TRAINING_LEARNING_RATE, num_negatives: int = 8,
+                 num_rows: int = TEST_TIME_TRAINING_ROWS):
+        self.steps, self.learning_rate = steps, learning_rate
+        self.num_negatives, self.num_rows = num_negatives, num_rows
+        self.negative_pool: list[EvalConcept] = []
+        self.losses: dict[str, list[float]] = {}
+        super().__init__(context)
+
+    def set_negative_pool(self, episodes: list[EvalEpisode]) -> None:
+        """The concepts whose photos serve as negatives (every distinct concept of the evaluation data)."""
+        pool = {}
+        for episode in episodes:
+            for concept in episode.concepts:
+                pool.setdefault(concept.key, concept)
+        self.negative_pool = list(pool.values())
+
+    def _negatives(self, concept: EvalConcept) -> list:
+        others = [c for c in self.negative_pool if c.key != concept.key and c.name != concept.name]
+        if not others:
+            return []
+        digest = int(hashlib.sha1(concept.key.encode()).hexdigest()[:8], 16)
+        rng = np.random.default_rng([self.seed, digest, 1])
+        picks = rng.choice(len(others), size=min(self.num_negatives, len(others)), replace=False)
+        negatives = []
+        for index in picks.tolist():
+            other = others[index]
+            negatives.append(self.context.image(other.reference_values[int(rng.integers(other.num_references))]))
+        return negatives
+
+    def add_concept(self, concept):
+        digest = int(hashlib.sha1(concept.key.encode()).hexdigest()[:8], 16)
+        bank, losses = train_concept_prompts(
+            self.context.injector, self.context.processor, concept.name, self.context.references(concept),
+            self._negatives(concept), num_rows=self.num_rows, steps=self.steps,
+            learning_rate=self.learning_rate, seed=(self.seed * 1_000_003 + digest) % 2**63,
+        )
+        self.losses[concept.key] = losses
+        return bank, self.num_rows
+
+    def answer(self, episode):
+        bank = _merge([self.concept(c) for c in episode.concepts])
+        return self.context.generate_with_bank(self.context.injector, bank, episode)

@@ -1,0 +1,81 @@
+"""The cost benchmark (examples/benchmark_costs.py) on a tiny backbone, and its full-size configurations."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_icpt import ICPTConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import benchmark_costs  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path, capsys):
+    output = tmp_path / "costs.json"
+    report = benchmark_costs.main([
+        "--backbone", str(tiny_backbone_dirs["llava"]), "--num-concepts", "16", "--references", "2",
+        "--ttt-steps", "2", "--ttt-negatives", "2", "--add-repeats", "2", "--repeats", "1", "--new-tokens", "3",
+        "--threads", "1", "--output", str(output),
+    ])
+    printed = capsys.readouterr().out
+    for line in ("speed-up (TTT / ICPT)", "ICPT adaptive (mean)", "raw references / adaptive",
+                 "ratio to plain, k = 1", "ratio to plain, k = 4", "ratio to plain, k = 16", "peak memory: ICPT, k4"):
+        assert line in printed, line
+    assert json.loads(output.read_text()) == json.loads(json.dumps(report))
+
+    results, targets = report["results"], report["targets"]
+    assert set(targets) == set(benchmark_costs.TARGETS)
+    for name, target in targets.items():
+        comparison, threshold = benchmark_costs.TARGETS[name]
+        measured = results[name]
+        assert measured > 0 and target["measured"] == measured
+        assert target["met"] == (measured >= threshold if comparison == ">=" else measured <= threshold)
+        assert f"{target['target']} | {'yes' if target['met'] else 'NO'}" in printed
+    # ratios are taken against the baseline measured in the same run
+    latency = results["latency_seconds"]
+    for k in (1, 4, 16):
+        assert results[f"latency_ratio_k{k}"] == pytest.approx(latency[f"k{k}"] / latency["plain"])
+    add = results["add_concept"]
+    assert results["add_concept_speedup"] == pytest.approx(add["test_time_training_seconds"] / add["icpt_seconds"])
+    memory = results["peak_memory_bytes"]
+    assert memory["plain"] > memory["backbone_weights"] > 0
+    assert results["peak_memory_ratio_k4"] == pytest.approx(memory["icpt_k4"] / memory["plain"])
+    tokens = results["prompt_tokens_per_concept"]
+    defaults = ICPTConfig()
+    assert defaults.min_prompt_length <= tokens["adaptive"] <= defaults.max_prompt_length
+    assert tokens["fixed"] == defaults.max_prompt_length and tokens["test_time_training"] == 16
+    assert tokens["raw_references"] >= 2 * 16  # two photos of 16 image tokens each
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the full-size backbone is really built")
+def test_full_size_configuration_is_refused_without_a_gpu(capsys):
+    with pytest.raises(SystemExit, match=r"7\.06 B-parameter.*GPU"):
+        benchmark_costs.main(["--config", "llava-1.5-7b"])
+    with pytest.raises(SystemExit, match="--config only"):
+        benchmark_costs.main(["--num-layers", "1"])
+
+
+def test_full_size_configurations_match_the_published_models():
+    labels = ["<c0>", "<c1>"]
+    llava, llava_processor, llava_side = benchmark_costs.full_size_backbone("llava-1.5-7b", labels)
+    assert benchmark_costs.count_parameters(llava) == 7_063_427_072  # llava-hf/llava-1.5-7b-hf
+    assert llava_side == 336 and llava.text_config.hidden_size == 4096
+    qwen, qwen_processor, _ = benchmark_costs.full_size_backbone("qwen2.5-vl-7b", labels)
+    assert benchmark_costs.count_parameters(qwen) == 8_292_166_656  # Qwen/Qwen2.5-VL-7B-Instruct
+    for config, processor in ((llava, llava_processor), (qwen, qwen_processor)):
+        # the local tokenizer's image token is the one the config expects, labels stay whole
+        image_token = processor.backbone_processor.image_token
+        assert processor.tokenizer.convert_tokens_to_ids(image_token) == config.image_token_id
+        assert processor.tokenizer.tokenize("<c1>") == ["<c1>"]
+    with pytest.raises(ValueError, match="Unknown --config"):
+        benchmark_costs.full_size_backbone("gpt-5", labels)
