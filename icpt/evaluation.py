@@ -39,11 +39,11 @@ icpt eval --preset default --write-docs docs/results.md
 python -m icpt.evaluation --preset default --write-docs docs/results.md
 ```
 
-The ablation projectors are trained like the default one, on the default backbone's world (seed 0,
-1000 identities, so that no evaluation identity was a training identity), with one term switched off:
+The ablation projectors are trained like the default one, on the default backbone's world (read from its
+`world.json`, so that no evaluation identity was a training identity), with one term switched off:
 
 ```bash
-python examples/train_icpt.py --backbone icpt/default/backbone --world_identities 1000 \
+python examples/train_icpt.py --backbone icpt/default/backbone \
     --output_dir outputs/ablations/icpt_no_separation --separation_weight 0
 # --decoupling_weight 0 -> icpt_no_decoupling, --adaptive_length false -> icpt_fixed_length
 ```
@@ -501,8 +501,7 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
         else:
             flag = ABLATIONS[method][2] if method in ABLATIONS else ""
             missing.append(
-                f"python examples/train_icpt.py --backbone {backbone} --world_identities {DEFAULT_WORLD_IDENTITIES} "
-                f"--output_dir {path} {flag}".rstrip()
+                f"python examples/train_icpt.py --backbone {backbone} --output_dir {path} {flag}".rstrip()
             )
     if "icpt" not in checkpoints:
         raise FileNotFoundError(f"The embedded default projector is not at {paths['icpt']}: train it with `{missing[0]}`.")

@@ -46,9 +46,7 @@ class ICPTArguments:
     backbone: str | None = field(default=None, metadata={"help": "Hub id or local path of the frozen backbone (a fresh projector)."})
     model: str | None = field(default=None, metadata={"help": "An ICPT checkpoint (folder or Hub id) to continue training; default with no --backbone: the embedded default."})
     episodes: str | None = field(default=None, metadata={"help": "Episode dataset folder (save_to_disk); default: the generated world."})
-    world_identities: int = field(default=200, metadata={"help": "Identities in the generated world (when --episodes is not given)."})
-    world_episodes: int = field(default=2000, metadata={"help": "Training episodes to generate (when --episodes is not given)."})
-    world_seed: int = field(default=0, metadata={"help": "Seed of the generated world."})
+    world_episodes: int = field(default=2000, metadata={"help": "Training episodes to generate from the world the backbone was trained on (its world.json; when --episodes is not given)."})
     min_prompt_length: int = field(default=2, metadata={"help": "Fewest prompt rows per concept."})
     max_prompt_length: int = field(default=8, metadata={"help": "Most prompt rows per concept."})
     adaptive_length: bool = field(default=True, metadata={"help": "Length by visual complexity; False = always max (ablation)."})
@@ -67,10 +65,14 @@ def load_episodes(args: ICPTArguments):
         if not Path(args.episodes).is_dir():
             raise FileNotFoundError(f"No episode dataset at {args.episodes}: write one with Dataset.save_to_disk.")
         return load_from_disk(args.episodes)
-    from icpt.world import World
+    from icpt.demo import world_for
     from icpt.world_tasks import build_episodes
 
-    return build_episodes(World(seed=args.world_seed, num_identities=args.world_identities), "train", args.world_episodes)
+    # the backbone's own world, so its held-out identities stay held out here too
+    if args.backbone is None or not (Path(args.backbone) / "world.json").is_file():
+        raise ValueError("Without --episodes, --backbone must be a folder with world.json (a backbone trained on the "
+                         "generated world, e.g. icpt/default/backbone); otherwise pass --episodes DIR.")
+    return build_episodes(world_for(Path(args.backbone)), "train", args.world_episodes)
 
 
 def build_model(args: ICPTArguments):

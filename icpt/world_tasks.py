@@ -411,7 +411,8 @@ class _EpisodeBuilder:
                 image, scene_masks = world.render([identity_id], environment, rng)
                 references.append(image)
                 masks.append(_mask_image(scene_masks[identity_id]))
-            concepts.append({"name": name, "references": references, "masks": masks})
+            concepts.append({"name": name, "references": references, "masks": masks,
+                             "description": world.identities[identity_id].description})
         order = rng.permutation(num_concepts)  # the target is not always listed first
         concepts = [concepts[i] for i in order]
 

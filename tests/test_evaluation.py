@@ -160,9 +160,9 @@ def _world_dataset(path, descriptions=True):
     episodes = build_episodes(World(seed=0, num_identities=60), "held_out", num_episodes=8, seed=0,
                               tasks=TASKS + ("recognition", "recognition"))
     assert {a for t, a in zip(episodes["task"], episodes["answer"]) if t == "recognition"} == {"Yes", "No"}
-    if descriptions:
-        episodes = episodes.map(lambda row: {"concepts": [{**c, "description": "a small round object"}
-                                                          for c in row["concepts"]]})
+    assert all(c["description"] for row in episodes["concepts"] for c in row)  # the world describes its identities
+    if not descriptions:
+        episodes = episodes.map(lambda row: {"concepts": [{**c, "description": None} for c in row["concepts"]]})
     episodes.save_to_disk(path)
     return path
 
@@ -248,5 +248,5 @@ def test_clear_errors(default_preset, tmp_path, monkeypatch):
     (tmp_path / "backbone_only").mkdir()
     (tmp_path / "backbone_only" / "backbone").symlink_to(default_preset.root / "backbone")
     monkeypatch.setattr(evaluation, "DEFAULT_DIR", tmp_path / "backbone_only")
-    with pytest.raises(FileNotFoundError, match="projector is not at .*train_icpt.py .*--world_identities 1000"):
+    with pytest.raises(FileNotFoundError, match="projector is not at .*train_icpt.py .*--output_dir"):
         main(["--preset", "default"])
