@@ -112,7 +112,9 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
     assert set(second["results"]) >= {"held_out/overall", "held_out/look_alike", "train/overall"}
 
     card = (output / "README.md").read_text()
-    assert "Total training time" in card and "held-out" in card
+    assert "Total training time" in card and "held-out" in card and "| side |" in card
+    probe = json.loads((output / "training_results.json").read_text())["attribute_probe"]
+    assert set(probe) == {"shape", "colour", "colour2", "pattern", "mark", "side", "accessory"}
     assert json.loads((output / "training_results.json").read_text())["state"]["comparison_step"] == 3
     assert (output / "model.safetensors").exists()
     assert World(**json.loads((output / "world.json").read_text())).identities == World(0, 60).identities
