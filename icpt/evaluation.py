@@ -30,8 +30,8 @@ k = 1..5 references per concept. Everything lands in an output folder:
 - `accuracy_vs_prompt_tokens.png`, `accuracy_vs_references.png` (`icpt.plots`).
 
 **Regenerating `docs/results.md`** on the embedded default (backbone `icpt/default/backbone`, projector
-`icpt/default/projector`, the three ablation projectors in `outputs/ablations/<method>`; no number typed
-by hand):
+`icpt/default/projector`, the three ablation projectors in `icpt/default/ablations/<method>`; no number
+typed by hand):
 
 ```bash
 icpt eval --preset default --write-docs docs/results.md
@@ -44,7 +44,7 @@ The ablation projectors are trained like the default one, on the default backbon
 
 ```bash
 python examples/train_icpt.py --backbone icpt/default/backbone \
-    --output_dir outputs/ablations/icpt_no_separation --separation_weight 0
+    --output_dir icpt/default/ablations/icpt_no_separation --separation_weight 0
 # --decoupling_weight 0 -> icpt_no_decoupling, --adaptive_length false -> icpt_fixed_length
 ```
 
@@ -120,8 +120,8 @@ SEED_VARIES = (
 )
 # The embedded default: the backbone and the four projector checkpoints, inside the package.
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
-# The ablation projectors are evaluation artifacts, not shipped: trained into this folder (relative to the cwd).
-DEFAULT_ABLATIONS_DIR = Path("outputs") / "ablations"
+# The ablation projectors ship beside it, so the results page can be regenerated from a clone.
+DEFAULT_ABLATIONS_DIR = DEFAULT_DIR / "ablations"
 # The generated world the default backbone is pretrained on (examples/pretrain_world_backbone.py defaults).
 DEFAULT_WORLD_SEED = 0
 DEFAULT_WORLD_IDENTITIES = 1000
