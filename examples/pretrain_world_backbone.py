@@ -52,7 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.world import ACCESSORIES, COLOURS, MARKS, PATTERNS, SHAPES, SIDES, RenderBank, World  # noqa: E402
+from icpt.world import ATTRIBUTE_VALUES, RenderBank, World  # noqa: E402
 from icpt.world_tasks import COMPARE_QUESTION, WorldTasks, vocabulary  # noqa: E402
 
 IMAGE_TOKEN = "<image>"
@@ -71,15 +71,6 @@ CHAT_TEMPLATE = (
 # Words, "<label>"-style names kept whole (WordPiece then spells unknown ones out), punctuation.
 PRE_TOKENIZER_PATTERN = r"<[^<>\s]+>|\w+|[^\w\s]"
 IMAGE_MEAN = IMAGE_STD = [0.5, 0.5, 0.5]
-ATTRIBUTE_VALUES = {
-    "shape": SHAPES,
-    "colour": tuple(COLOURS),
-    "colour2": tuple(COLOURS),
-    "pattern": PATTERNS,
-    "mark": MARKS,
-    "side": SIDES,
-    "accessory": ACCESSORIES,
-}
 
 
 # ---------------------------------------------------------------------------------------------

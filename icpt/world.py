@@ -62,6 +62,16 @@ MARKS = ("dot", "bar", "triangle")
 SIDES = ("left", "right", "top", "bottom")
 ACCESSORIES = ("none", "hat", "antenna", "ears", "legs", "tail", "bow")
 ATTRIBUTES = ("shape", "colour", "colour2", "pattern", "mark", "side", "accessory")
+# every value each attribute can take
+ATTRIBUTE_VALUES = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "colour2": tuple(COLOURS),
+    "pattern": PATTERNS,
+    "mark": MARKS,
+    "side": SIDES,
+    "accessory": ACCESSORIES,
+}
 # The details a look-alike may change: fine details, never the whole body.
 LOOK_ALIKE_DETAILS = ("colour2", "pattern", "mark", "side", "accessory")
 
@@ -529,15 +539,7 @@ class World:
     # -- construction -------------------------------------------------------------------------
     @staticmethod
     def _make_identities(count: int, look_alike_fraction: float, rng: np.random.Generator):
-        values = {
-            "shape": SHAPES,
-            "colour": tuple(COLOURS),
-            "colour2": tuple(COLOURS),
-            "pattern": PATTERNS,
-            "mark": MARKS,
-            "side": SIDES,
-            "accessory": ACCESSORIES,
-        }
+        values = ATTRIBUTE_VALUES
 
         def random_attributes() -> dict[str, str]:
             attributes = {name: str(rng.choice(values[name])) for name in ATTRIBUTES}

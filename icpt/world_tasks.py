@@ -35,6 +35,7 @@ from PIL import Image
 
 from .episodes import EPISODE_FEATURES, TASKS
 from .world import (
+    ATTRIBUTE_VALUES,
     ACCESSORIES,
     ATTRIBUTES,
     COLOURS,
@@ -538,15 +539,7 @@ class _EpisodeBuilder:
             attribute = next(a for a in ATTRIBUTES if getattr(identity, a) != getattr(other, a))
             return attribute, attribute_answer(other, attribute)
         attribute = str(rng.choice(ATTRIBUTES))
-        values = {
-            "shape": SHAPES,
-            "colour": tuple(COLOURS),
-            "colour2": tuple(COLOURS),
-            "pattern": PATTERNS,
-            "mark": MARKS,
-            "side": SIDES,
-            "accessory": ACCESSORIES,
-        }[attribute]
+        values = ATTRIBUTE_VALUES[attribute]
         value = str(rng.choice([v for v in values if v != getattr(identity, attribute)]))
         return attribute, attribute_answer(dataclasses.replace(identity, **{attribute: value}), attribute)
 
