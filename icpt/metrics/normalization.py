@@ -25,3 +25,15 @@ def normalize_answer(text: str) -> str:
     text = "".join(character for character in text if character not in _PUNCTUATION)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
+
+
+def group_indices(groups, count: int) -> dict:
+    """`{group: [indices]}` of `count` predictions, in first-seen order; one group name per prediction."""
+    if len(groups) != count:
+        raise ValueError(
+            f"`groups` has {len(groups)} entries but there are {count} predictions: give one group name per prediction."
+        )
+    members = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    return members

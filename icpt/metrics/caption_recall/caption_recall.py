@@ -1,10 +1,11 @@
 """Caption recall: the share of the ground-truth concept names that a caption mentions."""
 
 import re
-from collections import defaultdict
 
 import datasets
 import evaluate
+
+from icpt.metrics.normalization import group_indices
 
 
 _DESCRIPTION = """
@@ -95,13 +96,8 @@ class CaptionRecall(evaluate.Metric):
         results = {**summarize(scores), "per_caption": scores}
         if groups is None:
             return results
-        if len(groups) != len(predictions):
-            raise ValueError(
-                f"`groups` has {len(groups)} entries but there are {len(predictions)} predictions: "
-                "give one group name per prediction."
-            )
-        members = defaultdict(list)
-        for index, group in enumerate(groups):
-            members[group].append(scores[index])
-        results["per_group"] = {group: summarize(group_scores) for group, group_scores in members.items()}
+        results["per_group"] = {
+            group: summarize([scores[i] for i in indices])
+            for group, indices in group_indices(groups, len(predictions)).items()
+        }
         return results

@@ -1,12 +1,11 @@
 """Exact-match accuracy for multiple-choice questions (the two-option VQA and text-only QA)."""
 
 import re
-from collections import defaultdict
 
 import datasets
 import evaluate
 
-from icpt.metrics.normalization import normalize_answer
+from icpt.metrics.normalization import group_indices, normalize_answer
 
 
 _DESCRIPTION = """
@@ -132,24 +131,20 @@ class OptionMatch(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, options=None, groups=None):
-        for name, values in (("options", options), ("groups", groups)):
-            if values is not None and len(values) != len(predictions):
-                raise ValueError(
-                    f"`{name}` has {len(values)} entries but there are {len(predictions)} predictions: "
-                    f"give one entry of `{name}` per prediction."
-                )
+        if options is not None and len(options) != len(predictions):
+            raise ValueError(
+                f"`options` has {len(options)} entries but there are {len(predictions)} predictions: "
+                "give one entry of `options` per prediction."
+            )
         results = summarize(predictions, references, options)
         if groups is None:
             return results
-        members = defaultdict(list)
-        for index, group in enumerate(groups):
-            members[group].append(index)
         results["per_group"] = {
             group: summarize(
                 [predictions[i] for i in indices],
                 [references[i] for i in indices],
                 None if options is None else [options[i] for i in indices],
             )
-            for group, indices in members.items()
+            for group, indices in group_indices(groups, len(predictions)).items()
         }
         return results

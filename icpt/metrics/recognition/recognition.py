@@ -1,11 +1,10 @@
 """Recognition accuracy in the Yo'LLaVA protocol: positive, negative and weighted accuracy."""
 
-from collections import defaultdict
 
 import datasets
 import evaluate
 
-from icpt.metrics.normalization import normalize_answer
+from icpt.metrics.normalization import group_indices, normalize_answer
 
 
 _DESCRIPTION = """
@@ -120,17 +119,9 @@ class Recognition(evaluate.Metric):
         results = summarize(predictions, references)
         if groups is None:
             return results
-        if len(groups) != len(predictions):
-            raise ValueError(
-                f"`groups` has {len(groups)} entries but there are {len(predictions)} predictions: "
-                "give one group name per prediction."
-            )
-        members = defaultdict(list)
-        for index, group in enumerate(groups):
-            members[group].append(index)
         results["per_group"] = {
             group: summarize([predictions[i] for i in indices], [references[i] for i in indices])
-            for group, indices in members.items()
+            for group, indices in group_indices(groups, len(predictions)).items()
         }
         defined = [
             row["weighted_accuracy"] for row in results["per_group"].values() if row["weighted_accuracy"] is not None
