@@ -32,6 +32,7 @@ reference images in context) and saved with a model card to ``icpt/default/backb
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -181,8 +182,11 @@ def build_model(tokenizer, args):
 # Batches (a fast path equal to what the saved processor produces; a test checks it)
 # ---------------------------------------------------------------------------------------------
 def format_prompt(num_images: int, question: str) -> str:
-    """The chat-template text of a user turn with images then a question, ready for generation."""
-    return "<|user|>" + " <image>" * num_images + f" {question} <|end|>\n<|assistant|>"
+    """The chat-template text of a user turn with images then a question, ready for generation.
+
+    A question that holds its own ``<image>`` placeholders (a named question) places all its images."""
+    leading = 0 if IMAGE_TOKEN in question else num_images
+    return "<|user|>" + " <image>" * leading + f" {question} <|end|>\n<|assistant|>"
 
 
 def pixel_values(images: list[np.ndarray]) -> torch.Tensor:
@@ -349,8 +353,9 @@ def embedding_verification(vision_tower, eval_sets: dict) -> dict[str, float]:
 # Evaluation: same/different with raw references in context
 # ---------------------------------------------------------------------------------------------
 def comparison_eval_set(world: World, identities: str, num_references: int, seed: int, limit: int | None = None):
-    """Fixed comparison examples: per identity a positive and a random negative; per look-alike
-    identity a positive and a negative showing its twin. Queries from sets A and B for held-out."""
+    """Fixed same/different examples: per identity a positive and a random negative; per look-alike
+    identity a positive and a negative showing its twin. Queries from sets A and B for held-out.
+    Each as the comparison question and as a named recognition question (``named/...``)."""
     tasks = WorldTasks(
         world, identities=identities, query_environments=("A", "B") if identities == "held_out" else ("A",)
     )
@@ -358,15 +363,19 @@ def comparison_eval_set(world: World, identities: str, num_references: int, seed
     anchors = world.split(identities)
     if limit is not None:
         anchors = [anchors[i] for i in sorted(rng.choice(len(anchors), size=min(limit, len(anchors)), replace=False))]
-    overall, look_alike = [], []
+    sets = {"overall": [], "look_alike": [], "named/overall": [], "named/look_alike": []}
+    named = functools.partial(tasks.named_question, kind="recognition")
     for anchor in anchors:
         for positive in (True, False):
-            overall.append(tasks.compare(rng, num_references, positive=positive, look_alike=False, anchor=anchor))
-            if anchor in world.look_alike_of:
-                look_alike.append(
-                    tasks.compare(rng, num_references, positive=positive, look_alike=True, anchor=anchor)
+            for prefix, task in (("", tasks.compare), ("named/", named)):
+                sets[prefix + "overall"].append(
+                    task(rng, num_references, positive=positive, look_alike=False, anchor=anchor)
                 )
-    return {"overall": overall, "look_alike": look_alike}
+                if anchor in world.look_alike_of:
+                    sets[prefix + "look_alike"].append(
+                        task(rng, num_references, positive=positive, look_alike=True, anchor=anchor)
+                    )
+    return sets
 
 
 @torch.no_grad()
@@ -386,8 +395,8 @@ def comparison_predictions(model, encoder: TextEncoder, examples, batch_size: in
 
 def weighted_accuracy(examples, predictions) -> dict[str, float]:
     """0.5 * accuracy on positives + 0.5 * accuracy on negatives (the Yo'LLaVA protocol)."""
-    positive = [p for e, p in zip(examples, predictions) if e.answer == "yes"]
-    negative = [not p for e, p in zip(examples, predictions) if e.answer == "no"]
+    positive = [p for e, p in zip(examples, predictions) if e.answer.lower() == "yes"]
+    negative = [not p for e, p in zip(examples, predictions) if e.answer.lower() == "no"]
     pos, neg = float(np.mean(positive)), float(np.mean(negative))
     return {"weighted": 0.5 * pos + 0.5 * neg, "positive": pos, "negative": neg, "count": len(examples)}
 
@@ -423,7 +432,7 @@ def evaluate(model, encoder: TextEncoder, eval_sets: dict) -> dict:
             results[f"{split_name}/{set_name}"] = weighted_accuracy(examples, predictions)
             if split_name == "held_out":
                 shifted = [(e, p) for e, p in zip(examples, predictions) if "environment_shift" in e.tags]
-                if shifted and {e.answer for e, _ in shifted} == {"yes", "no"}:
+                if shifted and {e.answer.lower() for e, _ in shifted} == {"yes", "no"}:
                     results[f"{split_name}/{set_name}/environment_shift"] = weighted_accuracy(*zip(*shifted))
     model.train()
     return results
@@ -480,8 +489,11 @@ def model_card(
         "Generic world tasks only, on training identities in environment set A: a supervised-contrastive "
         f"stage on the vision tower ({state['contrastive_step']} steps), then connector + language model "
         f"on same/different comparison (25 % look-alike negatives) and object/scene descriptions "
-        f"({state['comparison_step']} steps, tower frozen). It never saw ICPT prompts, concept labels, "
-        "held-out identities or environment set B.",
+        f"({state['comparison_step']} steps, tower frozen), then the whole model on named questions "
+        '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
+        'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '
+        f"descriptions ({state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}). "
+        "It never saw ICPT prompts, concept labels, held-out identities or environment set B.",
         "",
         f"Total training time: {state['wall_seconds'] / 60:.0f} minutes wall-clock on a shared 2-core CPU "
         f"with {args.threads} threads ({state['cpu_seconds'] / 60:.0f} CPU-minutes of process time), "
@@ -500,6 +512,11 @@ def model_card(
     ]
     if shift:
         lines.append(row("held-out, query in environment set B", "random held-out", shift))
+    if "held_out/named/overall" in results:
+        lines.append(row("held-out, named recognition question", "random held-out", results["held_out/named/overall"]))
+        lines.append(
+            row("held-out, named recognition question", "look-alike twin", results["held_out/named/look_alike"])
+        )
     if train:
         lines.append(row("training (new renders)", "random training", train))
     lines += ["", "Each reference or query image costs 16 tokens in context.", ""]
@@ -577,6 +594,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--look-alike-fraction", type=float, default=0.25)
+    parser.add_argument(
+        "--question-steps",
+        type=int,
+        default=1500,
+        help="stage 3: steps on named questions (+ comparison and descriptions) with the tower tuned too",
+    )
+    parser.add_argument("--tower-lr", type=float, default=1e-4, help="stage 3's peak learning rate for the tower")
     parser.add_argument("--describe-every", type=int, default=3, help="every n-th step is a description step")
     # evaluation
     parser.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
@@ -737,64 +761,83 @@ def main(argv=None) -> dict:
         checkpoint(optimizer)
         last_checkpoint = time.time()
 
-    # -- stage 2: connector + language model on comparison and descriptions --------------------
-    if not out_of_time and state["comparison_step"] < args.comparison_steps and not args.export_now:
-        vision_tower.requires_grad_(False)
-        vision_tower.eval()
-        params = [p for name, p in model.named_parameters() if not name.startswith("model.vision_tower.")]
-        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-        if optimizer_state is not None and state.get("optimizer_stage") == "comparison":
+    def language_stage(name: str, total_steps: int, kinds, tower_lr: float) -> bool:
+        """Trains connector + language model (and the tower when ``tower_lr`` > 0) on the task
+        ``kinds(step)`` names at each step. Returns whether the time budget ran out."""
+        counter = f"{name}_step"
+        tune_tower = tower_lr > 0
+        vision_tower.requires_grad_(tune_tower)
+        vision_tower.eval()  # no dropout in the tower; eval keeps its features deterministic
+        language = [p for n, p in model.named_parameters() if not n.startswith("model.vision_tower.")]
+        groups = [{"params": language, "peak": args.lr}]
+        if tune_tower:
+            groups.append({"params": list(vision_tower.parameters()), "peak": tower_lr})
+        optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
+        if optimizer_state is not None and state.get("optimizer_stage") == name:
             optimizer.load_state_dict(optimizer_state)
-        state["optimizer_stage"] = "comparison"
-        model.train()
-        vision_tower.eval()
-        running = {"compare": [], "describe": []}
-        tick = time.time()
-        while state["comparison_step"] < args.comparison_steps:
-            step = state["comparison_step"]
+        state["optimizer_stage"] = name
+        params = [p for group in groups for p in group["params"]]
+        running, tick, last_saved = {}, time.time(), time.time()
+        while state[counter] < total_steps:
+            step = state[counter]
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, args.comparison_steps, args.lr, warmup=200)
-            if (step + 1) % args.describe_every == 0:
-                kind = "describe"
+                group["lr"] = cosine_lr(step, total_steps, group["peak"], warmup=200)
+            kind = kinds(step)
+            if kind == "describe":
                 examples = [
                     tasks.describe_object(rng) if rng.random() < 0.7 else tasks.describe_scene(rng)
                     for _ in range(args.batch_size)
                 ]
             else:
-                kind = "compare"
-                examples = [tasks.compare(rng) for _ in range(args.batch_size)]
+                examples = [tasks.sample(rng, kind) for _ in range(args.batch_size)]
             loss = model(**encoder.batch(examples)).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            running[kind].append(loss.item())
-            state["comparison_step"] += 1
-            done = state["comparison_step"]
+            running.setdefault(kind, []).append(loss.item())
+            state[counter] += 1
+            done = state[counter]
             if done % 50 == 0:
-                seconds = (time.time() - tick) / 50
-                log(
-                    work_dir,
-                    f"comparison step {done}/{args.comparison_steps} "
-                    f"compare loss {np.mean(running['compare']):.3f} "
-                    f"describe loss {np.mean(running['describe']) if running['describe'] else float('nan'):.3f} "
-                    f"({seconds:.2f} s/step)",
-                )
-                running, tick = {"compare": [], "describe": []}, time.time()
+                losses = " ".join(f"{k} loss {np.mean(v):.3f}" for k, v in sorted(running.items()))
+                log(work_dir, f"{name} step {done}/{total_steps} {losses} ({(time.time() - tick) / 50:.2f} s/step)")
+                running, tick = {}, time.time()
             if done % args.eval_every == 0:
                 results = evaluate(model, encoder, eval_sets)
-                state["history"].append(
-                    {"comparison_step": done, **{k: round(v["weighted"], 4) for k, v in results.items()}}
-                )
+                state["history"].append({counter: done, **{k: round(v["weighted"], 4) for k, v in results.items()}})
                 log(work_dir, "eval " + json.dumps(state["history"][-1]))
                 tick = time.time()
-            if time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
+            if time.time() - last_saved > 60 * args.checkpoint_minutes:
                 checkpoint(optimizer)
-                last_checkpoint = time.time()
+                last_saved = time.time()
             if elapsed_minutes() > args.max_minutes:
-                out_of_time = True
-                break
+                checkpoint(optimizer)
+                return True
+        state["optimizer_stage"] = None
         checkpoint(optimizer)
+        return False
+
+    # -- stage 2: connector + language model on comparison and descriptions, tower frozen -------
+    if not out_of_time and state["comparison_step"] < args.comparison_steps and not args.export_now:
+        out_of_time = language_stage(
+            "comparison",
+            args.comparison_steps,
+            lambda step: "describe" if (step + 1) % args.describe_every == 0 else "compare",
+            tower_lr=0.0,
+        )
+        optimizer_state = None
+
+    # -- stage 3: named questions (the layout of ICPT episodes), the whole model tuned ----------
+    state.setdefault("questions_step", 0)
+    if not out_of_time and state["questions_step"] < args.question_steps and not args.export_now:
+        out_of_time = language_stage(
+            "questions",
+            args.question_steps,
+            lambda step: "describe"
+            if (step + 1) % args.describe_every == 0
+            else ("compare", "named_question")[step % 2],
+            tower_lr=args.tower_lr,
+        )
 
     if out_of_time:
         log(work_dir, f"time budget of {args.max_minutes} min spent; continue with --resume")

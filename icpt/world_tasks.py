@@ -56,7 +56,11 @@ COMPARE_QUESTION = "Is the object of the first images also in the last one?"
 DESCRIBE_OBJECT_QUESTION = "Describe the object."
 DESCRIBE_SCENE_QUESTION = "Describe the objects from left to right."
 NO_OBJECTS = "nothing."
-PRETRAINING_TASKS = ("describe_object", "describe_scene", "compare")
+PRETRAINING_TASKS = ("describe_object", "describe_scene", "compare", "named_question")
+# Named questions put the references where ICPT puts a concept's prompt (a preamble that says what
+# the name stands for) and ask the episode questions about it, with a plain noun as the name.
+GENERIC_NAME = "the object"
+NAMED_PREAMBLE = "{name} is {images}.\n"
 
 RECOGNITION_QUESTION = "Can you see {name} in this photo? Answer with a single word or phrase."
 PRESENCE_QUESTION = "Which of {names} are in this photo?"
@@ -125,6 +129,8 @@ def vocabulary() -> list[str]:
         CAPTION_QUESTION,
         VQA_POSITION_QUESTION,
         VQA_NEIGHBOUR_QUESTION,
+        NAMED_PREAMBLE,
+        GENERIC_NAME,
         ", ; . ? an with",
     ]
     texts += list(ATTRIBUTE_QUESTIONS.values()) + list(TEXT_QA_QUESTIONS.values()) + list(EXTRA_WORDS)
@@ -309,6 +315,70 @@ class WorldTasks:
         environments = [environment for _, environment in references] + [query[1]]
         return WorldExample(
             images, COMPARE_QUESTION, "yes" if positive else "no", "compare", tags, [anchor] + scene, environments
+        )
+
+    def named_question(
+        self,
+        rng: np.random.Generator,
+        num_references: int | None = None,
+        kind: str | None = None,
+        positive: bool | None = None,
+        look_alike: bool | None = None,
+        anchor: int | None = None,
+    ) -> WorldExample:
+        """A recognition or attribute question about "the object", defined by reference images in a
+        preamble, asked of a query scene: the layout of an ICPT episode, with a plain noun for the label.
+
+        The question holds its own ``<image>`` placeholders (the references, in the preamble); the
+        query image follows the preamble. ``images`` lists the references, then the query.
+
+        Args:
+            num_references: 1-5 (random when None).
+            kind: ``"recognition"`` or one of the attributes (random when None; half are recognition).
+            positive, look_alike, anchor: as in `compare` (recognition only: attribute questions
+                always show the object and never take a look-alike).
+        """
+        if num_references is None:
+            num_references = int(rng.integers(1, 6))
+        if kind is None:
+            kind = "recognition" if rng.random() < 0.5 else ATTRIBUTES[int(rng.integers(len(ATTRIBUTES)))]
+        if kind != "recognition" and (positive is False or look_alike):
+            raise ValueError("Attribute questions show the object: only recognition takes negatives or look-alikes.")
+        if look_alike is None:
+            look_alike = kind == "recognition" and bool(rng.random() < self.look_alike_fraction)
+        if anchor is None:
+            anchor = int(rng.choice(self.twins if look_alike else self.identity_ids))
+        twin = self.world.look_alike_of.get(anchor)
+        if look_alike and twin is None:
+            raise ValueError(f"Identity {anchor} has no look-alike twin; pick one from `world.look_alike_pairs`.")
+        present = kind != "recognition" or (bool(rng.random() < 0.5) if positive is None else positive)
+        references = [self._single(anchor, rng, self.reference_environments) for _ in range(num_references)]
+        exclude = {anchor} | ({twin} if twin is not None else set())
+        scene = self._others(exclude, int(rng.integers(0, 3)), rng)
+        if present:
+            scene.append(anchor)
+        elif look_alike or rng.random() < 0.5:
+            scene.append(twin if look_alike else self._others(exclude | set(scene), 1, rng)[0])
+        scene = [scene[i] for i in rng.permutation(len(scene))]
+        image, _, environment = self._scene(scene, rng, self.query_environments)
+        preamble = NAMED_PREAMBLE.format(name=GENERIC_NAME, images=" ".join(["<image>"] * num_references))
+        if kind == "recognition":
+            question = RECOGNITION_QUESTION.format(name=GENERIC_NAME)
+            answer = "Yes" if present else "No"
+        else:
+            question = ATTRIBUTE_QUESTIONS[kind].format(name=GENERIC_NAME)
+            answer = attribute_answer(self.world.identities[anchor], kind)
+        tags = [kind] + (["look_alike"] if look_alike else []) + (
+            ["environment_shift"] if self.world.environment(environment).set == "B" else []
+        )
+        return WorldExample(
+            [image for image, _ in references] + [np.asarray(image)],
+            preamble + "<image> " + question,
+            answer,
+            "named_question",
+            tags,
+            [anchor] + scene,
+            [environment for _, environment in references] + [environment],
         )
 
     def sample(self, rng: np.random.Generator, task: str) -> WorldExample:

@@ -63,6 +63,29 @@ def test_fast_path_matches_the_saved_processor(script, tokenizer, compare_exampl
     torch.testing.assert_close(inputs["pixel_values"], batch["pixel_values"])
 
 
+def test_fast_path_places_the_images_of_a_named_question(script, tokenizer, tmp_path):
+    from transformers import AutoProcessor
+
+    world = World(seed=0, num_identities=40)
+    example = WorldTasks(world).named_question(np.random.default_rng(0), num_references=2, kind="recognition")
+    preamble, question = example.question.split("\n<image> ")
+    script.build_processor(tokenizer).save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    # The ICPT layout: the preamble text first, then the query image and the question.
+    messages = [
+        {"role": "user", "content": [
+            {"type": "text", "text": preamble + "\n"}, {"type": "image"}, {"type": "text", "text": question}
+        ]}
+    ]  # fmt: skip
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=[Image.fromarray(image) for image in example.images], text=prompt, return_tensors="pt")
+    batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([example], with_answers=False)
+    assert torch.equal(inputs["input_ids"], batch["input_ids"])
+    torch.testing.assert_close(inputs["pixel_values"], batch["pixel_values"])
+    tokens = tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    assert tokens[1:4] == ["the", "object", "is"] and tokens.count("<image>") == 3 * 16
+
+
 def test_labels_cover_only_the_answer(script, tokenizer, compare_example):
     batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example])
     supervised = batch["input_ids"][batch["labels"] != -100].tolist()
@@ -92,7 +115,7 @@ def test_weighted_accuracy(script, compare_example):
 TINY = [
     "--num-identities", "60", "--renders-per-identity", "3", "--views", "2",
     "--contrastive-identities", "4", "--contrastive-pairs", "2", "--contrastive-steps", "3",
-    "--comparison-steps", "3", "--batch-size", "4", "--eval-every", "2", "--eval-limit", "3",
+    "--comparison-steps", "3", "--question-steps", "3", "--batch-size", "4", "--eval-every", "2", "--eval-limit", "3",
     "--vision-hidden", "32", "--vision-layers", "1", "--text-hidden", "32", "--text-layers", "1",
     "--threads", "1",
 ]  # fmt: skip
@@ -109,7 +132,10 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
         script.main(TINY + paths)
     second = script.main(TINY + paths + ["--resume"])
     assert second["finished"] and second["state"]["contrastive_step"] == 3 and second["state"]["comparison_step"] == 3
-    assert set(second["results"]) >= {"held_out/overall", "held_out/look_alike", "train/overall"}
+    assert second["state"]["questions_step"] == 3
+    assert set(second["results"]) >= {
+        "held_out/overall", "held_out/look_alike", "held_out/named/overall", "held_out/named/look_alike", "train/overall"
+    }  # fmt: skip
 
     card = (output / "README.md").read_text()
     assert "Total training time" in card and "held-out" in card and "| side |" in card

@@ -137,7 +137,7 @@ def test_training_data_never_shows_held_out_identities_or_set_b(world, monkeypat
     bank = world.prerender(world.split("train")[:10], renders_per_identity=2)
     tasks = WorldTasks(world, bank=bank)
     rng = np.random.default_rng(0)
-    examples = [tasks.sample(rng, PRETRAINING_TASKS[i % 3]) for i in range(30)]
+    examples = [tasks.sample(rng, PRETRAINING_TASKS[i % len(PRETRAINING_TASKS)]) for i in range(30)]
     held_out = set(world.split("held_out"))
     assert calls
     for identity_ids, environment in calls:
@@ -225,6 +225,25 @@ def test_every_task_and_tag_is_present(world, held_out_episodes):
     assert "environment_shift" not in {tag for tags in train["tags"] for tag in tags}
 
 
+def test_named_questions_show_what_they_say(world):
+    tasks = WorldTasks(world, look_alike_fraction=0.5)
+    rng = np.random.default_rng(3)
+    for index in range(24):
+        positive = index % 2 == 0
+        example = tasks.named_question(rng, num_references=2, kind="recognition", positive=positive)
+        anchor, scene = example.identity_ids[0], example.identity_ids[1:]
+        assert example.answer == ("Yes" if positive else "No") and (anchor in scene) == positive
+        if "look_alike" in example.tags and not positive:
+            assert world.look_alike_of[anchor] in scene
+        assert example.question.startswith("the object is <image> <image>.\n<image> Can you see the object")
+        assert len(example.images) == 3 and "<w" not in example.question
+    colour = tasks.named_question(rng, kind="colour")
+    assert colour.answer == world.identities[colour.identity_ids[0]].colour
+    assert colour.identity_ids[0] in colour.identity_ids[1:]
+    with pytest.raises(ValueError, match="only recognition"):
+        tasks.named_question(rng, kind="colour", positive=False)
+
+
 def test_vocabulary_covers_every_text(world, held_out_episodes):
     words = set(vocabulary())
     texts = list(held_out_episodes["question"]) + list(held_out_episodes["answer"])
@@ -232,7 +251,7 @@ def test_vocabulary_covers_every_text(world, held_out_episodes):
     rng = np.random.default_rng(0)
     tasks = WorldTasks(world)
     for index in range(30):
-        example = tasks.sample(rng, PRETRAINING_TASKS[index % 3])
+        example = tasks.sample(rng, PRETRAINING_TASKS[index % len(PRETRAINING_TASKS)])
         texts += [example.question, example.answer]
     texts += [identity.description for identity in world.identities]
     used = {word for text in texts for word in split_words(text) if not word.startswith("<")}
