@@ -203,7 +203,8 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
     if backbone is None:
         if not configs:
             raise ValueError("No backbone: pass backbone=PATH (or --backbone), or at least one ICPT checkpoint naming it.")
-        backbone = next(iter(configs.values())).base_model_name_or_path
+        method, config = next(iter(configs.items()))
+        backbone = _trained_backbone(checkpoints[method], config)
         if not backbone:
             raise ValueError("The checkpoint's config names no backbone (base_model_name_or_path): pass --backbone PATH.")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -218,15 +219,33 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
                 f"The {method} checkpoint reserves token id {config.prompt_token_id} for its prompt slots but the "
                 f"backbone's tokenizer gives {processor.prompt_token_id}: it was made for another tokenizer."
             )
-        if config.base_model_name_or_path and not _same_path(config.base_model_name_or_path, backbone):
+        trained_on = _trained_backbone(checkpoints[method], config)
+        if trained_on and not _same_path(trained_on, backbone):
             notes[method] = (notes[method] + "; " if method in notes else "") + (
-                f"trained on {config.base_model_name_or_path}, evaluated on {backbone}"
+                f"trained on {_display_path(trained_on)}, evaluated on {_display_path(backbone)}"
             )
         models[method] = ICPTForConditionalGeneration.from_pretrained(checkpoints[method], backbone=vlm).eval()
     injector = next(iter(models.values()), None)
     if injector is None:  # no checkpoint: an untrained wrapper only injects test-time-trained rows
         injector = ICPTForConditionalGeneration.from_backbone(vlm, prompt_token_id=processor.prompt_token_id).eval()
     return BackboneContext(vlm, processor, injector), models, notes
+
+
+def _trained_backbone(checkpoint, config) -> str | None:
+    """The backbone a checkpoint names; a relative path is read from the checkpoint's folder, as
+    `ICPTForConditionalGeneration.from_pretrained` reads it."""
+    name = config.base_model_name_or_path
+    if name and not Path(name).is_absolute() and (Path(checkpoint) / name).is_dir():
+        return str((Path(checkpoint) / name).resolve())
+    return name
+
+
+def _display_path(path) -> str:
+    """A local path relative to the working directory when it lies inside it (reports stay portable)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -394,7 +413,7 @@ def run_evaluation(
     results = {
         "schema_version": SCHEMA_VERSION,
         "command": command,
-        "backbone": str(backbone),
+        "backbone": _display_path(backbone),
         "data": {
             "description": data_description or getattr(episodes, "description", None) or "episode dataset",
             "num_episodes": counts,

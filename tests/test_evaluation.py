@@ -151,6 +151,8 @@ def default_preset(tiny_llava, tmp_path_factory):
         model = ICPTForConditionalGeneration.from_backbone(backbone, prompt_token_id=processor.prompt_token_id,
                                                            **TINY, **overrides)
         checkpoints[method] = root / "projector" if method == "icpt" else root / "ablations" / method
+        # as shipped: the backbone named relative to the checkpoint's folder
+        model.config.base_model_name_or_path = "../backbone" if method == "icpt" else "../../backbone"
         model.save_pretrained(checkpoints[method])
     return SimpleNamespace(root=root, ablations=root / "ablations", checkpoints=checkpoints)
 
@@ -197,6 +199,7 @@ def test_preset_run_writes_results_plots_and_the_docs_page(default_preset, tmp_p
     methods = results["methods"]
     for name in CHECKPOINT_METHODS:
         assert methods[name]["checkpoint"] == str(default_preset.checkpoints[name])
+        assert "trained on" not in (methods[name]["note"] or "")  # "../backbone" is read from the checkpoint folder
     tokens = {name: row["prompt_tokens_per_concept"]["mean"] for name, row in methods.items()}
     assert tokens["icpt_fixed_length"] == 4.0  # the fixed-length ablation always uses max_prompt_length rows
     assert 1.0 <= tokens["icpt"] <= 4.0
