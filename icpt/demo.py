@@ -6,7 +6,8 @@ identities of that world (never used to train either), photographs each three ti
 environment set A and encodes each as a concept, timing how long adding a concept takes; asks
 recognition, attribute and caption questions about new photos, some in environment set B which
 no reference shows; prints the answers; saves a picture of references, queries and answers; and
-prints weighted recognition accuracy on a small held-out episode set.
+prints weighted recognition accuracy on a small held-out episode set for ICPT, for the backbone
+with the raw reference photos in context, and for the name alone, with tokens per concept.
 
     icpt demo                       # the embedded default
     icpt demo --output demo.png --eval-episodes 60
@@ -27,6 +28,8 @@ from icpt.cli import answer
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_BACKBONE = DEFAULT_DIR / "backbone"
 DEFAULT_PROJECTOR = DEFAULT_DIR / "projector"
+# What the held-out score compares, with the names the demo prints.
+DEMO_METHODS = {"icpt": "ICPT", "raw_references": "raw photos", "name_only": "name only"}
 
 
 def world_for(backbone: Path):
@@ -54,17 +57,32 @@ def load_default(projector: Path = DEFAULT_PROJECTOR, backbone: Path = DEFAULT_B
     return model, ICPTProcessor.from_pretrained(projector)
 
 
-def recognition_accuracy(model, processor, episodes) -> dict:
-    """Weighted recognition accuracy (Yo'LLaVA protocol) of ICPT on recognition episodes."""
-    from icpt.metrics import load_metric
+def compare_on_held_out(projector: Path, backbone: Path, episodes, seed: int) -> dict:
+    """Weighted recognition accuracy (Yo'LLaVA protocol), prompt tokens and seconds per concept of
+    ICPT, of the backbone with the raw reference photos in context, and of the name alone, on the
+    same held-out episodes (`icpt.evaluation.run_evaluation`, one seed)."""
+    from icpt.evaluation import run_evaluation
 
-    predictions, references = [], []
-    for episode in tqdm(episodes, desc="held-out recognition", leave=False):
-        refs = [{"name": c["name"], "references": c["references"]} for c in episode["concepts"]]
-        bank = model.encode_concepts(**processor.prepare_references(refs))
-        predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=4))
-        references.append(episode["answer"] == "Yes")
-    return load_metric("recognition").compute(predictions=predictions, references=references)
+    results = run_evaluation(
+        episodes,
+        checkpoints={"icpt": str(projector)},
+        backbone=str(backbone),
+        methods=DEMO_METHODS,
+        seeds=[seed],
+        reference_counts=[],
+        progress=True,
+    )
+    table = {}
+    for method in DEMO_METHODS:
+        row = results["methods"][method]
+        if row["status"] != "ok":
+            raise RuntimeError(f"The {method} measurement did not run: {row['note']}")
+        table[method] = {
+            "weighted": row["results"]["all"]["recognition_weighted"]["mean"],
+            "tokens": row["prompt_tokens_per_concept"]["mean"],
+            "seconds": row["seconds_per_concept"]["mean"],
+        }
+    return table
 
 
 def save_picture(rows, path: Path, cell=96):
@@ -139,12 +157,14 @@ def run(projector=DEFAULT_PROJECTOR, backbone=DEFAULT_BACKBONE, output=Path("out
     print(f"\nSaved a picture of the references, photos and answers to {output}")
 
     episodes = build_episodes(world, "held_out", eval_episodes, seed=seed + 1, tasks=("recognition",))
-    scores = recognition_accuracy(model, processor, episodes)
-    print(f"\nHeld-out recognition ({len(episodes)} episodes, Yo'LLaVA protocol): weighted "
-          f"{_fmt(scores['weighted_accuracy'])} (positive {_fmt(scores['positive_accuracy'])}, "
-          f"negative {_fmt(scores['negative_accuracy'])})")
-    print(f"Mean prompt tokens per concept: {np.mean(list(bank.lengths.values())):.1f}; "
-          f"demo took {time.perf_counter() - started:.0f} s")
+    print(f"\nScoring {len(episodes)} held-out recognition episodes (ICPT, raw photos in context, name only) ...",
+          flush=True)
+    scores = compare_on_held_out(Path(projector), Path(backbone), episodes, seed)
+    print(f"\nHeld-out recognition ({len(episodes)} episodes, Yo'LLaVA protocol: 0.5 x positives + 0.5 x negatives):")
+    print(f"  {'method':<16}{'weighted':>10}{'tokens/concept':>16}{'s to add':>10}")
+    for method, row in scores.items():
+        print(f"  {DEMO_METHODS[method]:<16}{_fmt(row['weighted']):>10}{row['tokens']:>16.1f}{row['seconds']:>10.4f}")
+    print(f"Demo took {time.perf_counter() - started:.0f} s")
     return scores
 
 

@@ -24,6 +24,8 @@ def test_demo_runs_end_to_end(tiny_backbone_dirs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("prompt tokens, added in") == 3
     assert printed.count("-> ") >= 12 and "Held-out recognition (4 episodes" in printed
+    for method in ("ICPT", "raw photos", "name only"):  # the three measured on the same episodes
+        assert f"\n  {method} " in printed
     picture = Image.open(tmp_path / "demo.png")
     assert picture.width > 7 * 96 and picture.height > 3 * 96
 
