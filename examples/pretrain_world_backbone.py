@@ -8,14 +8,19 @@ model, built from config) with its own WordPiece tokenizer, a CLIP image process
 It is trained on *generic* world tasks only -- describing objects and scenes, and comparing images
 given in context ("Is the object of the first images also in the last one?") -- on training
 identities in environment set A. It never sees ICPT prompts, concept labels, held-out identities or
-environment set B. Two stages (see docs/DESIGN §6 for the measurements behind them):
+environment set B. Three stages (see docs/DESIGN §6 for the measurements behind them):
 
 1. **contrastive**: only the vision tower (+ a small head, dropped afterwards) learns
    identity-discriminative features with a supervised-contrastive loss: renders of the same
    identity in different environments are positives, look-alike pairs sit in every batch;
 2. **comparison**: the tower is frozen, the connector and the language model learn the
    same/different question (25 % look-alike negatives from the start) and, every third step,
-   object and scene descriptions.
+   object and scene descriptions;
+3. **questions**: the whole model (the tower at a lower learning rate) learns named questions --
+   reference images in a preamble ("the object is <image> <image>."), then a query scene and the
+   recognition or attribute question of an ICPT episode about "the object" -- mixed with comparison
+   and descriptions. This is the layout in which ICPT later puts a concept's prompt vectors, so the
+   language model already reads a preamble as "what the name stands for".
 
 Training is resumable (atomic checkpoints every few minutes, ``--resume``) and keeps to a
 ``--max-minutes`` budget, so it can run in the background across sittings:

@@ -28,6 +28,7 @@ Example:
 ```
 """
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class ICPTArguments:
     decoupling_weight: float = field(default=0.1, metadata={"help": "λ_dec; 0 switches the decoupling loss off (ablation)."})
     separation_weight: float = field(default=0.1, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
     separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
+    prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
 
 
 def load_episodes(args: ICPTArguments):
@@ -99,6 +101,24 @@ def build_model(args: ICPTArguments):
     return model.train(), processor
 
 
+def start_prompt_norm(model, processor, episodes, prompt_norm: float | None = None, num_photos: int = 8) -> float:
+    """Sets (and returns) the initial norm of a fresh projector's rows: `prompt_norm` when given, else
+    the median norm of the backbone's image tokens on the query photos of the first episodes."""
+    if prompt_norm is not None:
+        if prompt_norm <= 0:
+            raise ValueError(f"--prompt_norm must be positive, got {prompt_norm}.")
+        model.config.prompt_norm = prompt_norm
+        model.projector.log_row_norm.data.fill_(math.log(prompt_norm))
+        return prompt_norm
+    photos = [row["image"] for row in episodes.select(range(min(len(episodes), 4 * num_photos))) if row["image"] is not None]
+    if not photos:
+        raise ValueError("No episode among the first ones has a query photo to measure the image-token norm: "
+                         "pass --prompt_norm.")
+    photos = photos[:num_photos]
+    messages = [[{"role": "user", "content": [{"type": "image"}]}] for _ in photos]
+    return model.match_image_token_norm(**processor(messages=messages, images=[[photo] for photo in photos]))
+
+
 class TrainArgumentParser(OneLineErrors, HfArgumentParser):
     """`HfArgumentParser` with `icpt`'s one-line usage errors."""
 
@@ -113,9 +133,13 @@ def main(argv=None):
 
     set_seed(training_args.seed)  # the projector's initial weights come from this seed
     model, processor = build_model(args)
+    episodes = load_episodes(args)
+    if args.backbone and not args.model:
+        norm = start_prompt_norm(model, processor, episodes, args.prompt_norm)
+        print(f"Prompt rows start at norm {norm:.3g}", flush=True)
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
                                seed=training_args.seed)
-    trainer = ICPTTrainer(model=model, args=training_args, train_dataset=load_episodes(args), data_collator=collator)
+    trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():

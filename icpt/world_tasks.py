@@ -1,8 +1,10 @@
 """Tasks on the generated world: generic pretraining data for the base LVLM, and ICPT episodes.
 
 * `WorldTasks` draws the *generic* examples the base LVLM is pretrained on: describe an object,
-  describe a scene, and compare ("Is the object of the first images also in the last one?" after
-  1-5 reference images and a query). They never contain concept labels.
+  describe a scene, compare ("Is the object of the first images also in the last one?" after
+  1-5 reference images and a query), and named questions (the layout of an ICPT episode with the
+  plain noun "the object" for a label: "the object is <image> <image>.", then a query scene and a
+  recognition or attribute question about "the object"). They never contain concept labels.
 * `build_episodes` writes ICPT episodes (`icpt.episodes.EPISODE_FEATURES`) for the tasks
   recognition, presence, attribute, caption, text_qa and vqa. Training episodes use training
   identities in environment set A only; held-out episodes use held-out identities, references from

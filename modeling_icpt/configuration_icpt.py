@@ -39,7 +39,9 @@ class ICPTConfig(PreTrainedConfig):
         prompt_token (`str`): The reserved placeholder token whose embeddings are replaced by prompt rows.
         prompt_token_id (`int`, *optional*): Its id in the backbone's tokenizer (set by `from_backbone`).
         prompt_norm (`float`):
-            Initial L2 norm of every prompt row (the median norm of the LM's token embeddings).
+            Initial L2 norm of every prompt row: the median norm of the LM's token embeddings from
+            `from_backbone`; training starts a fresh projector at the median norm of the backbone's image
+            tokens instead (`ICPTForConditionalGeneration.match_image_token_norm`).
         decoupling_weight (`float`): λ_dec, weight of the identity/environment decoupling loss.
         separation_weight (`float`): λ_sep, weight of the concept-separation loss.
         separation_margin (`float`): m, cosine above which two concepts' descriptors are pushed apart.

@@ -10,6 +10,7 @@ length, so attention masks, image-token scatter, Qwen's M-RoPE positions and the
 backbone's own, and `generate()` is the backbone's own `generate()`.
 """
 
+import math
 import os
 import shutil
 import tempfile
@@ -349,6 +350,41 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         }
 
     @torch.no_grad()
+    @torch.no_grad()
+    def match_image_token_norm(self, **backbone_inputs) -> float:
+        """
+        Start the prompt rows at the norm of the backbone's own image tokens, and return that norm.
+
+        Prompt rows stand where photos of the concept would otherwise stand in the prompt, and a
+        backbone's projected image tokens can be one or two orders of magnitude longer than its word
+        embeddings (the default start, `prompt_norm`). A learned scale moves too slowly to cross that gap,
+        so a fresh projector is started at the median image-token norm measured on a few images.
+
+        Args:
+            backbone_inputs: the processor's output for text with images and no concepts.
+
+        Example:
+
+        ```python
+        >>> messages = [{"role": "user", "content": [{"type": "image"}]}]
+        >>> model.match_image_token_norm(**processor(messages=[messages] * 4, images=[[im] for im in photos]))  # doctest: +SKIP
+        17.2
+        ```
+        """
+        image_token_id = getattr(self.vlm.config, "image_token_id", None)
+        input_ids = backbone_inputs.get("input_ids")
+        if image_token_id is None or input_ids is None or not (input_ids == image_token_id).any():
+            raise ValueError(
+                "match_image_token_norm needs the processor's output for text with at least one image "
+                f"(input_ids holding the backbone's image token {image_token_id})."
+            )
+        backbone_inputs = {k: v for k, v in backbone_inputs.items() if k not in ("prompt_concepts", "labels")}
+        hidden = self.vlm(**backbone_inputs, output_hidden_states=True).hidden_states[0]  # the LM's input embeddings
+        norm = float(hidden[input_ids.to(hidden.device) == image_token_id].float().norm(dim=-1).median())
+        self.config.prompt_norm = norm
+        self.projector.log_row_norm.data.fill_(math.log(max(norm, 1e-6)))
+        return norm
+
     def encode_concepts(self, concept_names, concept_name_ids, concept_name_mask, reference_concept_index,
                         **image_inputs) -> ConceptBank:
         """

@@ -164,3 +164,32 @@ def test_resumed_training_ends_with_the_same_weights(setup, tmp_path, monkeypatc
     assert resumed.state.global_step == 6
     for name, tensor in resumed.model.projector.state_dict().items():
         assert torch.allclose(tensor, expected[name], rtol=0, atol=1e-6), (name, float((tensor - expected[name]).abs().max()))
+
+
+def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
+    path, processor = setup
+    model = ICPTForConditionalGeneration.from_backbone(path, prompt_token_id=processor.prompt_token_id, max_prompt_length=4)
+    photos = [random_image(500 + i) for i in range(3)]
+    inputs = processor(messages=[[{"role": "user", "content": [{"type": "image"}]}]] * 3, images=[[p] for p in photos])
+    # what the LM receives, read independently of the method: the language model's inputs_embeds
+    captured = {}
+    hook = model.vlm.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.update(embeds=kwargs["inputs_embeds"]), with_kwargs=True)
+    model.vlm(**{k: v for k, v in inputs.items() if k != "prompt_concepts"})
+    hook.remove()
+    image = inputs["input_ids"] == model.vlm.config.image_token_id
+    expected = float(captured["embeds"][image].norm(dim=-1).median())
+    assert model.match_image_token_norm(**inputs) == pytest.approx(expected, rel=1e-5)
+    assert model.config.prompt_norm == pytest.approx(expected, rel=1e-5)
+    bank = model.encode_concepts(**processor.prepare_references({"<bo>": photos[:2]}))
+    rows = bank.rows("<bo>")
+    assert torch.allclose(rows.norm(dim=-1), torch.full((len(rows),), expected), rtol=1e-4)
+    with pytest.raises(ValueError, match="at least one image"):
+        model.match_image_token_norm(**processor(text="no photo here"))
+
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    trained = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--output_dir", str(tmp_path / "run")))
+    assert trained.model.config.prompt_norm != pytest.approx(model.vlm.get_input_embeddings().weight.norm(dim=-1).median().item())
+    given = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--prompt_norm", "2.5",
+                                        "--output_dir", str(tmp_path / "given")))
+    assert given.model.config.prompt_norm == 2.5
