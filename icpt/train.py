@@ -55,7 +55,7 @@ class ICPTArguments:
     projector_layers: int = field(default=2, metadata={"help": "Projector blocks."})
     projector_heads: int = field(default=4, metadata={"help": "Attention heads per block."})
     decoupling_weight: float = field(default=0.1, metadata={"help": "λ_dec; 0 switches the decoupling loss off (ablation)."})
-    separation_weight: float = field(default=0.1, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
+    separation_weight: float = field(default=1.0, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
     separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
 

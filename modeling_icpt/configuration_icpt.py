@@ -76,7 +76,7 @@ class ICPTConfig(PreTrainedConfig):
     prompt_token_id: int | None = None
     prompt_norm: float = 1.0
     decoupling_weight: float = 0.1
-    separation_weight: float = 0.1
+    separation_weight: float = 1.0
     separation_margin: float = 0.1
 
     def __post_init__(self, **kwargs):

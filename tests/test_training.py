@@ -71,7 +71,8 @@ def test_regularizers_are_reported_and_backgrounds_are_used(setup):
     out = model(**batch)
     for name in ("lm_loss", "decoupling_loss", "separation_loss"):
         assert torch.isfinite(getattr(out, name)), name
-    expected = out.lm_loss + 0.1 * out.decoupling_loss + 0.1 * out.separation_loss
+    config = model.config
+    expected = out.lm_loss + config.decoupling_weight * out.decoupling_loss + config.separation_weight * out.separation_loss
     torch.testing.assert_close(out.loss, expected)
     off = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4, projector_layers=1,
                                                      decoupling_weight=0.0, separation_weight=0.0)
