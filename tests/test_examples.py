@@ -15,6 +15,7 @@ from processing_icpt import ICPTProcessor
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import personalize_real_checkpoint  # noqa: E402
+import pooled_image_tokens  # noqa: E402
 import quickstart  # noqa: E402
 
 
@@ -107,3 +108,18 @@ def test_train_script_runs_under_accelerate_launch(tiny_backbone_dirs, tmp_path)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_pooled_rows_average_photos_then_grid_cells():
+    tokens = torch.arange(2 * 16 * 3, dtype=torch.float).reshape(2, 16, 3)  # 2 photos, a 4 x 4 grid, width 3
+    mean = tokens.mean(0)
+    torch.testing.assert_close(pooled_image_tokens.pooled_rows(tokens, 1), mean.mean(0, keepdim=True))
+    four = pooled_image_tokens.pooled_rows(tokens, 4)
+    torch.testing.assert_close(four[0], mean[[0, 1, 4, 5]].mean(0))  # the top-left 2 x 2 cell
+    torch.testing.assert_close(pooled_image_tokens.pooled_rows(tokens, 16), mean)
+
+
+def test_pooled_image_tokens_runs_on_the_embedded_default(capsys):
+    assert pooled_image_tokens.main(["--episodes", "2", "--rows", "1", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("pooled rows per concept: weighted") == 2 and "2 held-out episodes" in printed
