@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import personalize_real_checkpoint  # noqa: E402
 import pooled_image_tokens  # noqa: E402
+import reference_sensitivity  # noqa: E402
 import quickstart  # noqa: E402
 
 
@@ -123,3 +124,12 @@ def test_pooled_image_tokens_runs_on_the_embedded_default(capsys):
     assert pooled_image_tokens.main(["--episodes", "2", "--rows", "1", "4"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("pooled rows per concept: weighted") == 2 and "2 held-out episodes" in printed
+
+
+def test_reference_sensitivity_runs_on_the_embedded_default(capsys):
+    unchanged = reference_sensitivity.main(["--episodes", "3"])
+    printed = capsys.readouterr().out
+    assert 0 <= unchanged <= 3 and f"{unchanged}/3 answers unchanged" in printed
+    assert "with own photos" in printed and "with swapped photos" in printed
+    with pytest.raises(ValueError, match="at least 2 episodes"):
+        reference_sensitivity.main(["--episodes", "1"])
