@@ -337,7 +337,7 @@ def embedding_verification(vision_tower, eval_sets: dict) -> dict[str, float]:
         return np.asarray(values)
 
     train = eval_sets["train"]["overall"]
-    train_sims, train_labels = similarities(train), np.asarray([e.answer == "yes" for e in train])
+    train_sims, train_labels = similarities(train), np.asarray([e.answer.lower() == "yes" for e in train])
     candidates = np.unique(train_sims)
     scores = [
         0.5 * (train_sims[train_labels] >= t).mean() + 0.5 * (train_sims[~train_labels] < t).mean() for t in candidates
@@ -346,7 +346,7 @@ def embedding_verification(vision_tower, eval_sets: dict) -> dict[str, float]:
     results = {"train/overall": float(max(scores))}
     for name, examples in eval_sets["held_out"].items():
         if examples:
-            sims, labels = similarities(examples), np.asarray([e.answer == "yes" for e in examples])
+            sims, labels = similarities(examples), np.asarray([e.answer.lower() == "yes" for e in examples])
             results[f"held_out/{name}"] = float(
                 0.5 * (sims[labels] >= threshold).mean() + 0.5 * (sims[~labels] < threshold).mean()
             )
