@@ -1,12 +1,15 @@
-"""Do a projector's answers depend on the concept's photos? A check on held-out recognition episodes.
+"""Do a projector's answers depend on the concept's photos? A check on held-out episodes.
 
-Each episode is answered twice by the same projector: with the target concept encoded from its own
+Each recognition or attribute episode is answered twice by the same projector: with the target concept encoded from its own
 reference photos, and with the target encoded from the photos of another episode's concept (a
 different held-out identity). A projector that personalizes changes many answers and loses accuracy
 when the photos are swapped; one that ignores the photos answers the same both times.
 
     python examples/reference_sensitivity.py --episodes 60
     python examples/reference_sensitivity.py --projector icpt/default/ablations/icpt_fixed_length
+    python examples/reference_sensitivity.py --task attribute   # "What colour is <bo>?" and the like
+
+Recognition is scored as weighted accuracy (Yo'LLaVA protocol), attribute questions by exact match.
 """
 
 import argparse
@@ -29,13 +32,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR)
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
-    parser.add_argument("--episodes", type=int, default=60, help="held-out recognition episodes")
+    parser.add_argument("--episodes", type=int, default=60, help="held-out episodes")
+    parser.add_argument("--task", choices=("recognition", "attribute"), default="recognition")
     parser.add_argument("--seed", type=int, default=1, help="episode seed (icpt demo uses its --seed + 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     model, processor = load_default(args.projector, args.backbone)
-    episodes = build_episodes(world_for(args.backbone), "held_out", args.episodes, seed=args.seed, tasks=("recognition",))
+    episodes = build_episodes(world_for(args.backbone), "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
     if len(episodes) < 2:
         raise ValueError("Need at least 2 episodes: the swapped photos come from another episode.")
     answers = {"own photos": [], "swapped photos": []}
@@ -47,13 +51,17 @@ def main(argv=None):
                 references[episode["target"]] = other["references"]
             bank = model.encode_concepts(**processor.prepare_references(references))
             answers[kind].append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=4))
-    truth = [episode["answer"] == "Yes" for episode in episodes]
-    metric = load_metric("recognition")
     unchanged = sum(a == b for a, b in zip(*answers.values()))
-    print(f"{args.projector}: {unchanged}/{len(episodes)} answers unchanged when the target's photos are swapped")
+    print(f"{args.projector}: {unchanged}/{len(episodes)} {args.task} answers unchanged when the target's photos are swapped")
     for kind, predictions in answers.items():
-        weighted = metric.compute(predictions=predictions, references=truth)["weighted_accuracy"]
-        print(f"  weighted recognition with {kind}: {'n/a' if weighted is None else f'{weighted:.3f}'}")
+        if args.task == "recognition":
+            truth = [episode["answer"] == "Yes" for episode in episodes]
+            score = load_metric("recognition").compute(predictions=predictions, references=truth)["weighted_accuracy"]
+            name = "weighted recognition"
+        else:
+            score = sum(p.strip().lower() == e["answer"].lower() for p, e in zip(predictions, episodes)) / len(episodes)
+            name = "exact-match attribute accuracy"
+        print(f"  {name} with {kind}: {'n/a' if score is None else f'{score:.3f}'}")
     return unchanged
 
 

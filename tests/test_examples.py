@@ -129,7 +129,9 @@ def test_pooled_image_tokens_runs_on_the_embedded_default(capsys):
 def test_reference_sensitivity_runs_on_the_embedded_default(capsys):
     unchanged = reference_sensitivity.main(["--episodes", "3"])
     printed = capsys.readouterr().out
-    assert 0 <= unchanged <= 3 and f"{unchanged}/3 answers unchanged" in printed
+    assert 0 <= unchanged <= 3 and f"{unchanged}/3 recognition answers unchanged" in printed
     assert "with own photos" in printed and "with swapped photos" in printed
+    reference_sensitivity.main(["--episodes", "2", "--task", "attribute"])
+    assert "exact-match attribute accuracy with own photos" in capsys.readouterr().out
     with pytest.raises(ValueError, match="at least 2 episodes"):
         reference_sensitivity.main(["--episodes", "1"])
