@@ -7,9 +7,10 @@ answers held-out recognition episodes -- the episodes `icpt demo` scores. No pro
 this measures what the language model can read from that many rows of photo content.
 
     python examples/pooled_image_tokens.py --episodes 60
+    python examples/pooled_image_tokens.py --task attribute --rows 4
 
-Prints weighted recognition accuracy (Yo'LLaVA protocol) per number of rows, next to the raw photos
-in context (all their image tokens).
+Prints, per number of rows, weighted recognition accuracy (Yo'LLaVA protocol) or, with
+`--task attribute`, exact-match accuracy on attribute questions ("What colour is <bo>?").
 """
 
 import argparse
@@ -51,7 +52,8 @@ def pooled_rows(tokens: torch.Tensor, rows: int) -> torch.Tensor:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--episodes", type=int, default=60, help="held-out recognition episodes")
+    parser.add_argument("--episodes", type=int, default=60, help="held-out episodes")
+    parser.add_argument("--task", choices=("recognition", "attribute"), default="recognition")
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16], help="rows per concept (squares)")
     parser.add_argument("--seed", type=int, default=1, help="episode seed (icpt demo uses its --seed + 1)")
     args = parser.parse_args(argv)
@@ -60,7 +62,7 @@ def main(argv=None):
     # the projector's checkpoint only supplies the injection; every row below replaces its output
     model, processor = load_default(DEFAULT_PROJECTOR, DEFAULT_BACKBONE)
     world = world_for(DEFAULT_BACKBONE)
-    episodes = build_episodes(world, "held_out", args.episodes, seed=args.seed, tasks=("recognition",))
+    episodes = build_episodes(world, "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
     metric = load_metric("recognition")
     tokens = {}
     for rows in args.rows:
@@ -75,9 +77,14 @@ def main(argv=None):
                 prompts.append(pooled_rows(tokens[key], rows))
             prompts = torch.stack(prompts)
             bank = ConceptBank(names, prompts, torch.full((len(names),), rows), torch.zeros(len(names)), prompts.mean(1))
-            predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=4))
-            references.append(episode["answer"] == "Yes")
-        scores = metric.compute(predictions=predictions, references=references)
+            predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=6))
+            references.append(episode["answer"])
+        if args.task == "attribute":
+            exact = sum(p.strip().lower() == r.lower() for p, r in zip(predictions, references)) / len(episodes)
+            print(f"{rows:>3} pooled rows per concept: exact-match attribute accuracy {exact:.3f}, "
+                  f"{len(episodes)} held-out episodes (e.g. {predictions[0]!r} for {references[0]!r})")
+            continue
+        scores = metric.compute(predictions=predictions, references=[r == "Yes" for r in references])
         shown = {k: "n/a" if scores[k] is None else f"{scores[k]:.3f}"  # n/a: no episode of that kind
                  for k in ("weighted_accuracy", "positive_accuracy", "negative_accuracy")}
         print(f"{rows:>3} pooled rows per concept: weighted {shown['weighted_accuracy']} "
