@@ -31,15 +31,10 @@ from icpt.world_tasks import build_episodes  # noqa: E402
 from modeling_icpt import ConceptBank  # noqa: E402
 
 
-@torch.no_grad()
 def image_tokens(model, processor, photos) -> torch.Tensor:
     """`(num_photos, tokens, d_lm)`: what the language model receives in place of each photo."""
     messages = [[{"role": "user", "content": [{"type": "image"}]}] for _ in photos]
-    inputs = processor(messages=messages, images=[[photo] for photo in photos])
-    inputs.pop("prompt_concepts")
-    embeds = model.vlm(**inputs, output_hidden_states=True).hidden_states[0]
-    is_image = inputs["input_ids"] == model.vlm.config.image_token_id
-    return torch.stack([embeds[b][is_image[b]] for b in range(len(photos))])
+    return torch.stack(model.image_token_embeddings(**processor(messages=messages, images=[[photo] for photo in photos])))
 
 
 def pooled_rows(tokens: torch.Tensor, rows: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ model, built from config) with its own WordPiece tokenizer, a CLIP image process
 It is trained on *generic* world tasks only -- describing objects and scenes, and comparing images
 given in context ("Is the object of the first images also in the last one?") -- on training
 identities in environment set A. It never sees ICPT prompts, concept labels, held-out identities or
-environment set B. Three stages (see docs/DESIGN §6 for the measurements behind them):
+environment set B. Three stages (see docs/default_model.md for the measurements behind them):
 
 1. **contrastive**: only the vision tower (+ a small head, dropped afterwards) learns
    identity-discriminative features with a supervised-contrastive loss: renders of the same

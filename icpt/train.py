@@ -28,7 +28,6 @@ Example:
 ```
 """
 
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,10 +104,7 @@ def start_prompt_norm(model, processor, episodes, prompt_norm: float | None = No
     """Sets (and returns) the initial norm of a fresh projector's rows: `prompt_norm` when given, else
     the median norm of the backbone's image tokens on the query photos of the first episodes."""
     if prompt_norm is not None:
-        if prompt_norm <= 0:
-            raise ValueError(f"--prompt_norm must be positive, got {prompt_norm}.")
-        model.config.prompt_norm = prompt_norm
-        model.projector.log_row_norm.data.fill_(math.log(prompt_norm))
+        model.set_prompt_norm(prompt_norm)
         return prompt_norm
     photos = [row["image"] for row in episodes.select(range(min(len(episodes), 4 * num_photos))) if row["image"] is not None]
     if not photos:

@@ -350,7 +350,42 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         }
 
     @torch.no_grad()
-    @torch.no_grad()
+    def image_token_embeddings(self, **backbone_inputs) -> list[torch.Tensor]:
+        """
+        What the language model receives in place of the photos: per sequence, the `(tokens, d_lm)` input
+        embeddings at the backbone's image-token positions (its projected image features).
+
+        Args:
+            backbone_inputs: the processor's output for text with images and no concepts.
+
+        Example:
+
+        ```python
+        >>> messages = [{"role": "user", "content": [{"type": "image"}]}]
+        >>> [t.shape for t in model.image_token_embeddings(**processor(messages=[messages], images=[[im]]))]  # doctest: +SKIP
+        [torch.Size([16, 256])]
+        ```
+        """
+        image_token_id = getattr(self.vlm.config, "image_token_id", None)
+        input_ids = backbone_inputs.get("input_ids")
+        if image_token_id is None or input_ids is None or not (input_ids == image_token_id).any():
+            raise ValueError(
+                "image_token_embeddings needs the processor's output for text with at least one image "
+                f"(input_ids holding the backbone's image token {image_token_id})."
+            )
+        backbone_inputs = {k: v for k, v in backbone_inputs.items() if k not in ("prompt_concepts", "labels")}
+        hidden = self.vlm(**backbone_inputs, output_hidden_states=True).hidden_states[0]  # the LM's input embeddings
+        is_image = input_ids.to(hidden.device) == image_token_id
+        return [hidden[b][is_image[b]] for b in range(hidden.shape[0])]
+
+    def set_prompt_norm(self, norm: float) -> None:
+        """Starts every prompt row at L2 norm `norm` (the projector's learned scale and `config.prompt_norm`)."""
+        if not norm > 0:
+            raise ValueError(f"The prompt norm must be positive, got {norm}.")
+        self.config.prompt_norm = float(norm)
+        with torch.no_grad():
+            self.projector.log_row_norm.fill_(math.log(norm))
+
     def match_image_token_norm(self, **backbone_inputs) -> float:
         """
         Start the prompt rows at the norm of the backbone's own image tokens, and return that norm.
@@ -371,20 +406,12 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         17.2
         ```
         """
-        image_token_id = getattr(self.vlm.config, "image_token_id", None)
-        input_ids = backbone_inputs.get("input_ids")
-        if image_token_id is None or input_ids is None or not (input_ids == image_token_id).any():
-            raise ValueError(
-                "match_image_token_norm needs the processor's output for text with at least one image "
-                f"(input_ids holding the backbone's image token {image_token_id})."
-            )
-        backbone_inputs = {k: v for k, v in backbone_inputs.items() if k not in ("prompt_concepts", "labels")}
-        hidden = self.vlm(**backbone_inputs, output_hidden_states=True).hidden_states[0]  # the LM's input embeddings
-        norm = float(hidden[input_ids.to(hidden.device) == image_token_id].float().norm(dim=-1).median())
-        self.config.prompt_norm = norm
-        self.projector.log_row_norm.data.fill_(math.log(max(norm, 1e-6)))
+        tokens = torch.cat(self.image_token_embeddings(**backbone_inputs))
+        norm = float(tokens.float().norm(dim=-1).median())
+        self.set_prompt_norm(norm)
         return norm
 
+    @torch.no_grad()
     def encode_concepts(self, concept_names, concept_name_ids, concept_name_mask, reference_concept_index,
                         **image_inputs) -> ConceptBank:
         """

@@ -183,8 +183,11 @@ def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
     assert model.match_image_token_norm(**inputs) == pytest.approx(expected, rel=1e-5)
     assert model.config.prompt_norm == pytest.approx(expected, rel=1e-5)
     bank = model.encode_concepts(**processor.prepare_references({"<bo>": photos[:2]}))
+    assert not bank.prompts.requires_grad  # encoding a concept builds no autograd graph
     rows = bank.rows("<bo>")
     assert torch.allclose(rows.norm(dim=-1), torch.full((len(rows),), expected), rtol=1e-4)
+    with pytest.raises(ValueError, match="must be positive"):
+        model.set_prompt_norm(0.0)
     with pytest.raises(ValueError, match="at least one image"):
         model.match_image_token_norm(**processor(text="no photo here"))
 
