@@ -37,9 +37,11 @@ reference images in context) and saved with a model card to ``icpt/default/backb
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import math
+import multiprocessing
 import os
 import string
 import sys
@@ -159,7 +161,7 @@ def build_model(tokenizer, args):
         num_hidden_layers=args.text_layers,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=1024,
+        max_position_embeddings=2048,  # 3 concepts x 5 references x 64 image tokens fit
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -251,6 +253,7 @@ class TextEncoder:
 # ---------------------------------------------------------------------------------------------
 def pooled_patch_features(vision_tower, pixels: torch.Tensor) -> torch.Tensor:
     """Mean of the last layer's patch tokens: the features the LM's connector will read."""
+    pixels = pixels.to(vision_tower.device)
     hidden = vision_tower(pixels, output_hidden_states=True).hidden_states[-1]
     return hidden[:, 1:].mean(dim=1)
 
@@ -318,6 +321,84 @@ def contrastive_batch(
         pixel_values(images),
         torch.tensor(classes),
         {name: torch.tensor(labels) for name, labels in attributes.items()},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Training batches: one random stream per (stage, step), built here or in worker processes
+# ---------------------------------------------------------------------------------------------
+STAGES = ("contrastive", "comparison", "questions")
+
+
+def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+class TrainingBatches:
+    """The training batch of a (stage, step, task kind) job, drawn from that step's own random
+    stream: the same batches whether built in this process or by workers, and after a resume."""
+
+    def __init__(self, world: World, bank: RenderBank, tasks: WorldTasks, encoder: TextEncoder, args):
+        self.world, self.bank, self.tasks, self.encoder, self.args = world, bank, tasks, encoder, args
+
+    def __call__(self, job: tuple[str, int, str]):
+        stage, step, kind = job
+        rng = np.random.default_rng([self.args.seed, 100, STAGES.index(stage), step])
+        if stage == "contrastive":
+            return contrastive_batch(self.world, self.bank, rng, self.args)
+        if kind == "describe":
+            examples = [
+                self.tasks.describe_object(rng) if rng.random() < 0.7 else self.tasks.describe_scene(rng)
+                for _ in range(self.args.batch_size)
+            ]
+        else:
+            examples = [self.tasks.sample(rng, kind) for _ in range(self.args.batch_size)]
+        return self.encoder.batch(examples)
+
+
+_WORKER_BATCHES: TrainingBatches | None = None
+
+
+def _start_worker(batches: TrainingBatches) -> None:
+    global _WORKER_BATCHES
+    _WORKER_BATCHES = batches  # inherited through fork, never pickled
+    torch.set_num_threads(1)
+
+
+def _build_in_worker(job):
+    return _WORKER_BATCHES(job)
+
+
+def batch_stream(batches: TrainingBatches, jobs, pool, ahead: int):
+    """``(job, batch)`` for ``jobs`` in order; with a worker ``pool``, up to ``ahead`` batches are built
+    in advance (a bound, so that workers never run far ahead of the accelerator and fill memory)."""
+    if pool is None:
+        for job in jobs:
+            yield job, batches(job)
+        return
+    pending = collections.deque()
+    for job in jobs:
+        pending.append((job, pool.apply_async(_build_in_worker, (job,))))
+        if len(pending) >= ahead:
+            job, result = pending.popleft()
+            yield job, result.get()
+    while pending:
+        job, result = pending.popleft()
+        yield job, result.get()
+
+
+def prerender_bank(world: World, identity_ids: list[int], renders_per_identity: int, seed: int, workers: int):
+    """`World.prerender` of the training identities in environment set A, split over ``workers``
+    processes (each identity has its own random stream, so the bank is the same for any split)."""
+    if workers <= 1:
+        return world.prerender(identity_ids, renders_per_identity, environment_set="A", seed=seed)
+    chunks = [list(chunk) for chunk in np.array_split(np.asarray(identity_ids), workers) if len(chunk)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        parts = pool.starmap(world.prerender, [(chunk, renders_per_identity, "A", seed) for chunk in chunks])
+    return RenderBank(
+        np.concatenate([part.identity_ids for part in parts]),
+        np.concatenate([part.images for part in parts]),
+        np.concatenate([part.environment_index for part in parts]),
     )
 
 
@@ -390,7 +471,7 @@ def comparison_predictions(model, encoder: TextEncoder, examples, batch_size: in
     predictions = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        batch = encoder.batch(chunk, with_answers=False)
+        batch = to_device(encoder.batch(chunk, with_answers=False), model.device)
         logits = model(**batch).logits
         last = batch["attention_mask"].sum(1) - 1
         scores = logits[torch.arange(len(chunk)), last]
@@ -421,6 +502,7 @@ def attribute_probe(world: World, vision_tower, head: ContrastiveHead, renders_p
     results = {}
     for name, classifier in head.attributes.items():
         labels = torch.tensor([ATTRIBUTE_VALUES[name].index(getattr(world.identities[i], name)) for i in identity_ids])
+        labels = labels.to(features.device)
         accuracy = (classifier(features).argmax(-1) == labels).float().mean().item()
         results[name] = {"accuracy": round(accuracy, 3), "chance": round(1 / len(ATTRIBUTE_VALUES[name]), 3)}
     return results
@@ -569,6 +651,12 @@ def parse_args(argv=None):
     parser.add_argument("--max-minutes", type=float, default=60.0, help="stop (after a checkpoint) after this long")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the model trains"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes that render and build batches ahead (0: in this process)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the world's seed, and the training seed")
     parser.add_argument("--num-identities", type=int, default=1000)
     parser.add_argument(
@@ -644,20 +732,17 @@ def main(argv=None) -> dict:
     state = {"contrastive_step": 0, "comparison_step": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0, "history": []}
     optimizer_state = None
     if args.resume or (args.export_now and checkpoint_path.exists()):
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        checkpoint = torch.load(checkpoint_path, weights_only=False, map_location="cpu")
         model.load_state_dict(checkpoint["model"])
         head.load_state_dict(checkpoint["head"])
         state = checkpoint["state"]
         optimizer_state = checkpoint["optimizer"]
-        rng = np.random.default_rng()
-        rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
         log(
             work_dir,
             f"resumed: contrastive step {state['contrastive_step']}, comparison step {state['comparison_step']}",
         )
     else:
-        rng = np.random.default_rng([args.seed, 100])
         (work_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
 
     num_parameters = sum(p.numel() for p in model.parameters())
@@ -675,7 +760,7 @@ def main(argv=None) -> dict:
         bank = RenderBank.load(str(bank_path))
     else:
         tick = time.time()
-        bank = world.prerender(world.split("train"), args.renders_per_identity, environment_set="A", seed=args.seed)
+        bank = prerender_bank(world, world.split("train"), args.renders_per_identity, args.seed, args.workers)
         bank.save(str(bank_path.with_suffix(".tmp.npz")))
         os.replace(bank_path.with_suffix(".tmp.npz"), bank_path)
         log(
@@ -683,6 +768,18 @@ def main(argv=None) -> dict:
             f"rendered {bank.images.shape[0] * bank.images.shape[1]} training views in {time.time() - tick:.0f} s",
         )
     tasks = WorldTasks(world, bank=bank, look_alike_fraction=args.look_alike_fraction)
+    batches = TrainingBatches(world, bank, tasks, encoder, args)
+    # forked before the model moves to an accelerator: workers only build batches on the CPU
+    pool = (
+        multiprocessing.get_context("fork").Pool(args.workers, initializer=_start_worker, initargs=(batches,))
+        if args.workers > 0
+        else None
+    )
+    ahead = 2 * args.workers
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True  # ignored on a CPU
+    model.to(device)
+    head.to(device)
     eval_sets = {
         "held_out": comparison_eval_set(world, "held_out", args.eval_references, seed=1, limit=args.eval_limit),
         "train": {
@@ -706,7 +803,6 @@ def main(argv=None) -> dict:
                 "head": head.state_dict(),
                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
                 "state": state,
-                "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
             },
         )
@@ -725,14 +821,15 @@ def main(argv=None) -> dict:
         state["optimizer_stage"] = "contrastive"
         vision_tower.train()
         running, running_attribute, tick = [], [], time.time()
-        while state["contrastive_step"] < args.contrastive_steps:
+        jobs = (("contrastive", step, "") for step in range(state["contrastive_step"], args.contrastive_steps))
+        for _, (pixels, classes, attribute_labels) in batch_stream(batches, jobs, pool, ahead):
             step = state["contrastive_step"]
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, args.contrastive_steps, args.contrastive_lr, warmup=100)
-            pixels, classes, attribute_labels = contrastive_batch(world, bank, rng, args)
             features = pooled_patch_features(vision_tower, pixels)
             loss, attribute_loss = head.loss(
-                features, classes, attribute_labels, args.temperature, args.attribute_weight
+                features, classes.to(device), to_device(attribute_labels, device), args.temperature,
+                args.attribute_weight,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -783,19 +880,11 @@ def main(argv=None) -> dict:
         state["optimizer_stage"] = name
         params = [p for group in groups for p in group["params"]]
         running, tick, last_saved = {}, time.time(), time.time()
-        while state[counter] < total_steps:
-            step = state[counter]
+        jobs = ((name, step, kinds(step)) for step in range(state[counter], total_steps))
+        for (_, step, kind), batch in batch_stream(batches, jobs, pool, ahead):
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total_steps, group["peak"], warmup=200)
-            kind = kinds(step)
-            if kind == "describe":
-                examples = [
-                    tasks.describe_object(rng) if rng.random() < 0.7 else tasks.describe_scene(rng)
-                    for _ in range(args.batch_size)
-                ]
-            else:
-                examples = [tasks.sample(rng, kind) for _ in range(args.batch_size)]
-            loss = model(**encoder.batch(examples)).loss
+            loss = model(**to_device(batch, device)).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -844,6 +933,8 @@ def main(argv=None) -> dict:
             tower_lr=args.tower_lr,
         )
 
+    if pool is not None:
+        pool.terminate()
     if out_of_time:
         log(work_dir, f"time budget of {args.max_minutes} min spent; continue with --resume")
         return {"finished": False, "state": state}
