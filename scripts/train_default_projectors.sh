@@ -14,7 +14,10 @@
 # At least 4 rows per concept: pooled image tokens of the references, given to the frozen backbone
 # as rows without any training, score 0.56 with 1 row, 0.65 with 4, 0.70 with 16 (docs/default_model.md).
 #
-#   bash scripts/train_default_projectors.sh              # STEPS=1000, about 40 min on 2 cores
+# On an accelerator, run all four at once with more threads and data-loading workers each:
+#   PARALLEL=4 THREADS=3 TRAIN_ARGS="--dataloader_num_workers 3" bash scripts/train_default_projectors.sh
+#
+#   bash scripts/train_default_projectors.sh              # STEPS=1000: about 100 min on 2 cores
 #   STEPS=20 OUT=/tmp/p INSTALL=0 bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,19 +27,31 @@ NUM_EPISODES=${NUM_EPISODES:-6000}
 TASKS=${TASKS:-recognition attribute}
 OUT=${OUT:-outputs/default_projectors}
 INSTALL=${INSTALL:-1}
+PARALLEL=${PARALLEL:-2}  # runs at a time
+THREADS=${THREADS:-1}    # threads per run
+RENDER_WORKERS=${RENDER_WORKERS:-$(nproc)}
+read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=icpt/default/backbone
-EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}
+EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}_8shards
 mkdir -p "$OUT"
 
 if [ ! -d "$EPISODES" ]; then
   echo "rendering $NUM_EPISODES training episodes -> $EPISODES"
-  $PY - "$BACKBONE" "$NUM_EPISODES" "$EPISODES" $TASKS <<'EOF'
+  $PY - "$BACKBONE" "$NUM_EPISODES" "$EPISODES" "$RENDER_WORKERS" $TASKS <<'EOF'
+import multiprocessing
 import sys
 from pathlib import Path
+from datasets import concatenate_datasets
 from icpt.demo import world_for
 from icpt.world_tasks import build_episodes
-backbone, count, target, tasks = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), tuple(sys.argv[4:])
-build_episodes(world_for(Path(backbone)), "train", count, tasks=tasks).save_to_disk(str(target) + ".tmp")
+backbone, count, target, workers, tasks = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), tuple(sys.argv[5:])
+world = world_for(Path(backbone))
+shards = 8  # fixed, so the episodes do not depend on how many processes render them
+sizes = [count // shards + (shard < count % shards) for shard in range(shards)]
+jobs = [(world, "train", size, shard, tasks) for shard, size in enumerate(sizes)]
+with multiprocessing.get_context("fork").Pool(min(workers, shards)) as pool:
+    parts = pool.starmap(build_episodes, jobs)
+concatenate_datasets(parts).save_to_disk(str(target) + ".tmp")
 Path(str(target) + ".tmp").rename(target)  # a complete folder or none
 EOF
 fi
@@ -49,10 +64,17 @@ common=(--backbone "$BACKBONE" --episodes "$EPISODES" --max_steps "$STEPS" --per
 train() {
   local name=$1; shift
   echo "training $name ($STEPS steps) -> $OUT/$name (log: $OUT/$name.log)"
-  OMP_NUM_THREADS=1 $PY examples/train_icpt.py "${common[@]}" --output_dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+  OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py "${common[@]}" "${extra[@]}" --output_dir "$OUT/$name" "$@" \
+    > "$OUT/$name.log" 2>&1
 }
-train icpt & train icpt_fixed_length --adaptive_length false & wait
-train icpt_no_decoupling --decoupling_weight 0 & train icpt_no_separation --separation_weight 0 & wait
+running=0
+for run in "icpt" "icpt_fixed_length --adaptive_length false" "icpt_no_decoupling --decoupling_weight 0" \
+           "icpt_no_separation --separation_weight 0"; do
+  train $run &
+  running=$((running + 1))
+  if [ "$running" -ge "$PARALLEL" ]; then wait; running=0; fi
+done
+wait
 
 if [ "$INSTALL" = 1 ]; then
   # Shipped checkpoints name the backbone relative to their own folder, so the package can move.
