@@ -262,7 +262,7 @@ def supervised_contrastive_loss(embeddings: torch.Tensor, classes: torch.Tensor,
     """SupCon (Khosla et al. 2020): pull together views of one class, push apart the rest."""
     z = F.normalize(embeddings, dim=-1)
     logits = z @ z.T / temperature
-    self_mask = torch.eye(len(z), dtype=torch.bool)
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, -1e9)
     positives = (classes[:, None] == classes[None, :]) & ~self_mask
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
@@ -474,7 +474,7 @@ def comparison_predictions(model, encoder: TextEncoder, examples, batch_size: in
         batch = to_device(encoder.batch(chunk, with_answers=False), model.device)
         logits = model(**batch).logits
         last = batch["attention_mask"].sum(1) - 1
-        scores = logits[torch.arange(len(chunk)), last]
+        scores = logits[torch.arange(len(chunk), device=logits.device), last]
         predictions.extend((scores[:, yes] > scores[:, no]).tolist())
     return predictions
 
@@ -566,7 +566,8 @@ def model_card(
         "`examples/pretrain_world_backbone.py` on the project's generated world (`icpt.world`): "
         f"{args.image_size}x{args.image_size} images of synthetic objects with fine-grained attributes "
         "on photo and texture backgrounds. It exists so that ICPT can be demonstrated and tested offline "
-        "on a CPU, where no pretrained vision encoder is available.",
+        "on a CPU, where no pretrained vision encoder is available (it can be trained on a CPU too; see "
+        "Training for where this one was).",
         "",
         "**What it is not**: a general vision-language model. It knows only the world's vocabulary "
         "and objects; on real photos its answers mean nothing.",
@@ -582,9 +583,11 @@ def model_card(
         f"descriptions ({state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}). "
         "It never saw ICPT prompts, concept labels, held-out identities or environment set B.",
         "",
-        f"Total training time: {state['wall_seconds'] / 60:.0f} minutes wall-clock on a shared 2-core CPU "
-        f"with {args.threads} threads ({state['cpu_seconds'] / 60:.0f} CPU-minutes of process time), "
-        "over one or more resumed sittings.",
+        f"Total training time: {state['wall_seconds'] / 60:.1f} minutes wall-clock "
+        f"({state['cpu_seconds'] / 60:.0f} CPU-minutes of the training process), over one or more resumed "
+        "sittings: "
+        + "; ".join(f"{seconds / 60:.1f} min on {where}" for where, seconds in state.get("devices", {}).items())
+        + ".",
         "",
         "## Measured: same/different with raw reference images in context",
         "",
@@ -606,7 +609,8 @@ def model_card(
         )
     if train:
         lines.append(row("training (new renders)", "random training", train))
-    lines += ["", "Each reference or query image costs 16 tokens in context.", ""]
+    tokens = (args.image_size // args.patch_size) ** 2
+    lines += ["", f"Each reference or query image costs {tokens} tokens in context.", ""]
     if probe:
         lines += [
             "## Measured: which details the vision tower sees",
@@ -778,6 +782,11 @@ def main(argv=None) -> dict:
     ahead = 2 * args.workers
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True  # ignored on a CPU
+    # where the training ran, for the card ("NVIDIA H100 80GB HBM3 with 15 batch workers", "CPU, 2 threads")
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)} with {args.workers} batch workers"
+    else:
+        where = f"CPU, {args.threads} threads" + (f", {args.workers} batch workers" if args.workers else "")
     model.to(device)
     head.to(device)
     eval_sets = {
@@ -794,6 +803,8 @@ def main(argv=None) -> dict:
 
     def checkpoint(optimizer) -> None:
         state["wall_seconds"] += time.time() - checkpoint.last_wall
+        devices = state.setdefault("devices", {})
+        devices[where] = devices.get(where, 0.0) + time.time() - checkpoint.last_wall
         state["cpu_seconds"] += time.process_time() - checkpoint.last_cpu
         checkpoint.last_wall, checkpoint.last_cpu = time.time(), time.process_time()
         save_checkpoint(

@@ -142,6 +142,7 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
 
     card = (output / "README.md").read_text()
     assert "Total training time" in card and "held-out" in card and "| side |" in card
+    assert "min on CPU, 1 threads" in card and "costs 16 tokens" in card
     probe = json.loads((output / "training_results.json").read_text())["attribute_probe"]
     assert set(probe) == {"shape", "colour", "colour2", "pattern", "mark", "side", "accessory"}
     assert json.loads((output / "training_results.json").read_text())["state"]["comparison_step"] == 3
