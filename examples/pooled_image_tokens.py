@@ -1,12 +1,12 @@
 """How many prompt rows does a concept need? A training-free reference point on the embedded default.
 
 Each concept's rows are the backbone's own image tokens of its reference photos (what the language
-model reads for a photo), averaged over the references and pooled over the 4 x 4 patch grid to 1, 4
-or 16 rows. They go where ICPT's rows go ("<bo> is <icpt>...<icpt>."), and the frozen backbone
+model reads for a photo), averaged over the references and pooled over the square patch grid to the
+`--rows` asked for (the grid's own size keeps every token). They go where ICPT's rows go ("<bo> is <icpt>...<icpt>."), and the frozen backbone
 answers held-out recognition episodes -- the episodes `icpt demo` scores. No projector is involved:
 this measures what the language model can read from that many rows of photo content.
 
-    python examples/pooled_image_tokens.py --episodes 60
+    python examples/pooled_image_tokens.py --episodes 60 --rows 1 4 16 64
     python examples/pooled_image_tokens.py --task attribute --rows 4
 
 Prints, per number of rows, weighted recognition accuracy (Yo'LLaVA protocol) or, with
@@ -51,12 +51,14 @@ def main(argv=None):
     parser.add_argument("--task", choices=("recognition", "attribute"), default="recognition")
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16], help="rows per concept (squares)")
     parser.add_argument("--seed", type=int, default=1, help="episode seed (icpt demo uses its --seed + 1)")
+    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
+    parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     # the projector's checkpoint only supplies the injection; every row below replaces its output
-    model, processor = load_default(DEFAULT_PROJECTOR, DEFAULT_BACKBONE)
-    world = world_for(DEFAULT_BACKBONE)
+    model, processor = load_default(args.projector, args.backbone)
+    world = world_for(args.backbone)
     episodes = build_episodes(world, "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
     metric = load_metric("recognition")
     tokens = {}
