@@ -11,8 +11,9 @@
 # The episodes are recognition and attribute questions: the formats the default backbone was
 # pretrained to answer (named questions). Its language model never learned the other tasks' answer
 # formats, and as it stays frozen their loss only adds noise (measured: see docs/default_model.md).
-# At least 4 rows per concept: pooled image tokens of the references, given to the frozen backbone
-# as rows without any training, score 0.56 with 1 row, 0.65 with 4, 0.70 with 16 (docs/default_model.md).
+# At least 4 rows per concept: on the patch-16 backbone, pooled image tokens of the references, given
+# to the frozen backbone as rows without any training, scored 0.60 with 1 row, 0.66 with 4, 0.71 with 16
+# (docs/default_model.md; on the patch-8 backbone only all 64 tokens read well).
 #
 # On an accelerator, run all four at once with more threads and data-loading workers each:
 #   PARALLEL=4 THREADS=3 TRAIN_ARGS="--dataloader_num_workers 3" bash scripts/train_default_projectors.sh
