@@ -32,7 +32,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from safetensors.torch import load_file
+from transformers import HfArgumentParser, TrainerState, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from icpt.cli import OneLineErrors
@@ -136,7 +137,17 @@ def main(argv=None):
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
                                seed=training_args.seed)
     trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator)
-    trainer.train(resume_from_checkpoint=resume)
+    finished = resume and 0 < training_args.max_steps <= TrainerState.load_from_json(
+        str(Path(resume) / "trainer_state.json")).global_step
+    if finished:
+        # Trainer would run one more step when --max_steps ends inside an epoch; a finished run only saves again
+        print(f"{resume} already reached --max_steps {training_args.max_steps}: saving it without training", flush=True)
+        unexpected = model.load_state_dict(load_file(Path(resume) / "model.safetensors"), strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"{resume} holds weights this model does not have: {unexpected[:5]}")
+        trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)

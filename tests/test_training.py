@@ -167,6 +167,19 @@ def test_resumed_training_ends_with_the_same_weights(setup, tmp_path, monkeypatc
         assert torch.allclose(tensor, expected[name], rtol=0, atol=1e-6), (name, float((tensor - expected[name]).abs().max()))
 
 
+
+def test_rerunning_a_finished_run_changes_nothing(setup, tmp_path):
+    path, _ = setup
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    # 3 steps end inside the second epoch (8 episodes, 4 per batch), where Trainer's resume ran one step more
+    args = _train_args(tmp_path, path, "--max_steps", "3", "--save_steps", "2", "--output_dir", str(tmp_path / "run"))
+    finished = train_icpt.main(args)
+    expected = {k: v.clone() for k, v in finished.model.projector.state_dict().items()}
+    again = train_icpt.main(args + ["--resume_from_checkpoint", "latest"])
+    assert again.state.global_step == 3
+    for name, tensor in again.model.projector.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+
 def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
     path, processor = setup
     model = ICPTForConditionalGeneration.from_backbone(path, prompt_token_id=processor.prompt_token_id, max_prompt_length=4)
