@@ -18,12 +18,12 @@
 # On an accelerator, run all four at once with more threads and data-loading workers each:
 #   PARALLEL=4 THREADS=3 TRAIN_ARGS="--dataloader_num_workers 3" bash scripts/train_default_projectors.sh
 #
-#   bash scripts/train_default_projectors.sh              # STEPS=1000: about 100 min on 2 cores
+#   bash scripts/train_default_projectors.sh              # STEPS=700: about 75 min on 2 cores
 #   STEPS=20 OUT=/tmp/p INSTALL=0 bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-700}
 NUM_EPISODES=${NUM_EPISODES:-6000}
 TASKS=${TASKS:-recognition attribute}
 OUT=${OUT:-outputs/default_projectors}
