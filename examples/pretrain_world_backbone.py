@@ -1,4 +1,4 @@
-"""Pretrain ICPT's embedded default backbone: a small LLaVA on the generated world, on a CPU.
+"""Pretrain ICPT's embedded default backbone: a small LLaVA on the generated world, on a CPU or a GPU.
 
 No pretrained vision encoder exists offline, so ICPT ships its own small vision-language model.
 It is a standard transformers `LlavaForConditionalGeneration` (CLIP vision tower + Llama language
@@ -29,6 +29,11 @@ Training is resumable (atomic checkpoints every few minutes, ``--resume``) and k
 python examples/pretrain_world_backbone.py --threads 2 --max-minutes 60            # first sitting
 python examples/pretrain_world_backbone.py --threads 2 --max-minutes 60 --resume   # later ones
 ```
+
+On a GPU (``--device cuda``, the default when one is present) the batches, not the model, are the
+bottleneck: ``--workers N`` builds them in N processes. Each batch is drawn from its own random stream
+per (stage, step), so the batches are the same with any number of workers and after a resume.
+``scripts/pretrain_backbone_gpu.sh`` is the run that trained the shipped backbone (patch 8).
 
 When the comparison stage ends, the model is measured on held-out identities (with the raw
 reference images in context) and saved with a model card to ``icpt/default/backbone``.
