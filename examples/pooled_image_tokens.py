@@ -2,8 +2,8 @@
 
 Each concept's rows are the backbone's own image tokens of its reference photos (what the language
 model reads for a photo), averaged over the references and pooled over the square patch grid to the
-`--rows` asked for (the grid's own size keeps every token). They go where ICPT's rows go ("<bo> is <icpt>...<icpt>."), and the frozen backbone
-answers held-out recognition episodes -- the episodes `icpt demo` scores. No projector is involved:
+`--rows` asked for (the grid's own size keeps every token). They go where ICPT's rows go
+("<bo> is <icpt>...<icpt>."), and the frozen backbone answers held-out recognition episodes -- the episodes `icpt demo` scores. No projector is involved:
 this measures what the language model can read from that many rows of photo content.
 
     python examples/pooled_image_tokens.py --episodes 60 --rows 1 4 16 64

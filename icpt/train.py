@@ -137,15 +137,14 @@ def main(argv=None):
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
                                seed=training_args.seed)
     trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator)
-    finished = resume and 0 < training_args.max_steps <= TrainerState.load_from_json(
-        str(Path(resume) / "trainer_state.json")).global_step
-    if finished:
+    resumed_state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json")) if resume else None
+    if resumed_state is not None and 0 < training_args.max_steps <= resumed_state.global_step:
         # Trainer would run one more step when --max_steps ends inside an epoch; a finished run only saves again
         print(f"{resume} already reached --max_steps {training_args.max_steps}: saving it without training", flush=True)
         unexpected = model.load_state_dict(load_file(Path(resume) / "model.safetensors"), strict=False).unexpected_keys
         if unexpected:
             raise ValueError(f"{resume} holds weights this model does not have: {unexpected[:5]}")
-        trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        trainer.state = resumed_state
     else:
         trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
