@@ -669,6 +669,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="the world's seed, and the training seed")
     parser.add_argument("--num-identities", type=int, default=1000)
     parser.add_argument(
+        "--extra-training-identities",
+        type=int,
+        default=0,
+        help="identities added to the training split only, in look-alike pairs (`World(extra_training_identities=)`)",
+    )
+    parser.add_argument(
         "--renders-per-identity", type=int, default=48, help="pre-rendered views per training identity"
     )
     # model
@@ -731,7 +737,12 @@ def main(argv=None) -> dict:
         raise FileNotFoundError(f"No checkpoint to resume at {checkpoint_path}; run once without --resume first.")
     started, started_cpu = time.time(), time.process_time()
 
-    world = World(seed=args.seed, num_identities=args.num_identities, image_size=args.image_size)
+    world = World(
+        seed=args.seed,
+        num_identities=args.num_identities,
+        image_size=args.image_size,
+        extra_training_identities=args.extra_training_identities,
+    )
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer, args.image_size, args.patch_size)
     model = build_model(tokenizer, args)
@@ -763,7 +774,9 @@ def main(argv=None) -> dict:
 
     # Pre-rendered training views (training identities, environment set A only), cached on disk.
     bank_path = (
-        work_dir / f"bank_seed{args.seed}_n{args.num_identities}_r{args.renders_per_identity}_s{args.image_size}.npz"
+        work_dir
+        / f"bank_seed{args.seed}_n{args.num_identities}+{args.extra_training_identities}_r{args.renders_per_identity}"
+        f"_s{args.image_size}.npz"
     )
     if bank_path.exists():
         bank = RenderBank.load(str(bank_path))

@@ -481,6 +481,12 @@ class World:
         held_out_fraction: share of identities held out from every kind of training.
         look_alike_fraction: share of identities that belong to a look-alike pair.
         environment_b_fraction: share of each kind of environment put in set "B".
+        extra_training_identities: more identities for the training split only, all in look-alike
+            pairs, none equal to or one detail away from a held-out identity. The first
+            ``num_identities`` identities and their splits are the same as without them, so a model
+            trained with extras is evaluated on the held-out split of ``World(seed, num_identities)``.
+            With only a few hundred training identities a vision tower can learn to recognise each one
+            and recall its small details, rather than see them; extras make that impossible.
 
     Example:
 
@@ -501,6 +507,7 @@ class World:
         held_out_fraction: float = 0.2,
         look_alike_fraction: float = 0.3,
         environment_b_fraction: float = 1 / 3,
+        extra_training_identities: int = 0,
     ):
         if num_identities < 10:
             raise ValueError(f"num_identities={num_identities} is too small: use at least 10.")
@@ -532,13 +539,24 @@ class World:
             "train": [i for i in range(num_identities) if i not in held],
             "held_out": sorted(held),
         }
+        if extra_training_identities:
+            self._add_training_identities(extra_training_identities, np.random.default_rng([seed, 4]))
         self.environments = self._make_environments(seed, environment_b_fraction)
         self._environment_by_name = {env.name: env for env in self.environments}
         self._sprites: dict[int, tuple[Image.Image, Image.Image]] = {}
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
-    def _make_identities(count: int, look_alike_fraction: float, rng: np.random.Generator):
+    def _make_identities(
+        count: int,
+        look_alike_fraction: float,
+        rng: np.random.Generator,
+        first_id: int = 0,
+        taken: set[tuple[str, ...]] | None = None,
+        allowed=lambda key: True,
+    ):
+        """``count`` new identities (ids from ``first_id``), a ``look_alike_fraction`` of them in
+        pairs, none in ``taken`` (attribute tuples) and each one ``allowed(attribute tuple)``."""
         values = ATTRIBUTE_VALUES
 
         def random_attributes() -> dict[str, str]:
@@ -547,14 +565,14 @@ class World:
                 attributes["colour2"] = str(rng.choice(values["colour2"]))
             return attributes
 
-        seen: set[tuple[str, ...]] = set()
+        seen: set[tuple[str, ...]] = set(taken or ())
         attribute_sets: list[dict[str, str]] = []
         pairs: list[tuple[int, int]] = []
         num_pairs = int(count * look_alike_fraction) // 2
         while len(attribute_sets) < count:
             attributes = random_attributes()
             key = tuple(attributes.values())
-            if key in seen:
+            if key in seen or not allowed(key):
                 continue
             if len(pairs) < num_pairs:
                 detail = str(rng.choice(LOOK_ALIKE_DETAILS))
@@ -566,16 +584,42 @@ class World:
                 ]
                 twin[detail] = str(rng.choice(choices))
                 twin_key = tuple(twin.values())
-                if twin_key in seen:
+                if twin_key in seen or not allowed(twin_key):
                     continue
                 seen.update([key, twin_key])
-                pairs.append((len(attribute_sets), len(attribute_sets) + 1))
+                pairs.append((first_id + len(attribute_sets), first_id + len(attribute_sets) + 1))
                 attribute_sets.extend([attributes, twin])
             else:
                 seen.add(key)
                 attribute_sets.append(attributes)
-        identities = [Identity(i, **attributes) for i, attributes in enumerate(attribute_sets)]
+        identities = [Identity(first_id + i, **attributes) for i, attributes in enumerate(attribute_sets)]
         return identities, pairs
+
+    def _add_training_identities(self, count: int, rng: np.random.Generator) -> None:
+        """Appends ``count`` identities in look-alike pairs to the training split (see ``__init__``)."""
+
+        def blanked(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+            # Two attribute tuples differ in at most one place iff they share one of these.
+            return [key[:k] + ("*",) + key[k + 1 :] for k in range(len(key))]
+
+        near_held_out = {
+            blank
+            for i in self._splits["held_out"]
+            for blank in blanked(tuple(self.identities[i].attributes.values()))
+        }
+        extra, pairs = self._make_identities(
+            count,
+            1.0,
+            rng,
+            first_id=len(self.identities),
+            taken={tuple(identity.attributes.values()) for identity in self.identities},
+            allowed=lambda key: not near_held_out.intersection(blanked(key)),
+        )
+        self.identities = self.identities + extra
+        self.look_alike_pairs = self.look_alike_pairs + pairs
+        for a, b in pairs:
+            self.look_alike_of[a], self.look_alike_of[b] = b, a
+        self._splits["train"] = self._splits["train"] + [identity.id for identity in extra]
 
     @staticmethod
     def _make_environments(seed: int, b_fraction: float) -> list[Environment]:

@@ -88,6 +88,28 @@ def test_identities_are_unique_and_look_alikes_differ_in_exactly_one_detail(worl
         assert world.look_alike_of[a] == b and world.look_alike_of[b] == a
 
 
+def test_extra_training_identities_keep_the_splits_and_stay_away_from_held_out_identities():
+    # Many held-out identities, so that about one random identity in seven is within one detail of
+    # one of them: the check below fails if extras are not kept away from them.
+    kwargs = dict(seed=5, num_identities=5000, held_out_fraction=0.8)
+    base = World(**kwargs)
+    extended = World(**kwargs, extra_training_identities=300)
+    assert extended.identities[:5000] == base.identities
+    assert extended.split("held_out") == base.split("held_out")
+    assert extended.split("train") == base.split("train") + list(range(5000, 5300))
+    keys = [tuple(identity.attributes.values()) for identity in extended.identities]
+    assert len(set(keys)) == len(keys)
+    held_out = np.array([keys[i] for i in base.split("held_out")])
+    for i in range(5000, 5300):
+        assert (held_out != np.array(keys[i])).sum(axis=1).min() >= 2, f"extra identity {i} is near a held-out one"
+    extra_pairs = [pair for pair in extended.look_alike_pairs if pair[0] >= 5000]
+    assert len(extra_pairs) == 150 and extended.look_alike_pairs[: len(base.look_alike_pairs)] == base.look_alike_pairs
+    for a, b in extra_pairs:
+        differing = [name for name in ATTRIBUTES if keys[a][ATTRIBUTES.index(name)] != keys[b][ATTRIBUTES.index(name)]]
+        assert len(differing) == 1 and differing[0] in LOOK_ALIKE_DETAILS
+        assert extended.look_alike_of[a] == b
+
+
 def test_masks_cover_exactly_the_object(world):
     for seed in range(12):
         environment = world.environments[seed % len(world.environments)]
