@@ -203,9 +203,14 @@ def format_prompt(num_images: int, question: str) -> str:
 
 def pixel_values(images: list[np.ndarray]) -> torch.Tensor:
     """uint8 (H, W, 3) images -> normalized (N, 3, H, W), as the CLIP image processor does."""
-    array = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    return normalize_pixels(torch.from_numpy(np.stack(images)))
+
+
+def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
+    """A uint8 (N, H, W, 3) tensor -> normalized float (N, 3, H, W), on the tensor's device."""
+    array = images.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGE_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=images.device).view(1, 3, 1, 1)
     return (array - mean) / std
 
 
@@ -308,7 +313,8 @@ def contrastive_batch(
     world: World, bank: RenderBank, rng: np.random.Generator, args
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """``args.contrastive_identities`` random identities plus ``args.contrastive_pairs`` look-alike
-    pairs, ``args.views`` renders each (renders of one identity come from different environments)."""
+    pairs, ``args.views`` renders each (renders of one identity come from different environments).
+    The images stay uint8 (N, H, W, 3), a quarter of the bytes to move from a worker and to the device."""
     row_of = {int(i): row for row, i in enumerate(bank.identity_ids)}
     pairs = [pair for pair in world.look_alike_pairs if pair[0] in row_of]
     chosen = [pairs[i] for i in rng.choice(len(pairs), size=args.contrastive_pairs, replace=False)]
@@ -323,7 +329,7 @@ def contrastive_batch(
         for name, values in ATTRIBUTE_VALUES.items():
             attributes[name].extend([values.index(getattr(world.identities[identity_id], name))] * args.views)
     return (
-        pixel_values(images),
+        torch.from_numpy(np.stack(images)),
         torch.tensor(classes),
         {name: torch.tensor(labels) for name, labels in attributes.items()},
     )
@@ -579,8 +585,11 @@ def model_card(
         "",
         "## Training",
         "",
-        "Generic world tasks only, on training identities in environment set A: a supervised-contrastive "
-        f"stage on the vision tower ({state['contrastive_step']} steps), then connector + language model "
+        "Generic world tasks only, on training identities in environment set A "
+        f"({args.extra_training_identities} identities added to the world's own training split, in "
+        "look-alike pairs, none equal to or one detail from a held-out identity): a supervised-contrastive "
+        f"stage on the vision tower ({state['contrastive_step']} steps, with attribute classifiers at weight "
+        f"{args.attribute_weight}), then connector + language model "
         f"on same/different comparison (25 % look-alike negatives) and object/scene descriptions "
         f"({state['comparison_step']} steps, tower frozen), then the whole model on named questions "
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
@@ -855,7 +864,7 @@ def main(argv=None) -> dict:
             step = state["contrastive_step"]
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, args.contrastive_steps, args.contrastive_lr, warmup=100)
-            features = pooled_patch_features(vision_tower, pixels)
+            features = pooled_patch_features(vision_tower, normalize_pixels(pixels.to(device)))
             loss, attribute_loss = head.loss(
                 features, classes.to(device), to_device(attribute_labels, device), args.temperature,
                 args.attribute_weight,
@@ -877,8 +886,13 @@ def main(argv=None) -> dict:
                 running, running_attribute, tick = [], [], time.time()
             if state["contrastive_step"] % args.eval_every == 0 or state["contrastive_step"] == args.contrastive_steps:
                 verification = embedding_verification(vision_tower, eval_sets)
-                state["history"].append({"contrastive_step": state["contrastive_step"], "embedding": verification})
+                entry = {"contrastive_step": state["contrastive_step"], "embedding": verification}
                 log(work_dir, "embedding verification " + json.dumps(verification))
+                if args.attribute_weight > 0:  # which details the features carry so far (held-out)
+                    probe = attribute_probe(world, vision_tower, head)
+                    entry["attributes"] = {name: value["accuracy"] for name, value in probe.items()}
+                    log(work_dir, "attribute probe " + json.dumps(entry["attributes"]))
+                state["history"].append(entry)
                 tick = time.time()
             if time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
                 checkpoint(optimizer)
@@ -981,7 +995,8 @@ def main(argv=None) -> dict:
     processor.save_pretrained(output_dir)
     size_mb = sum(f.stat().st_size for f in output_dir.iterdir() if f.is_file()) / 2**20
     (output_dir / "README.md").write_text(model_card(args, results, state, num_parameters, size_mb, probe))
-    # The world it was trained on, so that users (and `icpt demo`) rebuild the same splits: `World(**settings)`.
+    # The world it was trained on, so that users (and `icpt demo`) rebuild the same splits: `World(**settings)`
+    # (without the extra training identities: they change no split, and only training used them).
     world_settings = {"seed": args.seed, "num_identities": args.num_identities, "image_size": args.image_size}
     (output_dir / "world.json").write_text(json.dumps(world_settings, indent=1))
     (output_dir / "training_results.json").write_text(

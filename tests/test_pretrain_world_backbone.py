@@ -174,9 +174,14 @@ def test_worker_processes_build_the_same_batches(script, tmp_path):
     results = []
     for workers in ("0", "2"):
         paths = ["--work-dir", str(tmp_path / workers), "--output-dir", str(tmp_path / f"model{workers}")]
-        results.append(script.main(TINY + paths + ["--workers", workers, "--device", "cpu"]))
+        extra = ["--extra-training-identities", "20"]  # training identities beyond the world's own, in pairs
+        results.append(script.main(TINY + paths + extra + ["--workers", workers, "--device", "cpu"]))
     assert results[0]["finished"] and results[1]["finished"]
     assert results[0]["results"] == results[1]["results"]
     assert results[0]["state"]["history"] == results[1]["state"]["history"]
-    first, second = (np.load(tmp_path / w / "bank_seed0_n60_r3_s64.npz")["images"] for w in ("0", "2"))
+    first, second = (np.load(tmp_path / w / "bank_seed0_n60+20_r3_s64.npz")["images"] for w in ("0", "2"))
     assert np.array_equal(first, second)  # the bank rendered in two processes equals the one rendered here
+    assert len(first) == len(World(0, 60).split("train")) + 20
+    # the exported world is the evaluation world (its held-out split), without the extra identities
+    world_settings = json.loads((tmp_path / "model0" / "world.json").read_text())
+    assert world_settings == {"seed": 0, "num_identities": 60, "image_size": 64}
