@@ -4,6 +4,9 @@
 # exported backbone to $BACKBONE_OUT and copies the log, the run's results and the backbone (as a
 # tar split into parts) to $OUT when that is set. Extra arguments go to the script.
 #   bash scripts/pretrain_backbone_gpu.sh --patch-size 8 --max-minutes 7
+# --max-minutes bounds the training; the final evaluation, export and copies take about a minute
+# more, so a wall-clock limit around this script must leave that (a run killed by an outer `timeout`
+# before the export returns nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
