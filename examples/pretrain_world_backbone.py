@@ -560,6 +560,13 @@ def model_card(
         numbers = " | ".join(f"{result[key]:.3f}" for key in ("weighted", "positive", "negative"))
         return f"| {identities} | {negatives} | {numbers} | {result['count']} |"
 
+    extra_identities = (
+        f" ({args.extra_training_identities} identities added to the world's own training split, in look-alike "
+        "pairs, none equal to or one detail from a held-out identity)"
+        if args.extra_training_identities
+        else ""
+    )
+
     held, look = results["held_out/overall"], results["held_out/look_alike"]
     shift = results.get("held_out/overall/environment_shift")
     train = results.get("train/overall")
@@ -585,12 +592,10 @@ def model_card(
         "",
         "## Training",
         "",
-        "Generic world tasks only, on training identities in environment set A "
-        f"({args.extra_training_identities} identities added to the world's own training split, in "
-        "look-alike pairs, none equal to or one detail from a held-out identity): a supervised-contrastive "
-        f"stage on the vision tower ({state['contrastive_step']} steps, with attribute classifiers at weight "
-        f"{args.attribute_weight}), then connector + language model "
-        f"on same/different comparison (25 % look-alike negatives) and object/scene descriptions "
+        f"Generic world tasks only, on training identities in environment set A{extra_identities}: a "
+        f"supervised-contrastive stage on the vision tower ({state['contrastive_step']} steps, with attribute "
+        f"classifiers at weight {args.attribute_weight}), then connector + language model on same/different "
+        f"comparison ({args.look_alike_fraction:.0%} look-alike negatives) and object/scene descriptions "
         f"({state['comparison_step']} steps, tower frozen), then the whole model on named questions "
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
         'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '

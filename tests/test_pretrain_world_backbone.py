@@ -143,6 +143,7 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
     card = (output / "README.md").read_text()
     assert "Total training time" in card and "held-out" in card and "| side |" in card
     assert "min on CPU, 1 threads" in card and "costs 16 tokens" in card
+    assert "identities added" not in card and "(25% look-alike negatives)" in card
     probe = json.loads((output / "training_results.json").read_text())["attribute_probe"]
     assert set(probe) == {"shape", "colour", "colour2", "pattern", "mark", "side", "accessory"}
     assert json.loads((output / "training_results.json").read_text())["state"]["comparison_step"] == 3
@@ -185,3 +186,4 @@ def test_worker_processes_build_the_same_batches(script, tmp_path):
     # the exported world is the evaluation world (its held-out split), without the extra identities
     world_settings = json.loads((tmp_path / "model0" / "world.json").read_text())
     assert world_settings == {"seed": 0, "num_identities": 60, "image_size": 64}
+    assert "(20 identities added to the world's own training split" in (tmp_path / "model0" / "README.md").read_text()
