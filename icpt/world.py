@@ -486,7 +486,7 @@ class World:
             ``num_identities`` identities and their splits are the same as without them, so a model
             trained with extras is evaluated on the held-out split of ``World(seed, num_identities)``.
             With only a few hundred training identities a vision tower can learn to recognise each one
-            and recall its small details, rather than see them; extras make that impossible.
+            and recall its small details, rather than see them; thousands of extras leave nothing to recall.
 
     Example:
 
@@ -515,6 +515,8 @@ class World:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}.")
         if not 0 <= look_alike_fraction <= 1:
             raise ValueError(f"look_alike_fraction must be in [0, 1], got {look_alike_fraction}.")
+        if extra_training_identities < 0:
+            raise ValueError(f"extra_training_identities must be 0 or more, got {extra_training_identities}.")
         if image_size < 32:
             raise ValueError(f"image_size={image_size} is too small to show the markings: use at least 32.")
         self.seed = seed

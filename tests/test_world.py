@@ -108,6 +108,8 @@ def test_extra_training_identities_keep_the_splits_and_stay_away_from_held_out_i
         differing = [name for name in ATTRIBUTES if keys[a][ATTRIBUTES.index(name)] != keys[b][ATTRIBUTES.index(name)]]
         assert len(differing) == 1 and differing[0] in LOOK_ALIKE_DETAILS
         assert extended.look_alike_of[a] == b
+    with pytest.raises(ValueError, match="extra_training_identities must be 0 or more"):
+        World(seed=5, num_identities=20, extra_training_identities=-2)
 
 
 def test_masks_cover_exactly_the_object(world):
