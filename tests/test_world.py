@@ -105,7 +105,8 @@ def test_extra_training_identities_keep_the_splits_and_stay_away_from_held_out_i
     extra_pairs = [pair for pair in extended.look_alike_pairs if pair[0] >= 5000]
     assert len(extra_pairs) == 150 and extended.look_alike_pairs[: len(base.look_alike_pairs)] == base.look_alike_pairs
     for a, b in extra_pairs:
-        differing = [name for name in ATTRIBUTES if keys[a][ATTRIBUTES.index(name)] != keys[b][ATTRIBUTES.index(name)]]
+        first, second = extended.identities[a].attributes, extended.identities[b].attributes
+        differing = [name for name in ATTRIBUTES if first[name] != second[name]]
         assert len(differing) == 1 and differing[0] in LOOK_ALIKE_DETAILS
         assert extended.look_alike_of[a] == b
     with pytest.raises(ValueError, match="extra_training_identities must be 0 or more"):
