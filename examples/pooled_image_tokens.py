@@ -1,13 +1,15 @@
 """How many prompt rows does a concept need? A training-free reference point on the embedded default.
 
 Each concept's rows are the backbone's own image tokens of its reference photos (what the language
-model reads for a photo), averaged over the references and pooled over the square patch grid to the
-`--rows` asked for (the grid's own size keeps every token). They go where ICPT's rows go
+model reads for a photo), pooled over the square patch grid to the `--rows` asked for (the grid's own
+size keeps every token): averaged over the references first (`--layout mean`), or pooled photo by
+photo and concatenated (`--layout per-reference`: rows x references rows per concept). They go where ICPT's rows go
 ("<bo> is <icpt>...<icpt>."), and the frozen backbone answers held-out recognition episodes -- the episodes `icpt demo` scores. No projector is involved:
 this measures what the language model can read from that many rows of photo content.
 
     python examples/pooled_image_tokens.py --episodes 60 --rows 1 4 16 64
     python examples/pooled_image_tokens.py --task attribute --rows 4
+    python examples/pooled_image_tokens.py --episodes 150 --layout per-reference --target-only --skip-look-alikes
 
 Prints, per number of rows, weighted recognition accuracy (Yo'LLaVA protocol) or, with
 `--task attribute`, exact-match accuracy on attribute questions ("What colour is <bo>?").
@@ -37,12 +39,17 @@ def image_tokens(model, processor, photos) -> torch.Tensor:
     return torch.stack(model.image_token_embeddings(**processor(messages=messages, images=[[photo] for photo in photos])))
 
 
-def pooled_rows(tokens: torch.Tensor, rows: int) -> torch.Tensor:
-    """Average over the photos, then average-pool the square patch grid to `rows` cells."""
-    side = int(round(tokens.shape[1] ** 0.5))
-    grid = tokens.mean(0).reshape(side, side, -1).permute(2, 0, 1)  # (d, side, side)
+def pooled_rows(tokens: torch.Tensor, rows: int, layout: str = "mean") -> torch.Tensor:
+    """Average-pool each photo's square patch grid to `rows` cells; `layout="mean"` averages the photos
+    first (`rows` rows), `"per-reference"` keeps one block of cells per photo (`rows x photos` rows)."""
+    if layout == "mean":
+        tokens = tokens.mean(0, keepdim=True)
+    photos, tokens_per_photo, width = tokens.shape
+    side = int(round(tokens_per_photo**0.5))
+    grid = tokens.reshape(photos, side, side, width).permute(0, 3, 1, 2)  # (photos, d, side, side)
     cells = int(round(rows**0.5))
-    return torch.nn.functional.adaptive_avg_pool2d(grid, cells).flatten(1).T  # (rows, d)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(grid, cells).flatten(2).transpose(1, 2)  # (photos, rows, d)
+    return pooled.reshape(photos * cells * cells, width)
 
 
 def main(argv=None):
@@ -50,6 +57,12 @@ def main(argv=None):
     parser.add_argument("--episodes", type=int, default=60, help="held-out episodes")
     parser.add_argument("--task", choices=("recognition", "attribute"), default="recognition")
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16], help="rows per concept (squares)")
+    parser.add_argument("--layout", choices=("mean", "per-reference"), default="mean",
+                        help="average the photos before pooling, or pool each photo and concatenate")
+    parser.add_argument("--target-only", action="store_true",
+                        help="the preamble holds only the concept the question asks about (not every concept)")
+    parser.add_argument("--skip-look-alikes", action="store_true",
+                        help="leave out episodes whose scene holds the target's look-alike twin")
     parser.add_argument("--seed", type=int, default=1, help="episode seed (icpt demo uses its --seed + 1)")
     parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
@@ -60,33 +73,40 @@ def main(argv=None):
     model, processor = load_default(args.projector, args.backbone)
     world = world_for(args.backbone)
     episodes = build_episodes(world, "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
+    if args.skip_look_alikes:
+        episodes = [episode for episode in episodes if "look_alike" not in episode["tags"]]
     metric = load_metric("recognition")
     tokens = {}
+    unit = "concept" if args.layout == "mean" else "reference photo"
+    print(f"{len(episodes)} held-out {args.task} episodes; preamble: "
+          f"{'the asked concept only' if args.target_only else 'every concept of the episode'}")
     for rows in args.rows:
         predictions, references = [], []
         for episode in episodes:
             names, prompts = [], []
             for concept in episode["concepts"]:
+                if args.target_only and concept["name"] != episode["target"]:
+                    continue
                 key = (episode["question"], concept["name"])
                 if key not in tokens:
                     tokens[key] = image_tokens(model, processor, concept["references"])
                 names.append(concept["name"])
-                prompts.append(pooled_rows(tokens[key], rows))
-            prompts = torch.stack(prompts)
-            bank = ConceptBank(names, prompts, torch.full((len(names),), rows), torch.zeros(len(names)), prompts.mean(1))
+                prompts.append(pooled_rows(tokens[key], rows, args.layout))
+            lengths = torch.tensor([len(p) for p in prompts])  # per-reference: concepts differ in photos
+            prompts = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)
+            bank = ConceptBank(names, prompts, lengths, torch.zeros(len(names)), prompts.mean(1))
             predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=6))
             references.append(episode["answer"])
         if args.task == "attribute":
             exact = sum(p.strip().lower() == r.lower() for p, r in zip(predictions, references)) / len(episodes)
-            print(f"{rows:>3} pooled rows per concept: exact-match attribute accuracy {exact:.3f}, "
-                  f"{len(episodes)} held-out episodes (e.g. {predictions[0]!r} for {references[0]!r})")
+            print(f"{rows:>3} pooled rows per {unit}: exact-match attribute accuracy {exact:.3f}, "
+                  f"(e.g. {predictions[0]!r} for {references[0]!r})")
             continue
         scores = metric.compute(predictions=predictions, references=[r == "Yes" for r in references])
         shown = {k: "n/a" if scores[k] is None else f"{scores[k]:.3f}"  # n/a: no episode of that kind
                  for k in ("weighted_accuracy", "positive_accuracy", "negative_accuracy")}
-        print(f"{rows:>3} pooled rows per concept: weighted {shown['weighted_accuracy']} "
-              f"(positive {shown['positive_accuracy']}, negative {shown['negative_accuracy']}), "
-              f"{len(episodes)} held-out episodes")
+        print(f"{rows:>3} pooled rows per {unit}: weighted {shown['weighted_accuracy']} "
+              f"(positive {shown['positive_accuracy']}, negative {shown['negative_accuracy']})")
     return 0
 
 

@@ -120,10 +120,30 @@ def test_pooled_rows_average_photos_then_grid_cells():
     torch.testing.assert_close(pooled_image_tokens.pooled_rows(tokens, 16), mean)
 
 
+def test_pooled_rows_per_reference_keep_one_block_per_photo():
+    tokens = torch.arange(2 * 16 * 3, dtype=torch.float).reshape(2, 16, 3)  # 2 photos, a 4 x 4 grid, width 3
+    one = pooled_image_tokens.pooled_rows(tokens, 1, "per-reference")
+    torch.testing.assert_close(one, tokens.mean(1))  # one row per photo, not their average
+    four = pooled_image_tokens.pooled_rows(tokens, 4, "per-reference")
+    assert four.shape == (8, 3)
+    torch.testing.assert_close(four[4], tokens[1, [0, 1, 4, 5]].mean(0))  # the second photo's top-left cell
+    torch.testing.assert_close(pooled_image_tokens.pooled_rows(tokens, 16, "per-reference"), tokens.reshape(32, 3))
+
+
 def test_pooled_image_tokens_runs_on_the_embedded_default(capsys):
     assert pooled_image_tokens.main(["--episodes", "2", "--rows", "1", "4"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("pooled rows per concept: weighted") == 2 and "2 held-out episodes" in printed
+    assert printed.count("pooled rows per concept: weighted") == 2 and "2 held-out recognition episodes" in printed
+    assert "every concept of the episode" in printed
+
+
+def test_pooled_image_tokens_per_reference_target_only_without_look_alikes(capsys):
+    assert pooled_image_tokens.main(["--episodes", "6", "--rows", "4", "--layout", "per-reference",
+                                     "--target-only", "--skip-look-alikes"]) == 0
+    printed = capsys.readouterr().out
+    kept = int(printed.split(" held-out recognition episodes")[0].split()[-1])
+    assert kept == 4  # the 6 episodes drawn with the default seed hold 2 look-alike ones
+    assert "the asked concept only" in printed and "pooled rows per reference photo: weighted" in printed
 
 
 def test_reference_sensitivity_runs_on_the_embedded_default(capsys):
