@@ -15,6 +15,7 @@ from processing_icpt import ICPTProcessor
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import personalize_real_checkpoint  # noqa: E402
+import per_identity_rows  # noqa: E402
 import pooled_image_tokens  # noqa: E402
 import reference_sensitivity  # noqa: E402
 import quickstart  # noqa: E402
@@ -144,6 +145,15 @@ def test_pooled_image_tokens_per_reference_target_only_without_look_alikes(capsy
     kept = int(printed.split(" held-out recognition episodes")[0].split()[-1])
     assert kept == 4  # the 6 episodes drawn with the default seed hold 2 look-alike ones
     assert "the asked concept only" in printed and "pooled rows per reference photo: weighted" in printed
+
+
+def test_per_identity_rows_runs_on_the_embedded_default(capsys):
+    weighted = per_identity_rows.main(["--rows", "2", "--steps", "2", "--identities", "1", "--train-scenes", "2",
+                                       "--test-scenes", "1"])
+    printed = capsys.readouterr().out
+    assert weighted in (0.0, 0.5, 1.0)  # one new scene with the identity and one without
+    assert f"weighted {weighted:.3f}" in printed and "2 rows trained per identity (2 steps on 4 scenes)" in printed
+    assert "training loss" in printed
 
 
 def test_reference_sensitivity_runs_on_the_embedded_default(capsys):
