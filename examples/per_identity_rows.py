@@ -55,6 +55,7 @@ def main(argv=None):
     identities = [int(i) for i in rng.choice(world.split("held_out"), args.identities, replace=False)]
 
     def scenes(identity, count, positive):
+        # a named question's last image is a query scene with (positive) or without the identity
         return [
             Image.fromarray(tasks.named_question(rng, 1, kind="recognition", positive=positive, look_alike=False,
                                                  anchor=identity).images[-1])

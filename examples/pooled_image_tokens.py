@@ -3,9 +3,10 @@
 Each concept's rows are the backbone's own image tokens of its reference photos (what the language
 model reads for a photo), pooled over the square patch grid to the `--rows` asked for (the grid's own
 size keeps every token): averaged over the references first (`--layout mean`), or pooled photo by
-photo and concatenated (`--layout per-reference`: rows x references rows per concept). They go where ICPT's rows go
-("<bo> is <icpt>...<icpt>."), and the frozen backbone answers held-out recognition episodes -- the episodes `icpt demo` scores. No projector is involved:
-this measures what the language model can read from that many rows of photo content.
+photo and concatenated (`--layout per-reference`: rows x references rows per concept). They go where
+ICPT's rows go ("<bo> is <icpt>...<icpt>."), and the frozen backbone answers held-out recognition
+episodes -- the episodes `icpt demo` scores. No projector is involved: this measures what the language
+model can read from that many rows of photo content.
 
     python examples/pooled_image_tokens.py --episodes 60 --rows 1 4 16 64
     python examples/pooled_image_tokens.py --task attribute --rows 4
@@ -56,7 +57,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=60, help="held-out episodes")
     parser.add_argument("--task", choices=("recognition", "attribute"), default="recognition")
-    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16], help="rows per concept (squares)")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16], help="rows per concept, or per photo with --layout per-reference (squares)")
     parser.add_argument("--layout", choices=("mean", "per-reference"), default="mean",
                         help="average the photos before pooling, or pool each photo and concatenate")
     parser.add_argument("--target-only", action="store_true",
@@ -75,6 +76,8 @@ def main(argv=None):
     episodes = build_episodes(world, "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
     if args.skip_look_alikes:
         episodes = [episode for episode in episodes if "look_alike" not in episode["tags"]]
+    if not episodes:
+        raise SystemExit("Every drawn episode has a look-alike in its scene: draw more with --episodes.")
     metric = load_metric("recognition")
     tokens = {}
     unit = "concept" if args.layout == "mean" else "reference photo"
@@ -94,12 +97,13 @@ def main(argv=None):
                 prompts.append(pooled_rows(tokens[key], rows, args.layout))
             lengths = torch.tensor([len(p) for p in prompts])  # per-reference: concepts differ in photos
             prompts = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)
-            bank = ConceptBank(names, prompts, lengths, torch.zeros(len(names)), prompts.mean(1))
+            descriptors = prompts.sum(1) / lengths[:, None]  # the mean of each concept's own rows
+            bank = ConceptBank(names, prompts, lengths, torch.zeros(len(names)), descriptors)
             predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=6))
             references.append(episode["answer"])
         if args.task == "attribute":
             exact = sum(p.strip().lower() == r.lower() for p, r in zip(predictions, references)) / len(episodes)
-            print(f"{rows:>3} pooled rows per {unit}: exact-match attribute accuracy {exact:.3f}, "
+            print(f"{rows:>3} pooled rows per {unit}: exact-match attribute accuracy {exact:.3f} "
                   f"(e.g. {predictions[0]!r} for {references[0]!r})")
             continue
         scores = metric.compute(predictions=predictions, references=[r == "Yes" for r in references])
