@@ -57,6 +57,9 @@ class ICPTArguments:
     decoupling_weight: float = field(default=0.1, metadata={"help": "λ_dec; 0 switches the decoupling loss off (ablation)."})
     separation_weight: float = field(default=1.0, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
     separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
+    identity_targets: str | None = field(default=None, metadata={"help": "Identity target rows (a .safetensors file from `python -m icpt.identity_targets`): the projector is also regressed onto them; needs --backbone with its world.json."})
+    identity_target_weight: float = field(default=1.0, metadata={"help": "λ_id, weight of the regression onto --identity_targets (recorded in the checkpoint's config; 0 without targets)."})
+    identity_target_batch: int = field(default=16, metadata={"help": "Identities per step for the regression term."})
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
 
 
@@ -93,12 +96,35 @@ def build_model(args: ICPTArguments):
             decoupling_weight=args.decoupling_weight,
             separation_weight=args.separation_weight,
             separation_margin=args.separation_margin,
+            identity_target_weight=args.identity_target_weight if args.identity_targets else 0.0,
         )
         return model, processor
     from icpt.cli import DEFAULT_MODEL, load_model
 
     model, processor = load_model(args.model or DEFAULT_MODEL, backbone=args.backbone)
+    model.config.identity_target_weight = args.identity_target_weight if args.identity_targets else 0.0
     return model.train(), processor
+
+
+def load_target_references(args: ICPTArguments, model, processor, seed: int):
+    """The regression term's data (`icpt.identity_targets.TargetReferences`), or None without --identity_targets."""
+    if not args.identity_targets:
+        return None
+    from icpt.demo import world_for
+    from icpt.identity_targets import IdentityTargets, TargetReferences
+
+    if args.identity_target_weight <= 0:
+        raise ValueError("--identity_targets needs --identity_target_weight > 0 (0 would ignore the targets).")
+    if args.backbone is None or not (Path(args.backbone) / "world.json").is_file():
+        raise ValueError("--identity_targets needs --backbone: a folder with world.json (the world the targets' "
+                         "identities come from, e.g. icpt/default/backbone).")
+    targets = IdentityTargets.load(args.identity_targets)
+    expected = (model.config.max_prompt_length, model.config.text_hidden_size)
+    if len(targets) and tuple(targets.rows.shape[1:]) != expected:
+        raise ValueError(f"{args.identity_targets} holds {tuple(targets.rows.shape[1:])} rows per identity but the "
+                         f"projector writes {expected}: fit targets with --rows {expected[0]} for this backbone.")
+    return TargetReferences(targets, world_for(Path(args.backbone)), processor, batch_size=args.identity_target_batch,
+                            seed=seed)
 
 
 def start_prompt_norm(model, processor, episodes, prompt_norm: float | None = None, num_photos: int = 8) -> float:
@@ -134,8 +160,12 @@ def main(argv=None):
     if args.backbone and not args.model:
         norm = start_prompt_norm(model, processor, episodes, args.prompt_norm)
         print(f"Prompt rows start at norm {norm:.3g}", flush=True)
+    target_references = load_target_references(args, model, processor, training_args.seed)
+    if target_references is not None:
+        print(f"Regressing onto the targets of {len(target_references.targets)} identities "
+              f"(weight {model.config.identity_target_weight})", flush=True)
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
-                               seed=training_args.seed)
+                               seed=training_args.seed, target_references=target_references)
     trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator)
     resumed_state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json")) if resume else None
     if resumed_state is not None and 0 < training_args.max_steps <= resumed_state.global_step:

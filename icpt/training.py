@@ -12,6 +12,7 @@ Example:
 
 import hashlib
 
+import numpy as np
 import torch
 from transformers import Trainer
 
@@ -49,9 +50,14 @@ class EpisodeCollator:
     truncation: the projector learns to put the most identity into the first rows). `labels` are
     the answer tokens only: the concept preamble with its slots, the image tokens, the question,
     the chat markup and the padding are all -100.
+
+    With `target_references` (`icpt.identity_targets.TargetReferences`), each batch also carries
+    identity targets and reference photos to predict them from (`target_*` keys), drawn from a generator
+    seeded by the batch's episodes, so a resumed run draws what an uninterrupted one would.
     """
 
-    def __init__(self, processor, min_prompt_length: int, max_prompt_length: int, seed: int = 0):
+    def __init__(self, processor, min_prompt_length: int, max_prompt_length: int, seed: int = 0,
+                 target_references=None):
         if not 1 <= min_prompt_length <= max_prompt_length <= processor.max_prompt_length:
             raise ValueError(
                 f"Need 1 <= min_prompt_length ({min_prompt_length}) <= max_prompt_length ({max_prompt_length}) "
@@ -59,6 +65,7 @@ class EpisodeCollator:
             )
         self.processor = processor
         self.min_prompt_length, self.max_prompt_length, self.seed = min_prompt_length, max_prompt_length, seed
+        self.target_references = target_references
 
     def __call__(self, episodes: list[dict]):
         references = [[{"name": c["name"], "references": c["references"], "masks": c.get("masks") or None}
@@ -81,32 +88,34 @@ class EpisodeCollator:
                 raise ValueError("The chat template does not render the prompt as a prefix of the full conversation.")
             labels[b, : len(prompt)] = -100
         batch["labels"] = labels
+        if self.target_references is not None:
+            key = "|".join(f"{e['question']}|{e['answer']}|{e.get('target', '')}" for e in episodes)
+            digest = int.from_bytes(hashlib.sha256(f"{self.seed}|{key}".encode()).digest()[:8], "little")
+            batch.update(self.target_references.draw(np.random.default_rng(digest)))
         return batch
 
 
 class ICPTTrainer(Trainer):
-    """`transformers.Trainer` that also logs the LM loss and the two regularizers."""
+    """`transformers.Trainer` that also logs the LM loss, the two regularizers and the identity-target loss."""
 
-    COMPONENTS = ("lm_loss", "decoupling_loss", "separation_loss")
+    COMPONENTS = ("lm_loss", "decoupling_loss", "separation_loss", "identity_target_loss")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._component_sums = {name: 0.0 for name in self.COMPONENTS}
-        self._component_count = 0
+        self._component_sums, self._component_counts = {}, {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         for name in self.COMPONENTS:
             value = getattr(outputs, name, None)
-            if value is not None:
-                self._component_sums[name] += float(value.detach())
-        self._component_count += 1
+            if value is not None:  # a component not computed in this run is not logged
+                self._component_sums[name] = self._component_sums.get(name, 0.0) + float(value.detach())
+                self._component_counts[name] = self._component_counts.get(name, 0) + 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs, *args, **kwargs):
-        if self._component_count and "loss" in logs:
+        if self._component_counts and "loss" in logs:
             for name, total in self._component_sums.items():
-                logs[name] = round(total / self._component_count, 4)
-            self._component_sums = {name: 0.0 for name in self.COMPONENTS}
-            self._component_count = 0
+                logs[name] = round(total / self._component_counts[name], 4)
+            self._component_sums, self._component_counts = {}, {}
         super().log(logs, *args, **kwargs)

@@ -1,7 +1,7 @@
-"""The two geometric regularizers of ICPT, on pooled concept descriptors.
+"""The two geometric regularizers of ICPT, on pooled concept descriptors, and the identity-target regression.
 
-A descriptor z is the mean of the prompt rows a concept uses. All three losses are defined (finite,
-differentiable, zero when there is nothing to compare) for one concept, one reference and batch size 1.
+A descriptor z is the mean of the prompt rows a concept uses. The three regularizer losses are defined
+(finite, differentiable, zero when there is nothing to compare) for one concept, one reference and batch size 1.
 """
 
 import torch
@@ -64,3 +64,12 @@ def separation_loss(z: torch.Tensor, names: list[str], margin: float) -> torch.T
     if not pairs.any():
         return z.sum() * 0
     return F.relu(cos[pairs] - margin).pow(2).mean()
+
+
+def row_regression_loss(rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`L_id = mean_{c,l} ||r_{c,l} - t_{c,l}||^2 / mean_{c,l} ||t_{c,l}||^2`: squared error of the prompt rows
+    against identity target rows `(C, L, d)`, relative to the targets' own size (0 = exact, 1 = predicting 0)."""
+    if rows.shape != targets.shape:
+        raise ValueError(f"Prompt rows {tuple(rows.shape)} and identity targets {tuple(targets.shape)} differ in shape.")
+    targets = targets.to(rows.dtype)
+    return (rows - targets).pow(2).sum(-1).mean() / targets.pow(2).sum(-1).mean().clamp_min(EPS)

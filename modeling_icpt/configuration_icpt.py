@@ -45,6 +45,9 @@ class ICPTConfig(PreTrainedConfig):
         decoupling_weight (`float`): λ_dec, weight of the identity/environment decoupling loss.
         separation_weight (`float`): λ_sep, weight of the concept-separation loss.
         separation_margin (`float`): m, cosine above which two concepts' descriptors are pushed apart.
+        identity_target_weight (`float`):
+            λ_id, weight of the regression of the projector's rows onto identity target rows (training only,
+            when the batch carries targets: `icpt.identity_targets`); 0 = no such term.
 
     Example:
 
@@ -78,6 +81,7 @@ class ICPTConfig(PreTrainedConfig):
     decoupling_weight: float = 0.1
     separation_weight: float = 1.0
     separation_margin: float = 0.1
+    identity_target_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         self.vision_layers = list(self.vision_layers)
@@ -96,7 +100,7 @@ class ICPTConfig(PreTrainedConfig):
             )
         if not self.vision_layers or 0 in self.vision_layers:
             problems.append(f"vision_layers must be a non-empty list of non-zero block indices, got {self.vision_layers}")
-        for name in ("decoupling_weight", "separation_weight", "prompt_norm"):
+        for name in ("decoupling_weight", "separation_weight", "identity_target_weight", "prompt_norm"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not -1.0 <= self.separation_margin < 1.0:

@@ -26,6 +26,7 @@ from .concept_bank import ConceptBank
 from .concept_losses import (
     environment_orthogonality_loss,
     pooled_descriptors,
+    row_regression_loss,
     separation_loss,
     subset_invariance_loss,
 )
@@ -41,6 +42,8 @@ from .reference_features import (
 
 # keys of the processor's output that describe references rather than the query
 REFERENCE_PREFIX = "reference_"
+# keys of a training batch that carry identity targets and the references they are predicted from
+TARGET_PREFIX = "target_"
 # keyword arguments of `from_pretrained` that locate files rather than configure the backbone
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
@@ -49,11 +52,13 @@ HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revis
 class ICPTOutput(ModelOutput):
     """
     Args:
-        loss: total training loss, `lm_loss + decoupling_weight * decoupling_loss + separation_weight * separation_loss`.
+        loss: total training loss, `lm_loss + decoupling_weight * decoupling_loss + separation_weight * separation_loss
+            + identity_target_weight * identity_target_loss`.
         logits: the backbone's next-token logits.
         cache: the backbone's key/value cache.
         lm_loss: cross-entropy on answer tokens.
         decoupling_loss, separation_loss: the two regularizers (0 when not computed).
+        identity_target_loss: relative squared error of the rows against identity targets (when the batch has them).
         prompt_lengths: prompt rows per concept, in the order of the encoded concepts.
     """
 
@@ -63,6 +68,7 @@ class ICPTOutput(ModelOutput):
     lm_loss: torch.FloatTensor | None = None
     decoupling_loss: torch.FloatTensor | None = None
     separation_loss: torch.FloatTensor | None = None
+    identity_target_loss: torch.FloatTensor | None = None
     prompt_lengths: torch.LongTensor | None = None
 
 
@@ -528,8 +534,11 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
 
         Concepts come either as `concepts=` (a `ConceptBank`) or as the reference inputs the
         processor returns with the query (training: gradients then flow into the projector).
-        With `labels`, `loss` is the LM loss on answer tokens plus the weighted regularizers.
+        With `labels`, `loss` is the LM loss on answer tokens plus the weighted regularizers, and, when the
+        batch carries identity targets (`target_rows` and `target_`-prefixed reference inputs, from
+        `icpt.training.EpisodeCollator`), the weighted `identity_target_loss`.
         """
+        target_inputs = {k[len(TARGET_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(TARGET_PREFIX)}
         image_inputs = self._split_reference_inputs(kwargs)
         prompts, encoding = self._prompts(concepts, concept_name_ids, concept_name_mask, image_inputs)
         with self._prompts_injected(input_ids, prompts, prompt_concepts):
@@ -544,12 +553,41 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             if labels is not None:
                 result.decoupling_loss, result.separation_loss = self._regularizers(
                     prompts, projector_inputs, result.prompt_lengths, concept_names)
+        if target_inputs and labels is not None and self.config.identity_target_weight > 0:
+            result.identity_target_loss = self.identity_target_loss(**target_inputs)
         if outputs.loss is not None:
             result.loss = outputs.loss
             if result.decoupling_loss is not None:
                 result.loss = (result.loss + self.config.decoupling_weight * result.decoupling_loss
                                + self.config.separation_weight * result.separation_loss)
+            if result.identity_target_loss is not None:
+                result.loss = result.loss + self.config.identity_target_weight * result.identity_target_loss
         return result
+
+    def identity_target_loss(self, rows, concept_name_ids, concept_name_mask, reference_concept_index,
+                             concept_names=None, **image_inputs) -> torch.Tensor:
+        """
+        How far the projector's rows for some concepts are from their identity target rows (`L_id` in
+        docs/method.md): `rows` are the targets `(C, max_prompt_length, d_lm)`, the rest is the processor's
+        `prepare_references(...)` output for the same C concepts. Gradients flow into the projector.
+
+        Example:
+
+        ```python
+        >>> inputs = processor.prepare_references({"<w7>": photos})  # doctest: +SKIP
+        >>> model.identity_target_loss(targets.rows[:1], **inputs)  # doctest: +SKIP
+        tensor(0.1460, grad_fn=<DivBackward0>)
+        ```
+        """
+        expected = (concept_name_ids.shape[0], self.config.max_prompt_length, self.config.text_hidden_size)
+        if tuple(rows.shape) != expected:
+            raise ValueError(
+                f"Identity targets have shape {tuple(rows.shape)} but this projector writes {expected} for these "
+                "concepts: fit the targets with --rows equal to the projector's max_prompt_length, on its backbone."
+            )
+        image_inputs = {k[len(REFERENCE_PREFIX):]: v for k, v in image_inputs.items() if k.startswith(REFERENCE_PREFIX)}
+        predicted, _, _ = self._encode(concept_name_ids, concept_name_mask, reference_concept_index, **image_inputs)
+        return row_regression_loss(predicted, rows.to(predicted.device))
 
     def _regularizers(self, rows, projector_inputs, lengths, concept_names):
         """L_dec (subset invariance + environment orthogonality) and L_sep, see docs/method.md."""

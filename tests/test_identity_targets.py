@@ -1,0 +1,185 @@
+"""Identity targets: fitting (resumable, training identities only), the file, the regression term and training with it."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from icpt import identity_targets as targets_module
+from icpt.demo import world_for
+from icpt.identity_targets import IdentityTargets, TargetReferences, fit_identity_targets, merge_identity_targets
+from icpt.training import EpisodeCollator
+from icpt.world_tasks import build_episodes
+from modeling_icpt import ICPTForConditionalGeneration
+from modeling_icpt.concept_losses import row_regression_loss
+from processing_icpt import ICPTProcessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import train_icpt  # noqa: E402
+
+ROWS = 4
+
+
+class IdentityTargetsTester:
+    """A tiny backbone folder with the world it stands for, a fresh projector and its processor."""
+
+    def __init__(self, backbone_dir, tmp_path):
+        self.backbone = tmp_path / "backbone"
+        shutil.copytree(backbone_dir, self.backbone)
+        (self.backbone / "world.json").write_text(json.dumps({"seed": 0, "num_identities": 40}))
+        self.world = world_for(self.backbone)
+        self.processor = ICPTProcessor.from_backbone(self.backbone, max_prompt_length=ROWS)
+        self.model = ICPTForConditionalGeneration.from_backbone(
+            self.backbone, prompt_token_id=self.processor.prompt_token_id, max_prompt_length=ROWS,
+            min_prompt_length=1, projector_layers=1, projector_hidden_size=32, projector_heads=2,
+            identity_target_weight=2.0)
+
+    def targets(self, count=3, seed=0):
+        identities = self.world.split("train")[:count]
+        rows = torch.randn(count, ROWS, self.model.config.text_hidden_size, generator=torch.Generator().manual_seed(seed))
+        return IdentityTargets(identities, rows, {"num_rows": ROWS})
+
+
+@pytest.fixture
+def tester(tiny_backbone_dirs, tmp_path):
+    return IdentityTargetsTester(tiny_backbone_dirs["llava"], tmp_path)
+
+
+def test_row_regression_loss_is_relative_to_the_targets():
+    targets = torch.randn(2, 3, 5)
+    assert float(row_regression_loss(targets.clone(), targets)) == 0.0
+    assert float(row_regression_loss(torch.zeros_like(targets), targets)) == pytest.approx(1.0)
+    assert float(row_regression_loss(2 * targets, targets)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        row_regression_loss(torch.zeros(2, 2, 5), targets)
+
+
+def test_targets_file_round_trip_is_atomic_and_keeps_settings(tester, tmp_path):
+    targets = tester.targets()
+    path = tmp_path / "t" / "targets.safetensors"
+    targets.save(path)
+    assert not path.with_name(path.name + ".tmp").exists()
+    loaded = IdentityTargets.load(path)
+    assert loaded.identities == sorted(targets.identities) and loaded.settings == {"num_rows": ROWS}
+    for k, identity in enumerate(targets.identities):
+        assert torch.equal(loaded.rows[loaded.identities.index(identity)], targets.rows[k])
+    with pytest.raises(FileNotFoundError, match="python -m icpt.identity_targets"):
+        IdentityTargets.load(tmp_path / "missing.safetensors")
+
+
+def test_held_out_identities_never_get_targets(tester, tmp_path):
+    held_out = tester.world.split("held_out")[:1]
+    with pytest.raises(ValueError, match="not training identities"):
+        fit_identity_targets(tester.model, tester.processor, tester.world, held_out, tmp_path / "t.safetensors")
+    leaked = IdentityTargets(held_out, torch.zeros(1, ROWS, 8), {})
+    with pytest.raises(ValueError, match="outside the training split"):
+        TargetReferences(leaked, tester.world, tester.processor)
+
+
+def test_fitting_resumes_and_refuses_other_settings(tester, tmp_path, monkeypatch):
+    fitted = []
+    original = targets_module.scenes_of
+
+    def counting_scenes(tasks, identity, count, positive, rng):
+        assert {environment.set for environment in tasks.query_environments} == {"A"}  # set B stays out of training
+        fitted.append((identity, positive))
+        return original(tasks, identity, count, positive, rng)
+
+    monkeypatch.setattr(targets_module, "scenes_of", counting_scenes)
+    identities = tester.world.split("train")[:3]
+    path = tmp_path / "targets.safetensors"
+    first = fit_identity_targets(tester.model, tester.processor, tester.world, identities[:2], path,
+                                 num_rows=ROWS, steps=2, scenes=2, progress=False)
+    assert first.identities == identities[:2] and first.rows.shape == (2, ROWS, tester.model.config.text_hidden_size)
+    assert not torch.equal(first.rows[0], first.rows[1])  # each identity's own fit
+    fitted.clear()
+    both = fit_identity_targets(tester.model, tester.processor, tester.world, identities, path,
+                                num_rows=ROWS, steps=2, scenes=2, progress=False)
+    assert {identity for identity, _ in fitted} == {identities[2]}  # only the new identity was fitted
+    assert torch.equal(both.rows[:2], first.rows) and len(IdentityTargets.load(path)) == 3
+    with pytest.raises(ValueError, match="fitted with"):
+        fit_identity_targets(tester.model, tester.processor, tester.world, identities, path,
+                             num_rows=ROWS, steps=3, scenes=2, progress=False)
+
+
+def test_parts_merge_into_one_file(tester, tmp_path):
+    targets = tester.targets(4)
+    for part in (0, 1):
+        IdentityTargets(targets.identities[part::2], targets.rows[part::2], targets.settings).save(tmp_path / f"p{part}.st")
+    merged = merge_identity_targets([tmp_path / "p0.st", tmp_path / "p1.st"], tmp_path / "all.st")
+    assert merged.identities == sorted(targets.identities) and len(IdentityTargets.load(tmp_path / "all.st")) == 4
+    IdentityTargets(targets.identities[:1], targets.rows[:1], {"num_rows": 8}).save(tmp_path / "other.st")
+    with pytest.raises(ValueError, match="was fitted with"):
+        merge_identity_targets([tmp_path / "p0.st", tmp_path / "other.st"], tmp_path / "bad.st")
+
+
+def test_target_references_draw_photos_of_the_targets_identities(tester):
+    targets = tester.targets(3)
+    references = TargetReferences(targets, tester.world, tester.processor, batch_size=2, max_references=3, photos=4)
+    batch = references.draw(np.random.default_rng(0))
+    again = references.draw(np.random.default_rng(0))
+    assert batch["target_rows"].shape == (2, ROWS, tester.model.config.text_hidden_size)
+    assert torch.equal(batch["target_concept_name_ids"], again["target_concept_name_ids"])
+    assert torch.equal(batch["target_reference_pixel_values"], again["target_reference_pixel_values"])
+    counts = torch.bincount(batch["target_reference_concept_index"], minlength=2)
+    assert counts.min() >= 1 and counts.max() <= 3
+    # the rows belong to the identities whose photos were drawn: the draw's first identity is one of the targets
+    assert any(torch.equal(batch["target_rows"][0], row) for row in targets.rows)
+
+
+def test_forward_adds_the_weighted_target_loss_and_trains_the_projector(tester):
+    episodes = build_episodes(tester.world, "train", num_episodes=4, seed=0, tasks=("recognition",))
+    references = TargetReferences(tester.targets(3), tester.world, tester.processor, batch_size=2)
+    collator = EpisodeCollator(tester.processor, 1, ROWS, target_references=references)
+    rows = [episodes[i] for i in range(4)]
+    batch = collator(rows)
+    assert torch.equal(batch["target_rows"], collator(rows)["target_rows"])  # the same episodes draw the same targets
+    out = tester.model(**batch)
+    expected = (out.lm_loss + tester.model.config.decoupling_weight * out.decoupling_loss
+                + tester.model.config.separation_weight * out.separation_loss + 2.0 * out.identity_target_loss)
+    torch.testing.assert_close(out.loss, expected)
+    tester.model.zero_grad()
+    target_only = {k[len("target_"):]: v for k, v in batch.items() if k.startswith("target_")}
+    tester.model.identity_target_loss(**target_only).backward()
+    assert tester.model.projector.queries.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tester.model.vlm.parameters())  # the backbone stays frozen
+    wrong = dict(target_only, rows=target_only["rows"][:, :2])
+    with pytest.raises(ValueError, match="--rows equal to the projector's max_prompt_length"):
+        tester.model.identity_target_loss(**wrong)
+
+
+def test_training_with_targets_logs_the_term_and_records_its_weight(tester, tmp_path):
+    build_episodes(tester.world, "train", num_episodes=8, seed=0, tasks=("recognition",)).save_to_disk(tmp_path / "episodes")
+    tester.targets(3).save(tmp_path / "targets.safetensors")
+    args = ["--backbone", str(tester.backbone), "--episodes", str(tmp_path / "episodes"),
+            "--output_dir", str(tmp_path / "run"), "--max_prompt_length", str(ROWS), "--min_prompt_length", "1",
+            "--projector_hidden_size", "32", "--projector_heads", "2", "--projector_layers", "1",
+            "--per_device_train_batch_size", "4", "--max_steps", "2", "--logging_steps", "1", "--report_to", "none",
+            "--use_cpu", "true", "--save_strategy", "no", "--identity_targets", str(tmp_path / "targets.safetensors"),
+            "--identity_target_weight", "3", "--identity_target_batch", "2"]
+    trainer = train_icpt.main(args)
+    logged = [entry for entry in trainer.state.log_history if "identity_target_loss" in entry]
+    assert len(logged) == 2 and all(entry["identity_target_loss"] > 0 for entry in logged)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["identity_target_weight"] == 3.0
+    with pytest.raises(ValueError, match="identity_target_weight > 0"):
+        train_icpt.main(args[:-4] + ["--identity_target_weight", "0", "--identity_target_batch", "2"])
+    IdentityTargets(tester.world.split("train")[:1], torch.zeros(1, 2, 8), {}).save(tmp_path / "narrow.st")
+    with pytest.raises(ValueError, match="fit targets with --rows 4"):
+        train_icpt.main(args[:-5] + [str(tmp_path / "narrow.st"), "--identity_target_weight", "3"])
+
+
+def test_training_without_targets_logs_no_target_term(tester, tmp_path):
+    build_episodes(tester.world, "train", num_episodes=4, seed=0, tasks=("recognition",)).save_to_disk(tmp_path / "episodes")
+    trainer = train_icpt.main(["--backbone", str(tester.backbone), "--episodes", str(tmp_path / "episodes"),
+                               "--output_dir", str(tmp_path / "run"), "--max_prompt_length", str(ROWS),
+                               "--projector_hidden_size", "32", "--projector_heads", "2", "--projector_layers", "1",
+                               "--per_device_train_batch_size", "4", "--max_steps", "1", "--logging_steps", "1",
+                               "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no"])
+    assert any("lm_loss" in entry for entry in trainer.state.log_history)
+    assert not any("identity_target_loss" in entry for entry in trainer.state.log_history)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["identity_target_weight"] == 0.0
