@@ -17,7 +17,7 @@ identity, so an interrupted run resumes where it stopped, and several processes 
 
     python -m icpt.identity_targets --output outputs/targets/part0.safetensors --identities 800 --part 0 --parts 2
     python -m icpt.identity_targets --output outputs/targets/part1.safetensors --identities 800 --part 1 --parts 2
-    python -m icpt.identity_targets --output outputs/targets/all.safetensors --merge outputs/targets/part*.safetensors
+    python -m icpt.identity_targets --output outputs/targets/all.safetensors --identities 800 --merge outputs/targets/part*.safetensors
 
 Example:
 
@@ -202,8 +202,8 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     return IdentityTargets(order, torch.stack([done[i] for i in order]) if order else torch.zeros(0), settings)
 
 
-def merge_identity_targets(paths, output) -> IdentityTargets:
-    """One file from several parts fitted with the same settings."""
+def merge_identity_targets(paths, output, keep: list[int] | None = None) -> IdentityTargets:
+    """One file from several parts fitted with the same settings (only the identities in `keep`, when given)."""
     parts = [IdentityTargets.load(path) for path in paths]
     if not parts:
         raise ValueError("Nothing to merge: name at least one targets file.")
@@ -211,10 +211,24 @@ def merge_identity_targets(paths, output) -> IdentityTargets:
         if part.settings != parts[0].settings:
             raise ValueError(f"{path} was fitted with {part.settings}, unlike {paths[0]} ({parts[0].settings}).")
     rows = {identity: part.rows[k] for part in parts for k, identity in enumerate(part.identities)}
+    if keep is not None:
+        missing = sorted(set(keep) - set(rows))
+        if missing:
+            raise ValueError(f"The parts lack {len(missing)} of the identities to keep (e.g. {missing[:5]}): "
+                             "let the fitting processes finish first.")
+        rows = {identity: rows[identity] for identity in keep}
     order = sorted(rows)
     merged = IdentityTargets(order, torch.stack([rows[i] for i in order]), parts[0].settings)
     merged.save(output)
     return merged
+
+
+def identity_order(world, count: int) -> list[int]:
+    """The first `count` training identities of one fixed random order: a larger count only adds identities."""
+    train = world.split("train")
+    if not 1 <= count <= len(train):
+        raise ValueError(f"The number of identities must lie in [1, {len(train)}] (the training split), got {count}.")
+    return [int(i) for i in np.random.default_rng(11).choice(train, len(train), replace=False)[:count]]
 
 
 def main(argv=None):
@@ -233,21 +247,22 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
-    parser.add_argument("--merge", type=Path, nargs="+", help="merge these parts into --output instead of fitting")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="merge these parts (their first --identities identities) into --output instead of fitting")
     args = parser.parse_args(argv)
-    if args.merge:
-        merged = merge_identity_targets(args.merge, args.output)
-        print(f"{len(merged)} identities -> {args.output}")
-        return merged
     if not 0 <= args.part < args.parts:
         parser.error(f"--part must lie in [0, --parts), got {args.part} of {args.parts}")
+    world = world_for(args.backbone)
+    try:
+        order = identity_order(world, args.identities)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.merge:
+        merged = merge_identity_targets(args.merge, args.output, keep=order)
+        print(f"{len(merged)} identities -> {args.output}")
+        return merged
     torch.set_num_threads(args.threads)
     model, processor = load_default(args.projector, args.backbone)
-    world = world_for(args.backbone)
-    train = world.split("train")
-    if not 1 <= args.identities <= len(train):
-        parser.error(f"--identities must lie in [1, {len(train)}] (the training split), got {args.identities}")
-    order = [int(i) for i in np.random.default_rng(11).choice(train, args.identities, replace=False)]
     targets = fit_identity_targets(model, processor, world, order[args.part::args.parts], args.output,
                                    num_rows=args.rows, steps=args.steps, scenes=args.scenes, seed=args.seed)
     print(f"{len(targets)} identities -> {args.output}")

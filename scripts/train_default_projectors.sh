@@ -33,6 +33,8 @@ INSTALL=${INSTALL:-1}
 PARALLEL=${PARALLEL:-2}  # runs at a time
 THREADS=${THREADS:-1}    # threads per run
 RENDER_WORKERS=${RENDER_WORKERS:-$(nproc)}
+TARGET_IDENTITIES=${TARGET_IDENTITIES:-800}  # training identities with target rows
+TARGET_WEIGHT=${TARGET_WEIGHT:-1}             # lambda_id
 read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=icpt/default/backbone
 EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}_8shards
@@ -59,10 +61,29 @@ Path(str(target) + ".tmp").rename(target)  # a complete folder or none
 EOF
 fi
 
+# Identity targets (icpt/identity_targets.py): rows fitted to each of TARGET_IDENTITIES training identities
+# with the backbone frozen, which every run also regresses onto (weight TARGET_WEIGHT). About 20 s per
+# identity per core; PARALLEL processes share the work and resume where they stopped.
+TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}.safetensors
+if [ ! -f "$TARGETS" ]; then
+  echo "fitting identity targets for $TARGET_IDENTITIES training identities -> $TARGETS (logs: $OUT/targets_part*.log)"
+  pids=()
+  for part in $(seq 0 $((PARALLEL - 1))); do
+    OMP_NUM_THREADS=$THREADS $PY -m icpt.identity_targets --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" \
+      --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
+      > "$OUT/targets_part$part.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { echo "fitting targets failed: see $OUT/targets_part*.log" >&2; exit 1; }; done
+  $PY -m icpt.identity_targets --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" --output "$TARGETS" \
+    --merge "$OUT"/targets_part*.safetensors
+fi
+
 common=(--backbone "$BACKBONE" --episodes "$EPISODES" --max_steps "$STEPS" --per_device_train_batch_size 16
         --learning_rate 1e-3 --lr_scheduler_type cosine --warmup_steps 50 --projector_hidden_size 128
         --min_prompt_length 4 --max_prompt_length 8
         --logging_steps 25 --save_steps 200 --save_total_limit 1 --seed 0 --report_to none
+        --identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT"
         --resume_from_checkpoint latest)
 train() {
   local name=$1; shift

@@ -11,7 +11,13 @@ import torch
 
 from icpt import identity_targets as targets_module
 from icpt.demo import world_for
-from icpt.identity_targets import IdentityTargets, TargetReferences, fit_identity_targets, merge_identity_targets
+from icpt.identity_targets import (
+    IdentityTargets,
+    TargetReferences,
+    fit_identity_targets,
+    identity_order,
+    merge_identity_targets,
+)
 from icpt.training import EpisodeCollator
 from icpt.world_tasks import build_episodes
 from modeling_icpt import ICPTForConditionalGeneration
@@ -112,9 +118,21 @@ def test_parts_merge_into_one_file(tester, tmp_path):
         IdentityTargets(targets.identities[part::2], targets.rows[part::2], targets.settings).save(tmp_path / f"p{part}.st")
     merged = merge_identity_targets([tmp_path / "p0.st", tmp_path / "p1.st"], tmp_path / "all.st")
     assert merged.identities == sorted(targets.identities) and len(IdentityTargets.load(tmp_path / "all.st")) == 4
+    kept = merge_identity_targets([tmp_path / "p0.st", tmp_path / "p1.st"], tmp_path / "kept.st", keep=targets.identities[1:3])
+    assert kept.identities == sorted(targets.identities[1:3])
+    with pytest.raises(ValueError, match="let the fitting processes finish"):
+        merge_identity_targets([tmp_path / "p0.st"], tmp_path / "short.st", keep=targets.identities)
     IdentityTargets(targets.identities[:1], targets.rows[:1], {"num_rows": 8}).save(tmp_path / "other.st")
     with pytest.raises(ValueError, match="was fitted with"):
         merge_identity_targets([tmp_path / "p0.st", tmp_path / "other.st"], tmp_path / "bad.st")
+
+
+def test_identity_order_grows_by_adding_identities(tester):
+    train = tester.world.split("train")
+    assert identity_order(tester.world, 5) == identity_order(tester.world, len(train))[:5]
+    assert set(identity_order(tester.world, len(train))) == set(train)
+    with pytest.raises(ValueError, match="training split"):
+        identity_order(tester.world, len(train) + 1)
 
 
 def test_target_references_draw_photos_of_the_targets_identities(tester):
