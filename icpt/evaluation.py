@@ -1,8 +1,8 @@
 """The evaluation harness (`icpt eval`): ICPT, its ablations and the baselines, on the same data and backbone.
 
 One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt`,
-`icpt_fixed_length`, `icpt_no_decoupling`, `icpt_no_separation`, trained by `examples/train_icpt.py`
-with that term switched off), and answers the same episodes with each method of `METHODS`:
+`icpt_fixed_length`, `icpt_no_decoupling`, `icpt_no_separation`, `icpt_no_identity_targets`, trained by
+`examples/train_icpt.py` with that part switched off), and answers the same episodes with each method of `METHODS`:
 
 | method | what the backbone sees for each concept | its prompt tokens per concept |
 |---|---|---|
@@ -45,7 +45,8 @@ The ablation projectors are trained like the default one, on the default backbon
 ```bash
 python examples/train_icpt.py --backbone icpt/default/backbone \
     --output_dir icpt/default/ablations/icpt_no_separation --separation_weight 0
-# --decoupling_weight 0 -> icpt_no_decoupling, --adaptive_length false -> icpt_fixed_length
+# --decoupling_weight 0 -> icpt_no_decoupling, --adaptive_length false -> icpt_fixed_length,
+# no --identity_targets -> icpt_no_identity_targets
 ```
 
 Other data: `--episodes DIR` (a `Dataset.save_to_disk` folder with `EPISODE_FEATURES`), or
@@ -103,7 +104,7 @@ from .evaluation_methods import (
 from .evaluation_scoring import METRICS, SPLITS, Scorer, aggregate, aggregate_scores, render_markdown
 
 SCHEMA_VERSION = 1
-CHECKPOINT_METHODS = ("icpt", "icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation")
+CHECKPOINT_METHODS = ("icpt", "icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets")
 BASELINE_METHODS = ("name_only", "text_description", "raw_references", "test_time_training")
 METHODS = CHECKPOINT_METHODS + BASELINE_METHODS
 # Methods that read reference photos: the ones the reference sweep varies (test-time training only on request).
@@ -113,6 +114,7 @@ ABLATIONS = {
     "icpt_fixed_length": ("adaptive_length", False, "--adaptive_length false"),
     "icpt_no_decoupling": ("decoupling_weight", 0.0, "--decoupling_weight 0"),
     "icpt_no_separation": ("separation_weight", 0.0, "--separation_weight 0"),
+    "icpt_no_identity_targets": ("identity_target_weight", 0.0, "--identity_target_weight 0"),
 }
 SEED_VARIES = (
     "a seed fixes which held-out episodes are drawn, which references of each concept are used "

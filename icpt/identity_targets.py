@@ -155,7 +155,8 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     """
     Fits `num_rows` prompt rows to each training identity and saves them to `output`, one identity at a time.
 
-    Each identity's rows are trained for `steps` full-batch steps (`train_concept_prompts`) on `scenes` scenes
+    The rows start at norm `model.config.prompt_norm` (which also scales the step size), recorded in the
+    file's settings. Each identity's rows are trained for `steps` full-batch steps (`train_concept_prompts`) on `scenes` scenes
     with it and `scenes` without it, drawn from a generator seeded by (identity, `seed` + 1), starting from
     the rows of `seed`. Identities already in `output` (from an interrupted run with the same settings) are
     kept, not refitted.
@@ -176,7 +177,7 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     if held_out:
         raise ValueError(f"Identities {held_out[:5]} are not training identities: only the training split gets targets.")
     settings = {"num_rows": num_rows, "steps": steps, "scenes": scenes, "seed": seed, "label": TARGET_LABEL,
-                "backbone": str(model.config.base_model_name_or_path)}
+                "backbone": str(model.config.base_model_name_or_path), "prompt_norm": model.config.prompt_norm}
     done = {}
     if Path(output).is_file():
         previous = IdentityTargets.load(output)
@@ -246,7 +247,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
-    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
+    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR,
+                        help="supplies the injection and, without --prompt_norm, the rows' starting norm")
+    parser.add_argument("--prompt_norm", type=float, help="the rows' starting norm (default: the projector's prompt_norm)")
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="merge these parts (their first --identities identities) into --output instead of fitting")
     args = parser.parse_args(argv)
@@ -263,6 +266,8 @@ def main(argv=None):
         return merged
     torch.set_num_threads(args.threads)
     model, processor = load_default(args.projector, args.backbone)
+    if args.prompt_norm is not None:
+        model.set_prompt_norm(args.prompt_norm)
     targets = fit_identity_targets(model, processor, world, order[args.part::args.parts], args.output,
                                    num_rows=args.rows, steps=args.steps, scenes=args.scenes, seed=args.seed)
     print(f"{len(targets)} identities -> {args.output}")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Trains the embedded default's projector and its three ablations, and installs them as shipped:
-#   icpt/default/projector                         the method (adaptive length, L_dec, L_sep)
-#   icpt/default/ablations/icpt_fixed_length       every concept gets max_prompt_length rows
-#   icpt/default/ablations/icpt_no_decoupling      lambda_dec = 0
-#   icpt/default/ablations/icpt_no_separation      lambda_sep = 0
+#   icpt/default/projector                                the method (L_dec, L_sep, identity targets)
+#   icpt/default/ablations/icpt_no_decoupling             lambda_dec = 0
+#   icpt/default/ablations/icpt_no_separation             lambda_sep = 0
+#   icpt/default/ablations/icpt_no_identity_targets       no identity targets (lambda_id = 0)
 # Same episodes (training identities, environment set A), steps, batch and seed for all four, so the
 # ablations differ from the method in one part only. Two runs at a time with one thread each: on a
 # 2-core CPU that is faster than one run with two threads.
@@ -11,17 +11,17 @@
 # The episodes are recognition and attribute questions: the formats the default backbone was
 # pretrained to answer (named questions). Its language model never learned the other tasks' answer
 # formats, and as it stays frozen their loss only adds noise (measured: see docs/default_model.md).
-# At least 4 rows per concept: on the patch-16 backbone, pooled image tokens of the references, given
-# to the frozen backbone as rows without any training, scored 0.60 with 1 row, 0.66 with 4, 0.71 with 16
-# (docs/default_model.md; on the patch-8 backbone only all 64 tokens read well).
+# 8 rows for every concept: rows regressed onto 8-row identity targets are read as the identity at
+# full length but not cut to 4 (0.602 against 0.510, docs/default_model.md), so the length rule has
+# nothing to choose and the fixed-length ablation is not trained.
 #
 # Runs at a time, threads per run and extra Trainer arguments are settable, e.g. for a bigger machine:
 #   PARALLEL=4 THREADS=2 TRAIN_ARGS="--dataloader_num_workers 2" bash scripts/train_default_projectors.sh
 # (measured once on an H100 with 16 cores: about 1 step/s per run, no faster than this CPU; the cause
 # is not known yet, see docs/default_model.md).
 #
-#   bash scripts/train_default_projectors.sh              # STEPS=700: about 75 min on 2 cores
-#   STEPS=20 OUT=/tmp/p INSTALL=0 bash scripts/train_default_projectors.sh   # a quick check
+#   bash scripts/train_default_projectors.sh              # targets, then 4 runs of STEPS steps
+#   STEPS=20 TARGET_IDENTITIES=4 OUT=/tmp/p INSTALL=0 bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -34,7 +34,9 @@ PARALLEL=${PARALLEL:-2}  # runs at a time
 THREADS=${THREADS:-1}    # threads per run
 RENDER_WORKERS=${RENDER_WORKERS:-$(nproc)}
 TARGET_IDENTITIES=${TARGET_IDENTITIES:-800}  # training identities with target rows
-TARGET_WEIGHT=${TARGET_WEIGHT:-1}             # lambda_id
+TARGET_WEIGHT=${TARGET_WEIGHT:-10}            # lambda_id
+# the rows' starting norm of the shipped targets: the image-token norm the previous default projector measured
+TARGET_PROMPT_NORM=${TARGET_PROMPT_NORM:-17.810325622558594}
 read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=icpt/default/backbone
 EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}_8shards
@@ -70,7 +72,7 @@ if [ ! -f "$TARGETS" ]; then
   pids=()
   for part in $(seq 0 $((PARALLEL - 1))); do
     OMP_NUM_THREADS=$THREADS $PY -m icpt.identity_targets --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" \
-      --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
+      --prompt_norm "$TARGET_PROMPT_NORM" --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
       > "$OUT/targets_part$part.log" 2>&1 &
     pids+=($!)
   done
@@ -81,10 +83,10 @@ fi
 
 common=(--backbone "$BACKBONE" --episodes "$EPISODES" --max_steps "$STEPS" --per_device_train_batch_size 16
         --learning_rate 1e-3 --lr_scheduler_type cosine --warmup_steps 50 --projector_hidden_size 128
-        --min_prompt_length 4 --max_prompt_length 8
-        --logging_steps 25 --save_steps 200 --save_total_limit 1 --seed 0 --report_to none
-        --identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT"
+        --min_prompt_length 8 --max_prompt_length 8
+        --logging_steps 25 --save_steps 100 --save_total_limit 1 --seed 0 --report_to none
         --resume_from_checkpoint latest)
+with_targets=(--identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT")
 train() {
   local name=$1; shift
   echo "training $name ($STEPS steps) -> $OUT/$name (log: $OUT/$name.log)"
@@ -93,8 +95,10 @@ train() {
 }
 pids=()
 failed=0
-for run in "icpt" "icpt_fixed_length --adaptive_length false" "icpt_no_decoupling --decoupling_weight 0" \
-           "icpt_no_separation --separation_weight 0"; do
+for run in "icpt ${with_targets[*]}" "icpt_no_identity_targets" \
+           "icpt_no_decoupling --decoupling_weight 0 ${with_targets[*]}" \
+           "icpt_no_separation --separation_weight 0 ${with_targets[*]}"; do
+  # shellcheck disable=SC2086  # word splitting of the run's name and flags is intended
   train $run &
   pids+=($!)
   if [ "${#pids[@]}" -ge "$PARALLEL" ]; then
@@ -108,14 +112,17 @@ if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&
 if [ "$INSTALL" = 1 ]; then
   # Shipped checkpoints name the backbone relative to their own folder, so the package can move.
   $PY - "$OUT" <<'EOF'
+import shutil
 import sys
 from pathlib import Path
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 out = Path(sys.argv[1])
 targets = {"icpt": ("icpt/default/projector", "../backbone")}
-for name in ("icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation"):
+for name in ("icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets"):
     targets[name] = (f"icpt/default/ablations/{name}", "../../backbone")
+# an older recipe's fixed-length ablation would no longer differ from the method in one part only
+shutil.rmtree("icpt/default/ablations/icpt_fixed_length", ignore_errors=True)
 for name, (target, backbone) in targets.items():
     model = ICPTForConditionalGeneration.from_pretrained(out / name)
     model.config.base_model_name_or_path = backbone

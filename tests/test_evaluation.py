@@ -23,7 +23,8 @@ from processing_icpt import ICPTProcessor
 TINY = {"max_prompt_length": 4, "min_prompt_length": 1, "projector_hidden_size": 32, "projector_heads": 2,
         "projector_layers": 1}
 ABLATION_OVERRIDES = {"icpt": {}, "icpt_fixed_length": {"adaptive_length": False},
-                      "icpt_no_decoupling": {"decoupling_weight": 0.0}, "icpt_no_separation": {"separation_weight": 0.0}}
+                      "icpt_no_decoupling": {"decoupling_weight": 0.0}, "icpt_no_separation": {"separation_weight": 0.0},
+                      "icpt_no_identity_targets": {"identity_target_weight": 0.0}}
 
 
 @pytest.fixture(autouse=True)
