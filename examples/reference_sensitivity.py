@@ -6,7 +6,7 @@ different held-out identity). A projector that personalizes changes many answers
 when the photos are swapped; one that ignores the photos answers the same both times.
 
     python examples/reference_sensitivity.py --episodes 60
-    python examples/reference_sensitivity.py --projector icpt/default/ablations/icpt_fixed_length
+    python examples/reference_sensitivity.py --projector icpt/default/ablations/icpt_no_identity_targets
     python examples/reference_sensitivity.py --task attribute   # "What colour is <bo>?" and the like
 
 Recognition is scored as weighted accuracy (Yo'LLaVA protocol), attribute questions by exact match.
