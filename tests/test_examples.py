@@ -14,6 +14,7 @@ from processing_icpt import ICPTProcessor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
+import held_out_identities  # noqa: E402
 import personalize_real_checkpoint  # noqa: E402
 import per_identity_rows  # noqa: E402
 import pooled_image_tokens  # noqa: E402
@@ -154,6 +155,17 @@ def test_per_identity_rows_runs_on_the_embedded_default(capsys):
     assert weighted in (0.0, 0.5, 1.0)  # one new scene with the identity and one without
     assert f"weighted {weighted:.3f}" in printed and "2 rows trained per identity (2 steps on 4 scenes)" in printed
     assert "training loss" in printed
+
+
+def test_held_out_identities_runs_on_the_embedded_default(capsys):
+    results = held_out_identities.main(["--identities", "2", "--scenes", "1", "--episodes", "2"])
+    printed = capsys.readouterr().out
+    score = results[str(held_out_identities.DEFAULT_PROJECTOR)]
+    assert score["identity_protocol"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 2 identities x one scene with, one without
+    assert f"identity protocol {score['identity_protocol']:.3f}" in printed and "2 identities x 2 scenes" in printed
+    assert "2 episodes" in printed
+    with pytest.raises(SystemExit):
+        held_out_identities.main(["--identities", "0", "--episodes", "0"])
 
 
 def test_reference_sensitivity_runs_on_the_embedded_default(capsys):
