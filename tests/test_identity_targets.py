@@ -201,3 +201,35 @@ def test_training_without_targets_logs_no_target_term(tester, tmp_path):
     assert any("lm_loss" in entry for entry in trainer.state.log_history)
     assert not any("identity_target_loss" in entry for entry in trainer.state.log_history)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["identity_target_weight"] == 0.0
+
+
+def test_interrupted_training_with_targets_resumes_to_the_same_weights(tester, tmp_path, monkeypatch):
+    from test_training import StopAt
+
+    build_episodes(tester.world, "train", num_episodes=8, seed=0, tasks=("recognition",)).save_to_disk(tmp_path / "episodes")
+    tester.targets(3).save(tmp_path / "targets.safetensors")
+
+    def args(output, *extra):
+        return ["--backbone", str(tester.backbone), "--episodes", str(tmp_path / "episodes"), "--output_dir", str(output),
+                "--max_prompt_length", str(ROWS), "--min_prompt_length", "1", "--projector_hidden_size", "32",
+                "--projector_heads", "2", "--projector_layers", "1", "--per_device_train_batch_size", "4",
+                "--max_steps", "4", "--save_steps", "2", "--learning_rate", "3e-3", "--report_to", "none", "--seed", "0",
+                "--use_cpu", "true", "--dataloader_num_workers", "0", "--identity_targets",
+                str(tmp_path / "targets.safetensors"), "--identity_target_weight", "3", "--identity_target_batch", "2",
+                *extra]
+
+    whole = train_icpt.main(args(tmp_path / "whole"))
+    expected = {k: v.clone() for k, v in whole.model.projector.state_dict().items()}
+    original = train_icpt.ICPTTrainer.__init__
+
+    def interrupted_init(self, *init_args, **kwargs):
+        original(self, *init_args, **kwargs)
+        self.add_callback(StopAt(2))
+
+    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", interrupted_init)
+    assert train_icpt.main(args(tmp_path / "resumed")).state.global_step == 2
+    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", original)
+    resumed = train_icpt.main(args(tmp_path / "resumed", "--resume_from_checkpoint", "latest"))
+    assert resumed.state.global_step == 4
+    for name, tensor in resumed.model.projector.state_dict().items():
+        assert torch.allclose(tensor, expected[name], rtol=0, atol=1e-6), name
