@@ -58,7 +58,7 @@ class ICPTArguments:
     separation_weight: float = field(default=1.0, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
     separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
     identity_targets: str | None = field(default=None, metadata={"help": "Identity target rows (a .safetensors file from `python -m icpt.identity_targets`): the projector is also regressed onto them; needs --backbone with its world.json."})
-    identity_target_weight: float = field(default=1.0, metadata={"help": "λ_id, weight of the regression onto --identity_targets (recorded in the checkpoint's config; 0 without targets)."})
+    identity_target_weight: float = field(default=10.0, metadata={"help": "λ_id, weight of the regression onto --identity_targets (recorded in the checkpoint's config; 0 without targets). At 1 the LM loss drowned it on the embedded default (docs/default_model.md)."})
     identity_target_batch: int = field(default=16, metadata={"help": "Identities per step for the regression term."})
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
 

@@ -203,8 +203,8 @@ def test_training_without_targets_logs_no_target_term(tester, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["identity_target_weight"] == 0.0
 
 
-def test_interrupted_training_with_targets_resumes_to_the_same_weights(tester, tmp_path, monkeypatch):
-    from test_training import StopAt
+def test_interrupted_training_with_targets_resumes_to_the_same_weights(tester, tmp_path):
+    from test_training import training_stops_at
 
     build_episodes(tester.world, "train", num_episodes=8, seed=0, tasks=("recognition",)).save_to_disk(tmp_path / "episodes")
     tester.targets(3).save(tmp_path / "targets.safetensors")
@@ -220,15 +220,8 @@ def test_interrupted_training_with_targets_resumes_to_the_same_weights(tester, t
 
     whole = train_icpt.main(args(tmp_path / "whole"))
     expected = {k: v.clone() for k, v in whole.model.projector.state_dict().items()}
-    original = train_icpt.ICPTTrainer.__init__
-
-    def interrupted_init(self, *init_args, **kwargs):
-        original(self, *init_args, **kwargs)
-        self.add_callback(StopAt(2))
-
-    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", interrupted_init)
-    assert train_icpt.main(args(tmp_path / "resumed")).state.global_step == 2
-    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", original)
+    with training_stops_at(2):
+        assert train_icpt.main(args(tmp_path / "resumed")).state.global_step == 2
     resumed = train_icpt.main(args(tmp_path / "resumed", "--resume_from_checkpoint", "latest"))
     assert resumed.state.global_step == 4
     for name, tensor in resumed.model.projector.state_dict().items():

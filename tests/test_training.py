@@ -1,6 +1,7 @@
 """Episode collator, Trainer integration, short training runs and resuming."""
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -143,23 +144,32 @@ class StopAt(TrainerCallback):
             control.should_save = True
 
 
-def test_resumed_training_ends_with_the_same_weights(setup, tmp_path, monkeypatch):
+@contextmanager
+def training_stops_at(step):
+    """Every run of `train_icpt.main` inside stops (and saves) after `step` steps, as an interrupted run would."""
+    original = train_icpt.ICPTTrainer.__init__
+
+    def interrupted_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.add_callback(StopAt(step))
+
+    train_icpt.ICPTTrainer.__init__ = interrupted_init
+    try:
+        yield
+    finally:
+        train_icpt.ICPTTrainer.__init__ = original
+
+
+def test_resumed_training_ends_with_the_same_weights(setup, tmp_path):
     path, _ = setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     steps = ["--max_steps", "6", "--save_steps", "3"]
     whole = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
     expected = {k: v.clone() for k, v in whole.model.projector.state_dict().items()}
 
-    original = train_icpt.ICPTTrainer.__init__
-
-    def interrupted_init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.add_callback(StopAt(3))
-
-    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", interrupted_init)
-    stopped = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
+    with training_stops_at(3):
+        stopped = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
     assert stopped.state.global_step == 3
-    monkeypatch.setattr(train_icpt.ICPTTrainer, "__init__", original)
     resumed = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
                                           "--resume_from_checkpoint", "latest"))
     assert resumed.state.global_step == 6
