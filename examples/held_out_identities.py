@@ -4,9 +4,10 @@ Two measurements on held-out identities (never used in any training), the same p
 projector given, so that differences between projectors are not differences in what they were shown:
 
 1. Identity protocol: for each of `--identities` held-out identities, 3 reference photos (environment
-   set A) encoded under the label `<w1>`, and the recognition question about `--scenes` new scenes that
-   show it and `--scenes` that do not (no look-alike twin); single concept, no other concept in the
-   prompt. It isolates what the rows say about one identity.
+   set A) encoded under a label of the episodes' kind drawn per identity (rows tied to one label would
+   read better with it: docs/default_model.md), and the recognition question about `--scenes` new
+   scenes that show it and `--scenes` that do not (no look-alike twin); single concept, no other concept
+   in the prompt. It isolates what the rows say about one identity.
 2. Episodes (`--episodes`, 0 to skip): held-out recognition episodes of `icpt demo`'s kind (1-5 reference
    photos, up to three concepts in the prompt, look-alikes, queries in environment set B too), ICPT
    only, scored by `icpt.evaluation.run_evaluation`.
@@ -31,20 +32,19 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the
 
 from icpt.cli import answer  # noqa: E402
 from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
-from icpt.world_tasks import RECOGNITION_QUESTION, WorldTasks, build_episodes  # noqa: E402
-
-LABEL = "<w1>"
+from icpt.world_tasks import RECOGNITION_QUESTION, WorldTasks, build_episodes, concept_labels  # noqa: E402
 
 
 def identity_protocol(model, processor, tasks, identities, scenes):
     """Weighted recognition, positives, negatives and mean rows over `identities` (photos fixed per identity)."""
-    question = RECOGNITION_QUESTION.format(name=LABEL)
     correct, rows = {True: [], False: []}, []
     for identity in identities:
-        rng = np.random.default_rng([identity, 99])  # the same photos and scenes for every projector
+        label = concept_labels(np.random.default_rng([identity, 98]), 1)[0]
+        rng = np.random.default_rng([identity, 99])  # the same label, photos and scenes for every projector
+        question = RECOGNITION_QUESTION.format(name=label)
         references = [Image.fromarray(tasks._single(identity, rng, tasks.reference_environments)[0]) for _ in range(3)]
-        bank = model.encode_concepts(**processor.prepare_references({LABEL: references}))
-        rows.append(bank.lengths[LABEL])
+        bank = model.encode_concepts(**processor.prepare_references({label: references}))
+        rows.append(bank.lengths[label])
         for positive in (True, False):
             for _ in range(scenes):
                 scene = tasks.named_question(rng, 1, kind="recognition", positive=positive, look_alike=False,

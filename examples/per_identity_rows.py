@@ -7,11 +7,18 @@ are then asked the recognition question about new scenes of the same kinds. Noth
 these rows are read as the identity, the language model can take a concept from that many rows, and
 a projector that cannot is failing to learn, not hitting a limit of the backbone.
 
+Rows are read back three ways: under the label they were fitted under, alone; under another label,
+alone; and under another label beside two other concepts (the other identities' rows, under their own
+labels), as in an episode. With `--relabel` every training step asks under a new label and beside 0-3
+other concepts with random rows (`train_concept_prompts(..., relabel=...)`, how identity targets are
+fitted), so the rows cannot lean on one label or on being alone.
+
     python examples/per_identity_rows.py --rows 8 --identities 8
+    python examples/per_identity_rows.py --rows 8 --steps 60 --identities 8 --relabel
     python examples/per_identity_rows.py --rows 32 --steps 40
 
-Prints weighted accuracy on the new scenes (0.5 x positives + 0.5 x negatives) and the training loss
-before the first and after the last step, averaged over the identities.
+Prints weighted accuracy on the new scenes (0.5 x positives + 0.5 x negatives) of each reading and the
+training loss before the first and after the last step, averaged over the identities.
 """
 
 import argparse
@@ -29,9 +36,11 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the
 from icpt.cli import answer  # noqa: E402
 from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
 from icpt.evaluation_methods import train_concept_prompts  # noqa: E402
-from icpt.world_tasks import RECOGNITION_QUESTION, WorldTasks  # noqa: E402
+from icpt.world_tasks import RECOGNITION_QUESTION, WorldTasks, concept_labels  # noqa: E402
+from modeling_icpt import ConceptBank  # noqa: E402
 
 LABEL = "<w1>"
+READINGS = ("its own label, alone", "another label, alone", "another label, beside two other concepts")
 
 
 def main(argv=None):
@@ -42,9 +51,13 @@ def main(argv=None):
     parser.add_argument("--train-scenes", type=int, default=24, help="scenes with and without the identity, each")
     parser.add_argument("--test-scenes", type=int, default=10, help="new scenes with and without it, each")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--relabel", action="store_true",
+                        help="fit under a new label beside 0-3 other concepts at every step (as identity targets)")
     parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     args = parser.parse_args(argv)
+    if args.identities < 3:
+        parser.error("--identities must be at least 3: a reading beside two other concepts uses two other identities' rows")
     torch.set_num_threads(1)
 
     # the projector's checkpoint only supplies the injection; the trained rows replace its output
@@ -62,26 +75,46 @@ def main(argv=None):
             for _ in range(count)
         ]
 
-    correct = {True: [], False: []}
-    first, last = [], []
-    question = RECOGNITION_QUESTION.format(name=LABEL)
+    trained, test, first, last = {}, {}, [], []
     for identity in identities:
         bank, losses = train_concept_prompts(
             model, processor, LABEL, scenes(identity, args.train_scenes, True),
             scenes(identity, args.train_scenes, False), num_rows=args.rows, steps=args.steps, seed=identity,
+            relabel=np.random.default_rng([identity, args.seed]) if args.relabel else None,
         )
+        trained[identity] = bank.prompts[0]
+        test[identity] = {positive: scenes(identity, args.test_scenes, positive) for positive in (True, False)}
         first.append(losses[0])
         last.append(losses[-1])
-        for positive in (True, False):
-            for scene in scenes(identity, args.test_scenes, positive):
-                said_yes = answer(model, processor, question, scene, bank, max_new_tokens=4).lower().startswith("yes")
-                correct[positive].append(said_yes == positive)
-    positives, negatives = float(np.mean(correct[True])), float(np.mean(correct[False]))
-    weighted = 0.5 * positives + 0.5 * negatives
-    print(f"{args.rows} rows trained per identity ({args.steps} steps on {2 * args.train_scenes} scenes), "
-          f"{args.identities} held-out identities: weighted {weighted:.3f} (positive {positives:.3f}, "
-          f"negative {negatives:.3f}) on {2 * args.test_scenes} new scenes each; "
-          f"training loss {np.mean(first):.3f} -> {np.mean(last):.3f}")
+
+    correct = {(reading, positive): [] for reading in READINGS for positive in (True, False)}
+    for identity in identities:
+        others = [other for other in identities if other != identity]
+        for reading in READINGS:
+            for positive in (True, False):
+                for scene in test[identity][positive]:
+                    if reading == READINGS[0]:
+                        labels, rows = [LABEL], [trained[identity]]
+                    else:
+                        count = 1 if reading == READINGS[1] else 3
+                        labels = concept_labels(rng, count)
+                        rows = [trained[identity]] + [trained[int(k)] for k in rng.choice(others, count - 1, replace=False)]
+                    bank = ConceptBank(labels, torch.stack(rows), torch.full((len(rows),), args.rows),
+                                       torch.zeros(len(rows)), torch.stack(rows).mean(1),
+                                       model.config.base_model_name_or_path)
+                    question = RECOGNITION_QUESTION.format(name=labels[0])
+                    said_yes = answer(model, processor, question, scene, bank, max_new_tokens=4).lower().startswith("yes")
+                    correct[reading, positive].append(said_yes == positive)
+    weighted = {}
+    fitted = "under a new label beside 0-3 other concepts each step" if args.relabel else f"under {LABEL}, alone"
+    print(f"{args.rows} rows trained per identity ({args.steps} steps on {2 * args.train_scenes} scenes, {fitted}), "
+          f"{args.identities} held-out identities, {2 * args.test_scenes} new scenes each; training loss "
+          f"{np.mean(first):.3f} -> {np.mean(last):.3f}")
+    for reading in READINGS:
+        positives, negatives = float(np.mean(correct[reading, True])), float(np.mean(correct[reading, False]))
+        weighted[reading] = 0.5 * positives + 0.5 * negatives
+        print(f"  read under {reading}: weighted {weighted[reading]:.3f} (positive {positives:.3f}, "
+              f"negative {negatives:.3f})")
     return weighted
 
 

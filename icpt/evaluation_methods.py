@@ -38,7 +38,7 @@ from modeling_icpt import ConceptBank
 from processing_icpt import load_image
 
 from .training import episode_messages
-from .world_tasks import RECOGNITION_QUESTION
+from .world_tasks import CONCEPT_COUNT_PROBABILITIES, CONCEPT_COUNTS, RECOGNITION_QUESTION, concept_labels
 
 # Yo'LLaVA learns 16 soft tokens per concept (after the concept's own token); the budget is ours.
 TEST_TIME_TRAINING_ROWS = 16
@@ -413,6 +413,7 @@ def train_concept_prompts(
     steps: int = TEST_TIME_TRAINING_STEPS,
     learning_rate: float = TEST_TIME_TRAINING_LEARNING_RATE,
     seed: int = 0,
+    relabel: np.random.Generator | None = None,
 ) -> tuple[ConceptBank, list[float]]:
     """Test-time training of one concept's soft prompt, as Yo'LLaVA does it, with everything else frozen.
 
@@ -434,6 +435,11 @@ def train_concept_prompts(
             (`prompt_norm / sqrt(d_lm)`), so one value suits backbones of any width (0.05 is about 1e-2 on
             the embedded default, whose embedding rows have norms near 3 in 256 dimensions).
         seed: fixes the rows' initialization.
+        relabel: when given, every step asks about the concept under a new label of the episodes' kind and
+            beside as many other concepts as an episode has (0-3, with random rows and labels), all drawn
+            from this generator: rows fitted under one fixed label, alone, are read worse under other
+            labels and beside other concepts (docs/default_model.md). `label` then only names the returned
+            bank's concept. The identity targets are fitted this way.
 
     Returns:
         The trained `ConceptBank` (one concept, `num_rows` long) and the training loss before each step.
@@ -453,12 +459,16 @@ def train_concept_prompts(
     prompts = torch.nn.Parameter(initial_concept_rows(model, num_rows, seed).to(device))
     bank = ConceptBank([label], prompts, torch.tensor([num_rows]), torch.zeros(1), prompts.detach().mean(1),
                        model.config.base_model_name_or_path)
-    batch = recognition_batch(processor, bank, label, positives, negatives).to(device)
+    if relabel is None:
+        batch = recognition_batch(processor, bank, label, positives, negatives).to(device)
     entry_size = model.config.prompt_norm / model.config.text_hidden_size**0.5
     optimizer = torch.optim.Adam([prompts], lr=learning_rate * entry_size)
     losses = []
     with torch.enable_grad():
         for _ in range(steps):
+            if relabel is not None:
+                bank, batch = _relabelled_batch(model, processor, prompts, positives, negatives, relabel)
+                batch = batch.to(device)
             optimizer.zero_grad()
             loss = model(**batch, concepts=bank).loss
             loss.backward()
@@ -467,6 +477,19 @@ def train_concept_prompts(
     trained = prompts.detach().clone()
     return ConceptBank([label], trained, torch.tensor([num_rows]), torch.zeros(1), trained.mean(1),
                        model.config.base_model_name_or_path), losses
+
+
+def _relabelled_batch(model, processor, prompts, positives, negatives, rng: np.random.Generator):
+    """The recognition batch of `prompts` (1, L, d) under a random label, beside 0-3 other concepts with random rows."""
+    count = int(rng.choice(CONCEPT_COUNTS, p=CONCEPT_COUNT_PROBABILITIES))
+    labels = concept_labels(rng, count)
+    others = [initial_concept_rows(model, prompts.shape[1], int(rng.integers(2**31))).to(prompts.device)
+              for _ in range(count - 1)]
+    order = torch.as_tensor(rng.permutation(count))  # where the asked concept stands in the preamble
+    rows = torch.cat([prompts] + others)[order]
+    bank = ConceptBank([labels[k] for k in order.tolist()], rows, torch.full((count,), prompts.shape[1]),
+                       torch.zeros(count), rows.detach().mean(1), model.config.base_model_name_or_path)
+    return bank, recognition_batch(processor, bank, labels[0], positives, negatives)
 
 
 class TestTimeTrainingMethod(Method):

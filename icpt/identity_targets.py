@@ -9,9 +9,13 @@ projector, given a few reference photos of the identity, is then regressed onto 
 (`ICPTForConditionalGeneration.identity_target_loss`) beside the LM loss.
 
 Every identity's rows start from the same random rows (`seed`), so that similar identities end near
-each other and the projector has one map to learn, not one per random start.
+each other and the projector has one map to learn, not one per random start. Every step asks about the
+identity under a new label and beside as many other concepts as an episode names (`relabel` of
+`train_concept_prompts`): rows fitted under one fixed label, alone, were read as the identity under that
+label but much less under another one or beside other concepts (docs/default_model.md), and episodes
+give their concepts any label and name up to four.
 
-Fitting takes about 20 s per identity on one CPU core; the file is rewritten atomically after each
+Fitting takes about 50 s per identity on one CPU core; the file is rewritten atomically after each
 identity, so an interrupted run resumes where it stopped, and several processes can split the work
 (`--part`, `--parts`) and be merged afterwards (`--merge`):
 
@@ -41,8 +45,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-# the label the rows are fitted under; the projector never sees it (it is given a random label instead)
-TARGET_LABEL = "<w1>"
 
 
 class IdentityTargets:
@@ -150,7 +152,7 @@ def scenes_of(tasks, identity: int, count: int, positive: bool, rng: np.random.G
                                                  anchor=identity).images[-1]) for _ in range(count)]
 
 
-def fit_identity_targets(model, processor, world, identities: list[int], output, num_rows: int = 8, steps: int = 30,
+def fit_identity_targets(model, processor, world, identities: list[int], output, num_rows: int = 8, steps: int = 60,
                          scenes: int = 16, seed: int = 0, progress: bool = True) -> IdentityTargets:
     """
     Fits `num_rows` prompt rows to each training identity and saves them to `output`, one identity at a time.
@@ -158,7 +160,8 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     The rows start at norm `model.config.prompt_norm` (which also scales the step size), recorded in the
     file's settings. Each identity's rows are trained for `steps` full-batch steps (`train_concept_prompts`) on `scenes` scenes
     with it and `scenes` without it, drawn from a generator seeded by (identity, `seed` + 1), starting from
-    the rows of `seed`. Identities already in `output` (from an interrupted run with the same settings) are
+    the rows of `seed`, each step under new labels and other concepts drawn from (identity, `seed` + 3).
+    Identities already in `output` (from an interrupted run with the same settings) are
     kept, not refitted.
 
     Example:
@@ -176,7 +179,7 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     held_out = sorted(set(identities) - set(world.split("train")))
     if held_out:
         raise ValueError(f"Identities {held_out[:5]} are not training identities: only the training split gets targets.")
-    settings = {"num_rows": num_rows, "steps": steps, "scenes": scenes, "seed": seed, "label": TARGET_LABEL,
+    settings = {"num_rows": num_rows, "steps": steps, "scenes": scenes, "seed": seed, "labels": "random, in context",
                 "backbone": str(model.config.base_model_name_or_path), "prompt_norm": model.config.prompt_norm}
     done = {}
     if Path(output).is_file():
@@ -194,8 +197,8 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
         rng = np.random.default_rng([identity, seed + 1])
         positives = scenes_of(tasks, identity, scenes, True, rng)
         negatives = scenes_of(tasks, identity, scenes, False, rng)
-        bank, losses = train_concept_prompts(model, processor, TARGET_LABEL, positives, negatives,
-                                             num_rows=num_rows, steps=steps, seed=seed)
+        bank, losses = train_concept_prompts(model, processor, "<w0>", positives, negatives, num_rows=num_rows,
+                                             steps=steps, seed=seed, relabel=np.random.default_rng([identity, seed + 3]))
         done[identity] = bank.prompts[0].detach().clone()
         bar.set_postfix(loss=f"{losses[0]:.2f}->{losses[-1]:.2f}")
         IdentityTargets(list(done), torch.stack(list(done.values())), settings).save(output)
@@ -242,7 +245,7 @@ def main(argv=None):
     parser.add_argument("--part", type=int, default=0, help="this process fits every --parts-th identity from --part")
     parser.add_argument("--parts", type=int, default=1)
     parser.add_argument("--rows", type=int, default=8, help="prompt rows per identity")
-    parser.add_argument("--steps", type=int, default=30, help="full-batch steps per identity")
+    parser.add_argument("--steps", type=int, default=60, help="full-batch steps per identity")
     parser.add_argument("--scenes", type=int, default=16, help="scenes with and without the identity, each")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

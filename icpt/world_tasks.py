@@ -85,6 +85,9 @@ TEXT_QA_QUESTIONS = {
     "side": "Is the mark of {name} {first} or {second}?",
     "accessory": "Does {name} wear {first} or {second}?",
 }
+# Episodes name their concepts <w0> ... <w999>, and most name 1-4 of them (presence episodes 2-4).
+NUM_CONCEPT_LABELS = 1000
+CONCEPT_COUNTS, CONCEPT_COUNT_PROBABILITIES = (1, 2, 3, 4), (0.4, 0.3, 0.2, 0.1)
 VQA_POSITION_QUESTION = "Is {name} on the left or on the right of this photo?"
 VQA_NEIGHBOUR_QUESTION = "Is {name} next to {first} or {second}?"
 EXTRA_WORDS = (
@@ -389,6 +392,11 @@ class WorldTasks:
         return getattr(self, task)(rng)
 
 
+def concept_labels(rng: np.random.Generator, count: int) -> list[str]:
+    """`count` distinct concept labels of the episodes' kind, e.g. ``["<w12>", "<w907>"]``."""
+    return [f"<w{n}>" for n in rng.choice(NUM_CONCEPT_LABELS, size=count, replace=False)]
+
+
 def _centre_x(mask: np.ndarray) -> float:
     columns = np.nonzero(mask.any(axis=0))[0]
     return float(columns.mean()) if len(columns) else 0.0
@@ -463,14 +471,14 @@ class _EpisodeBuilder:
         num_concepts = (
             int(rng.choice([2, 3, 4], p=[0.5, 0.3, 0.2]))
             if task == "presence"
-            else int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
+            else int(rng.choice(CONCEPT_COUNTS, p=CONCEPT_COUNT_PROBABILITIES))
         )
         look_alike = bool(rng.random() < 0.3) and task != "caption"
         first = int(rng.choice(self.twins)) if look_alike else int(rng.choice(self.identity_ids))
         twin = world.look_alike_of.get(first)
         exclude = {first} | ({twin} if twin is not None else set())
         concept_ids = [first] + self._others(exclude, num_concepts - 1, rng)
-        names = [f"<w{n}>" for n in rng.choice(1000, size=num_concepts, replace=False)]
+        names = concept_labels(rng, num_concepts)
         name_of = dict(zip(concept_ids, names))
         target, target_name = first, names[0]
         # Distractor identities are never a concept nor a concept's twin (twins enter on purpose).

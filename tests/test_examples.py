@@ -149,12 +149,18 @@ def test_pooled_image_tokens_per_reference_target_only_without_look_alikes(capsy
 
 
 def test_per_identity_rows_runs_on_the_embedded_default(capsys):
-    weighted = per_identity_rows.main(["--rows", "2", "--steps", "2", "--identities", "1", "--train-scenes", "2",
-                                       "--test-scenes", "1"])
-    printed = capsys.readouterr().out
-    assert weighted in (0.0, 0.5, 1.0)  # one new scene with the identity and one without
-    assert f"weighted {weighted:.3f}" in printed and "2 rows trained per identity (2 steps on 4 scenes)" in printed
-    assert "training loss" in printed
+    for relabel in ([], ["--relabel"]):
+        weighted = per_identity_rows.main(["--rows", "2", "--steps", "2", "--identities", "3", "--train-scenes", "2",
+                                           "--test-scenes", "1", *relabel])
+        printed = capsys.readouterr().out
+        assert list(weighted) == list(per_identity_rows.READINGS)
+        for reading, value in weighted.items():
+            assert min(abs(6 * value - k) for k in range(7)) < 1e-9  # 3 identities x one scene with, one without
+            assert f"read under {reading}: weighted {value:.3f}" in printed
+        fitted = "under a new label beside 0-3 other concepts each step" if relabel else "under <w1>, alone"
+        assert f"2 rows trained per identity (2 steps on 4 scenes, {fitted})" in printed and "training loss" in printed
+    with pytest.raises(SystemExit):
+        per_identity_rows.main(["--identities", "2"])
 
 
 def test_held_out_identities_runs_on_the_embedded_default(capsys):

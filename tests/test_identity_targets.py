@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from icpt import evaluation_methods
 from icpt import identity_targets as targets_module
 from icpt.demo import world_for
 from icpt.identity_targets import (
@@ -96,12 +97,22 @@ def test_fitting_resumes_and_refuses_other_settings(tester, tmp_path, monkeypatc
         return original(tasks, identity, count, positive, rng)
 
     monkeypatch.setattr(targets_module, "scenes_of", counting_scenes)
+    relabels = []
+    train = evaluation_methods.train_concept_prompts
+
+    def recording_training(*args, relabel=None, **kwargs):
+        relabels.append(relabel.random() if relabel is not None else None)  # a generator of the identity's own
+        return train(*args, relabel=relabel, **kwargs)
+
+    monkeypatch.setattr(evaluation_methods, "train_concept_prompts", recording_training)
     identities = tester.world.split("train")[:3]
     path = tmp_path / "targets.safetensors"
     first = fit_identity_targets(tester.model, tester.processor, tester.world, identities[:2], path,
                                  num_rows=ROWS, steps=2, scenes=2, progress=False)
     assert first.identities == identities[:2] and first.rows.shape == (2, ROWS, tester.model.config.text_hidden_size)
     assert not torch.equal(first.rows[0], first.rows[1])  # each identity's own fit
+    assert None not in relabels and len(set(relabels)) == 2  # fitted under random labels, among other concepts
+    assert first.settings["labels"] == "random, in context"
     fitted.clear()
     both = fit_identity_targets(tester.model, tester.processor, tester.world, identities, path,
                                 num_rows=ROWS, steps=2, scenes=2, progress=False)
