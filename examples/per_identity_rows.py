@@ -9,9 +9,9 @@ a projector that cannot is failing to learn, not hitting a limit of the backbone
 
 Rows are read back three ways: under the label they were fitted under, alone; under another label,
 alone; and under another label beside two other concepts (the other identities' rows, under their own
-labels), as in an episode. With `--relabel` every training step asks under a new label and beside 0-3
-other concepts with random rows (`train_concept_prompts(..., relabel=...)`, how identity targets are
-fitted), so the rows cannot lean on one label or on being alone.
+labels), as in an episode. With `--relabel` every training step asks under a new label
+(`train_concept_prompts(..., relabel=...)`, how identity targets are fitted), so the rows cannot lean on
+one label.
 
     python examples/per_identity_rows.py --rows 8 --identities 8
     python examples/per_identity_rows.py --rows 8 --steps 60 --identities 8 --relabel
@@ -52,7 +52,7 @@ def main(argv=None):
     parser.add_argument("--test-scenes", type=int, default=10, help="new scenes with and without it, each")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--relabel", action="store_true",
-                        help="fit under a new label beside 0-3 other concepts at every step (as identity targets)")
+                        help="fit under a new label at every step (as identity targets are fitted)")
     parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     args = parser.parse_args(argv)
@@ -106,7 +106,7 @@ def main(argv=None):
                     said_yes = answer(model, processor, question, scene, bank, max_new_tokens=4).lower().startswith("yes")
                     correct[reading, positive].append(said_yes == positive)
     weighted = {}
-    fitted = "under a new label beside 0-3 other concepts each step" if args.relabel else f"under {LABEL}, alone"
+    fitted = "under a new label each step" if args.relabel else f"under {LABEL}"
     print(f"{args.rows} rows trained per identity ({args.steps} steps on {2 * args.train_scenes} scenes, {fitted}), "
           f"{args.identities} held-out identities, {2 * args.test_scenes} new scenes each; training loss "
           f"{np.mean(first):.3f} -> {np.mean(last):.3f}")

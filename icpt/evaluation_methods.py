@@ -38,7 +38,7 @@ from modeling_icpt import ConceptBank
 from processing_icpt import load_image
 
 from .training import episode_messages
-from .world_tasks import CONCEPT_COUNT_PROBABILITIES, CONCEPT_COUNTS, RECOGNITION_QUESTION, concept_labels
+from .world_tasks import RECOGNITION_QUESTION, concept_labels
 
 # Yo'LLaVA learns 16 soft tokens per concept (after the concept's own token); the budget is ours.
 TEST_TIME_TRAINING_ROWS = 16
@@ -435,11 +435,10 @@ def train_concept_prompts(
             (`prompt_norm / sqrt(d_lm)`), so one value suits backbones of any width (0.05 is about 1e-2 on
             the embedded default, whose embedding rows have norms near 3 in 256 dimensions).
         seed: fixes the rows' initialization.
-        relabel: when given, every step asks about the concept under a new label of the episodes' kind and
-            beside as many other concepts as an episode has (0-3, with random rows and labels), all drawn
-            from this generator: rows fitted under one fixed label, alone, are read worse under other
-            labels and beside other concepts (docs/default_model.md). `label` then only names the returned
-            bank's concept. The identity targets are fitted this way.
+        relabel: when given, every step asks about the concept under a new label of the episodes' kind,
+            drawn from this generator: rows fitted under one fixed label are read much worse under any
+            other (docs/default_model.md). `label` then only names the returned bank's concept. The
+            identity targets are fitted this way.
 
     Returns:
         The trained `ConceptBank` (one concept, `num_rows` long) and the training loss before each step.
@@ -480,16 +479,11 @@ def train_concept_prompts(
 
 
 def _relabelled_batch(model, processor, prompts, positives, negatives, rng: np.random.Generator):
-    """The recognition batch of `prompts` (1, L, d) under a random label, beside 0-3 other concepts with random rows."""
-    count = int(rng.choice(CONCEPT_COUNTS, p=CONCEPT_COUNT_PROBABILITIES))
-    labels = concept_labels(rng, count)
-    others = [initial_concept_rows(model, prompts.shape[1], int(rng.integers(2**31))).to(prompts.device)
-              for _ in range(count - 1)]
-    order = torch.as_tensor(rng.permutation(count))  # where the asked concept stands in the preamble
-    rows = torch.cat([prompts] + others)[order]
-    bank = ConceptBank([labels[k] for k in order.tolist()], rows, torch.full((count,), prompts.shape[1]),
-                       torch.zeros(count), rows.detach().mean(1), model.config.base_model_name_or_path)
-    return bank, recognition_batch(processor, bank, labels[0], positives, negatives)
+    """The recognition batch of `prompts` (1, L, d) under a new random label of the episodes' kind."""
+    label = concept_labels(rng, 1)[0]
+    bank = ConceptBank([label], prompts, torch.tensor([prompts.shape[1]]), torch.zeros(1), prompts.detach().mean(1),
+                       model.config.base_model_name_or_path)
+    return bank, recognition_batch(processor, bank, label, positives, negatives)
 
 
 class TestTimeTrainingMethod(Method):

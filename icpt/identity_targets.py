@@ -10,10 +10,9 @@ projector, given a few reference photos of the identity, is then regressed onto 
 
 Every identity's rows start from the same random rows (`seed`), so that similar identities end near
 each other and the projector has one map to learn, not one per random start. Every step asks about the
-identity under a new label and beside as many other concepts as an episode names (`relabel` of
-`train_concept_prompts`): rows fitted under one fixed label, alone, were read as the identity under that
-label but much less under another one or beside other concepts (docs/default_model.md), and episodes
-give their concepts any label and name up to four.
+identity under a new label (`relabel` of `train_concept_prompts`): rows fitted under one fixed label were
+read as the identity under that label but much less under any other (docs/default_model.md), and
+episodes give their concepts any label.
 
 Fitting takes about 50 s per identity on one CPU core; the file is rewritten atomically after each
 identity, so an interrupted run resumes where it stopped, and several processes can split the work
@@ -160,7 +159,7 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     The rows start at norm `model.config.prompt_norm` (which also scales the step size), recorded in the
     file's settings. Each identity's rows are trained for `steps` full-batch steps (`train_concept_prompts`) on `scenes` scenes
     with it and `scenes` without it, drawn from a generator seeded by (identity, `seed` + 1), starting from
-    the rows of `seed`, each step under new labels and other concepts drawn from (identity, `seed` + 3).
+    the rows of `seed`, each step under a new label drawn from (identity, `seed` + 3).
     Identities already in `output` (from an interrupted run with the same settings) are
     kept, not refitted.
 
@@ -179,7 +178,7 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     held_out = sorted(set(identities) - set(world.split("train")))
     if held_out:
         raise ValueError(f"Identities {held_out[:5]} are not training identities: only the training split gets targets.")
-    settings = {"num_rows": num_rows, "steps": steps, "scenes": scenes, "seed": seed, "labels": "random, in context",
+    settings = {"num_rows": num_rows, "steps": steps, "scenes": scenes, "seed": seed, "labels": "random",
                 "backbone": str(model.config.base_model_name_or_path), "prompt_norm": model.config.prompt_norm}
     done = {}
     if Path(output).is_file():

@@ -85,9 +85,7 @@ TEXT_QA_QUESTIONS = {
     "side": "Is the mark of {name} {first} or {second}?",
     "accessory": "Does {name} wear {first} or {second}?",
 }
-# Episodes name their concepts <w0> ... <w999>, and most name 1-4 of them (presence episodes 2-4).
-NUM_CONCEPT_LABELS = 1000
-CONCEPT_COUNTS, CONCEPT_COUNT_PROBABILITIES = (1, 2, 3, 4), (0.4, 0.3, 0.2, 0.1)
+NUM_CONCEPT_LABELS = 1000  # episodes name their concepts <w0> ... <w999>
 VQA_POSITION_QUESTION = "Is {name} on the left or on the right of this photo?"
 VQA_NEIGHBOUR_QUESTION = "Is {name} next to {first} or {second}?"
 EXTRA_WORDS = (
@@ -471,7 +469,7 @@ class _EpisodeBuilder:
         num_concepts = (
             int(rng.choice([2, 3, 4], p=[0.5, 0.3, 0.2]))
             if task == "presence"
-            else int(rng.choice(CONCEPT_COUNTS, p=CONCEPT_COUNT_PROBABILITIES))
+            else int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
         )
         look_alike = bool(rng.random() < 0.3) and task != "caption"
         first = int(rng.choice(self.twins)) if look_alike else int(rng.choice(self.identity_ids))

@@ -65,8 +65,8 @@ EOF
 fi
 
 # Identity targets (icpt/identity_targets.py): rows fitted to each of TARGET_IDENTITIES training identities
-# with the backbone frozen, under a new label beside other concepts at every step, which every run also
-# regresses onto (weight TARGET_WEIGHT). About 60 s per identity per core; PARALLEL processes share the
+# with the backbone frozen, under a new label at every step, which every run also regresses onto (weight
+# TARGET_WEIGHT). About 60 s per identity per core; PARALLEL processes share the
 # work and resume where they stopped.
 TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}.safetensors
 if [ ! -f "$TARGETS" ]; then

@@ -157,7 +157,7 @@ def test_per_identity_rows_runs_on_the_embedded_default(capsys):
         for reading, value in weighted.items():
             assert min(abs(6 * value - k) for k in range(7)) < 1e-9  # 3 identities x one scene with, one without
             assert f"read under {reading}: weighted {value:.3f}" in printed
-        fitted = "under a new label beside 0-3 other concepts each step" if relabel else "under <w1>, alone"
+        fitted = "under a new label each step" if relabel else "under <w1>"
         assert f"2 rows trained per identity (2 steps on 4 scenes, {fitted})" in printed and "training loss" in printed
     with pytest.raises(SystemExit):
         per_identity_rows.main(["--identities", "2"])

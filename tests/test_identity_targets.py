@@ -111,8 +111,8 @@ def test_fitting_resumes_and_refuses_other_settings(tester, tmp_path, monkeypatc
                                  num_rows=ROWS, steps=2, scenes=2, progress=False)
     assert first.identities == identities[:2] and first.rows.shape == (2, ROWS, tester.model.config.text_hidden_size)
     assert not torch.equal(first.rows[0], first.rows[1])  # each identity's own fit
-    assert None not in relabels and len(set(relabels)) == 2  # fitted under random labels, among other concepts
-    assert first.settings["labels"] == "random, in context"
+    assert None not in relabels and len(set(relabels)) == 2  # fitted under random labels, its own draws
+    assert first.settings["labels"] == "random"
     fitted.clear()
     both = fit_identity_targets(tester.model, tester.processor, tester.world, identities, path,
                                 num_rows=ROWS, steps=2, scenes=2, progress=False)
