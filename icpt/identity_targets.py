@@ -14,7 +14,7 @@ identity under a new label (`relabel` of `train_concept_prompts`): rows fitted u
 read as the identity under that label but much less under any other (docs/default_model.md), and
 episodes give their concepts any label.
 
-Fitting takes about 50 s per identity on one CPU core; the file is rewritten atomically after each
+Fitting takes about 65 s per identity on one CPU core; the file is rewritten atomically after each
 identity, so an interrupted run resumes where it stopped, and several processes can split the work
 (`--part`, `--parts`) and be merged afterwards (`--merge`):
 
