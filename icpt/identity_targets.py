@@ -45,7 +45,6 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 
-
 class IdentityTargets:
     """Target rows of training identities, `rows[k]` for `identities[k]`, and how they were fitted."""
 
