@@ -32,7 +32,12 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the
 
 from icpt.cli import answer  # noqa: E402
 from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
-from icpt.world_tasks import RECOGNITION_QUESTION, WorldTasks, build_episodes, concept_labels  # noqa: E402
+from icpt.world_tasks import (  # noqa: E402
+    RECOGNITION_QUESTION,
+    WorldTasks,
+    build_episodes,
+    concept_labels,
+)
 
 
 def identity_protocol(model, processor, tasks, identities, scenes):
