@@ -13,8 +13,9 @@ Episodes come from `--episodes` (a folder written by `Dataset.save_to_disk` with
 `icpt.episodes.EPISODE_FEATURES`) or, by default, are generated from the project's world
 (training identities and environment set A only). Every checkpoint holds only the projector; an
 interrupted run resumes where it stopped with `--resume_from_checkpoint` (or `--resume_from_checkpoint
-latest`) and ends with the same weights as an uninterrupted run. The code lives in `icpt/train.py`;
-`python examples/train_icpt.py --help` lists every option.
+latest`) and ends with the same weights as an uninterrupted run. A run records what it was started
+with in `run_settings.json`; resuming a folder started with other settings (or recorded none) is refused.
+The code lives in `icpt/train.py`; `python examples/train_icpt.py --help` lists every option.
 """
 
 import sys

@@ -18,7 +18,8 @@ Episodes come from `--episodes` (a folder written by `Dataset.save_to_disk` with
 `icpt.episodes.EPISODE_FEATURES`) or, by default, are generated from the project's world
 (training identities and environment set A only). Every checkpoint holds only the projector; an
 interrupted run resumes where it stopped with `--resume_from_checkpoint` (or `--resume_from_checkpoint
-latest`) and ends with the same weights as an uninterrupted run.
+latest`) and ends with the same weights as an uninterrupted run. A run records what it was started
+with in `run_settings.json`; resuming a folder started with other settings (or recorded none) is refused.
 
 Example:
 
@@ -28,8 +29,11 @@ Example:
 ```
 """
 
+import hashlib
+import json
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -142,6 +146,53 @@ def start_prompt_norm(model, processor, episodes, prompt_norm: float | None = No
     return model.match_image_token_norm(**processor(messages=messages, images=[[photo] for photo in photos]))
 
 
+# The training arguments that make a run what it is; output, logging and saving options, and the step count
+# (a finished run may be extended), may change between sittings.
+RUN_TRAINING_ARGUMENTS = ("seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                          "lr_scheduler_type", "warmup_steps", "weight_decay")
+RUN_SETTINGS_FILE = "run_settings.json"
+
+
+def run_settings(args: ICPTArguments, training_args: TrainingArguments, episodes) -> dict:
+    """What a run was started with, recorded in its output folder so a resume can check it continues the same run."""
+    settings = {"icpt": asdict(args), "training": {name: getattr(training_args, name) for name in RUN_TRAINING_ARGUMENTS},
+                "episodes": len(episodes)}
+    if args.identity_targets:  # the same path may hold other targets by the time a run resumes
+        settings["identity_targets_sha256"] = hashlib.sha256(Path(args.identity_targets).read_bytes()).hexdigest()
+    return json.loads(json.dumps(settings, default=str))  # the form they take once read back
+
+
+def check_resumed_settings(checkpoint: str, settings: dict) -> None:
+    """Refuses to resume a checkpoint whose run was started with other settings (or recorded none)."""
+    recorded_path = Path(checkpoint).parent / RUN_SETTINGS_FILE
+    if not recorded_path.is_file():
+        raise ValueError(f"{checkpoint} belongs to a run without {RUN_SETTINGS_FILE}, so it cannot be checked that "
+                         f"resuming it continues the same run: train into a new --output_dir, or drop "
+                         f"--resume_from_checkpoint to start over.")
+    recorded, current = _flatten(json.loads(recorded_path.read_text())), _flatten(settings)
+    differs = [name for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
+    if differs:
+        raise ValueError(f"{checkpoint} was trained with other settings ({', '.join(differs)} differ; see "
+                         f"{recorded_path}): resuming it would mix two runs. Train into a new --output_dir, or pass "
+                         f"the run's own settings.")
+
+
+def _flatten(settings: dict) -> dict:
+    """{"icpt": {"seed": 0}} -> {"icpt.seed": 0}, so a difference can be named."""
+    flat = {}
+    for key, value in settings.items():
+        flat.update({f"{key}.{name}": item for name, item in _flatten(value).items()} if isinstance(value, dict) else {key: value})
+    return flat
+
+
+def record_run_settings(output_dir: str, settings: dict) -> None:
+    path = Path(output_dir) / RUN_SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    os.replace(temporary, path)  # a complete file or the previous one
+
+
 class TrainArgumentParser(OneLineErrors, HfArgumentParser):
     """`HfArgumentParser` with `icpt`'s one-line usage errors."""
 
@@ -166,7 +217,12 @@ def main(argv=None):
               f"(weight {model.config.identity_target_weight})", flush=True)
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
                                seed=training_args.seed, target_references=target_references)
+    settings = run_settings(args, training_args, episodes)
+    if resume:
+        check_resumed_settings(resume, settings)
     trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator)
+    if trainer.is_world_process_zero():
+        record_run_settings(training_args.output_dir, settings)
     resumed_state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json")) if resume else None
     if resumed_state is not None and 0 < training_args.max_steps <= resumed_state.global_step:
         # Trainer would run one more step when --max_steps ends inside an epoch; a finished run only saves again

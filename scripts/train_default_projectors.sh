@@ -95,6 +95,8 @@ train() {
   OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py "${common[@]}" "${extra[@]}" --output_dir "$OUT/$name" "$@" \
     > "$OUT/$name.log" 2>&1
 }
+# An interrupted run resumes; a run folder left by other settings is refused (its run_settings.json), so use
+# a new OUT after changing the recipe.
 pids=()
 failed=0
 for run in "icpt ${with_targets[*]}" "icpt_no_identity_targets" \

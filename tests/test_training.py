@@ -1,5 +1,6 @@
 """Episode collator, Trainer integration, short training runs and resuming."""
 
+import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,6 +190,26 @@ def test_rerunning_a_finished_run_changes_nothing(setup, tmp_path):
     assert again.state.global_step == 3
     for name, tensor in again.model.projector.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
+
+def test_resuming_a_run_started_with_other_settings_is_refused(setup, tmp_path):
+    path, _ = setup
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "run"))
+    train_icpt.main(args)
+    recorded = json.loads((tmp_path / "run" / "run_settings.json").read_text())
+    assert recorded["icpt"]["separation_weight"] == 1.0 and recorded["training"]["learning_rate"] == 3e-3
+    with pytest.raises(ValueError, match=r"icpt\.separation_weight, training\.learning_rate differ"):
+        train_icpt.main(args + ["--separation_weight", "0", "--learning_rate", "1e-3", "--resume_from_checkpoint", "latest"])
+    # a checkpoint from before runs recorded their settings: nothing to check it against
+    (tmp_path / "run" / "run_settings.json").unlink()
+    with pytest.raises(ValueError, match="without run_settings.json.*new --output_dir"):
+        train_icpt.main(args + ["--resume_from_checkpoint", "latest"])
+    # a longer run may continue a finished one
+    train_icpt.main(args)
+    extended = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "3", "--save_steps", "2", "--output_dir",
+                                           str(tmp_path / "run"), "--resume_from_checkpoint", "latest"))
+    assert extended.state.global_step == 3
+
 
 def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
     path, processor = setup
