@@ -20,7 +20,7 @@
 # (measured once on an H100 with 16 cores: about 1 step/s per run, no faster than this CPU; the cause
 # is not known yet, see docs/default_model.md).
 #
-#   bash scripts/train_default_projectors.sh   # targets (about 65 s per identity per core: ~2.3 h for 256
+#   bash scripts/train_default_projectors.sh   # targets (50-65 s per identity per core: ~1.5 h for 200
 #                                              # on 2 cores), then 4 runs of 500 steps (53 min on 2 cores)
 #   STEPS=20 TARGET_IDENTITIES=4 OUT=/tmp/p INSTALL=0 bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
@@ -34,7 +34,7 @@ INSTALL=${INSTALL:-1}
 PARALLEL=${PARALLEL:-2}  # runs at a time
 THREADS=${THREADS:-1}    # threads per run
 RENDER_WORKERS=${RENDER_WORKERS:-$(nproc)}
-TARGET_IDENTITIES=${TARGET_IDENTITIES:-256}  # training identities with target rows (the first N of a fixed order)
+TARGET_IDENTITIES=${TARGET_IDENTITIES:-200}  # training identities with target rows (the first N of a fixed order)
 TARGET_WEIGHT=${TARGET_WEIGHT:-10}            # lambda_id
 # the rows' starting norm of the shipped targets: the image-token norm the previous default projector measured
 TARGET_PROMPT_NORM=${TARGET_PROMPT_NORM:-17.810325622558594}
@@ -66,7 +66,7 @@ fi
 
 # Identity targets (icpt/identity_targets.py): rows fitted to each of TARGET_IDENTITIES training identities
 # with the backbone frozen, under a new label at every step, which every run also regresses onto (weight
-# TARGET_WEIGHT). About 65 s per identity per core; PARALLEL processes share the
+# TARGET_WEIGHT). 50-65 s per identity per core; PARALLEL processes share the
 # work and resume where they stopped.
 TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}.safetensors
 if [ ! -f "$TARGETS" ]; then
