@@ -191,6 +191,7 @@ def test_rerunning_a_finished_run_changes_nothing(setup, tmp_path):
     for name, tensor in again.model.projector.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
 
+
 def test_resuming_a_run_started_with_other_settings_is_refused(setup, tmp_path):
     path, _ = setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
