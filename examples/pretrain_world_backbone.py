@@ -539,6 +539,30 @@ def evaluate(model, encoder: TextEncoder, eval_sets: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
+def start_from_export(model, tokenizer, folder: Path) -> None:
+    """Loads an exported backbone's weights into ``model`` (built from this run's settings)."""
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"--init-from {folder}: no model.safetensors there; pass a folder this script exported."
+        )
+    if not (folder / "training_results.json").is_file():
+        raise FileNotFoundError(
+            f"--init-from {folder}: no training_results.json there; pass a folder this script exported."
+        )
+    if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"--init-from {folder}: its tokenizer differs from the one this script builds.")
+    exported = LlavaForConditionalGeneration.from_pretrained(folder)
+    try:
+        model.load_state_dict(exported.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"--init-from {folder}: its weights do not fit this run's model settings (--patch-size, "
+            f"--vision-hidden, ...; its training_results.json lists the ones it was trained with): {error}"
+        ) from None
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write to a temporary file, then rename: an interrupted save never leaves a broken file."""
     temporary = path.with_suffix(".tmp")
@@ -600,7 +624,14 @@ def model_card(
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
         'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '
         f"descriptions ({state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}). "
-        "It never saw ICPT prompts, concept labels, held-out identities or environment set B.",
+        "It never saw ICPT prompts, concept labels, held-out identities or environment set B."
+        + (
+            f" This run started from `{args.init_from}` after its {state['source_questions_step']} stage-3 steps"
+            + (", with look-alike negatives answered by the detail that differs" if args.explain_look_alikes else "")
+            + "."
+            if args.init_from
+            else ""
+        ),
         "",
         f"Total training time: {state['wall_seconds'] / 60:.1f} minutes wall-clock "
         f"({state['cpu_seconds'] / 60:.0f} CPU-minutes of the training process), over one or more resumed "
@@ -680,6 +711,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--workers", type=int, default=0, help="processes that render and build batches ahead (0: in this process)"
     )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="an exported backbone folder to start from: its stages 1 and 2 count as done, and the run "
+        "trains stage 3 (--question-steps) on it; the model settings must match it",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the world's seed, and the training seed")
     parser.add_argument("--num-identities", type=int, default=1000)
     parser.add_argument(
@@ -716,6 +753,11 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--look-alike-fraction", type=float, default=0.25)
+    parser.add_argument(
+        "--explain-look-alikes",
+        action="store_true",
+        help="answer look-alike negative comparisons with the detail that differs, not only \"no\"",
+    )
     parser.add_argument(
         "--question-steps",
         type=int,
@@ -777,6 +819,15 @@ def main(argv=None) -> dict:
             f"resumed: contrastive step {state['contrastive_step']}, comparison step {state['comparison_step']}",
         )
     else:
+        if args.init_from is not None:
+            start_from_export(model, tokenizer, Path(args.init_from))
+            state["contrastive_step"], state["comparison_step"] = args.contrastive_steps, args.comparison_steps
+            # the source's training time and history count towards this backbone's
+            source = json.loads((Path(args.init_from) / "training_results.json").read_text())["state"]
+            for key in ("wall_seconds", "cpu_seconds", "devices", "history"):
+                state[key] = source[key]
+            state["source_questions_step"] = source.get("questions_step", 0)
+            log(work_dir, f"starting from {args.init_from}: stages 1 and 2 count as done")
         (work_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
 
     num_parameters = sum(p.numel() for p in model.parameters())
@@ -803,7 +854,9 @@ def main(argv=None) -> dict:
             work_dir,
             f"rendered {bank.images.shape[0] * bank.images.shape[1]} training views in {time.time() - tick:.0f} s",
         )
-    tasks = WorldTasks(world, bank=bank, look_alike_fraction=args.look_alike_fraction)
+    tasks = WorldTasks(
+        world, bank=bank, look_alike_fraction=args.look_alike_fraction, explain_look_alikes=args.explain_look_alikes
+    )
     batches = TrainingBatches(world, bank, tasks, encoder, args)
     # forked before the model moves to an accelerator: workers only build batches on the CPU
     pool = (

@@ -187,3 +187,33 @@ def test_worker_processes_build_the_same_batches(script, tmp_path):
     world_settings = json.loads((tmp_path / "model0" / "world.json").read_text())
     assert world_settings == {"seed": 0, "num_identities": 60, "image_size": 64}
     assert "(20 identities added to the world's own training split" in (tmp_path / "model0" / "README.md").read_text()
+
+
+def test_init_from_an_exported_backbone_trains_only_stage_3(script, tmp_path):
+    from safetensors.torch import load_file
+
+    source = tmp_path / "source"
+    script.main(TINY + ["--work-dir", str(tmp_path / "w0"), "--output-dir", str(source)])
+    paths = ["--work-dir", str(tmp_path / "w1"), "--output-dir", str(tmp_path / "copy")]
+    copied = script.main(TINY + paths + ["--init-from", str(source), "--question-steps", "0"])
+    assert copied["state"]["contrastive_step"] == 3 and copied["state"]["comparison_step"] == 3
+    assert copied["state"]["questions_step"] == 0 and copied["finished"]
+    before, after = load_file(source / "model.safetensors"), load_file(tmp_path / "copy" / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+    paths = ["--work-dir", str(tmp_path / "w2"), "--output-dir", str(tmp_path / "tuned")]
+    tuned = script.main(TINY + paths + ["--init-from", str(source), "--explain-look-alikes"])
+    assert tuned["state"]["questions_step"] == 3
+    source_history, history = copied["state"]["history"], tuned["state"]["history"]  # the copy kept the source's
+    assert history[: len(source_history)] == source_history  # and stages 1-2 did not run again:
+    assert [entry.get("questions_step") for entry in history[len(source_history) :]] == [2]
+    card = (tmp_path / "tuned" / "README.md").read_text()
+    assert f"started from `{source}` after its 3 stage-3 steps, with look-alike negatives answered" in card
+    changed = load_file(tmp_path / "tuned" / "model.safetensors")
+    assert any(not torch.equal(before[k], changed[k]) for k in before)
+
+    wrong = TINY + ["--work-dir", str(tmp_path / "w3"), "--output-dir", str(tmp_path / "x"), "--text-hidden", "64"]
+    with pytest.raises(ValueError, match="do not fit this run's model settings"):
+        script.main(wrong + ["--init-from", str(source)])
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        script.main(TINY + ["--work-dir", str(tmp_path / "w4"), "--init-from", str(tmp_path)])
