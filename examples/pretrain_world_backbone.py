@@ -30,6 +30,10 @@ python examples/pretrain_world_backbone.py --threads 2 --max-minutes 60         
 python examples/pretrain_world_backbone.py --threads 2 --max-minutes 60 --resume   # later ones
 ```
 
+``--init-from FOLDER`` starts from a backbone this script exported and trains only stage 3 on it (for
+``--question-steps`` more steps, with this run's settings), e.g. to try another look-alike share in
+stage 3 without repeating stages 1 and 2; the card counts the source's training time too.
+
 On a GPU (``--device cuda``, the default when one is present) the batches, not the model, are the
 bottleneck: ``--workers N`` builds them in N processes. Each batch is drawn from its own random stream
 per (stage, step), so the batches are the same with any number of workers and after a resume.
@@ -591,6 +595,15 @@ def model_card(
         else ""
     )
 
+    # a run started from an exported backbone (--init-from) continued its stage 3
+    source = state.get("source")
+    stage_2_look_alikes = source["look_alike_fraction"] if source else args.look_alike_fraction
+    stage_3 = f"{state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}"
+    if source:
+        stage_3 = (
+            f"{source['questions_step']} steps, tower learning rate {source['tower_lr']}, then {stage_3}, "
+            f"{args.look_alike_fraction:.0%} look-alike negatives"
+        )
     held, look = results["held_out/overall"], results["held_out/look_alike"]
     shift = results.get("held_out/overall/environment_shift")
     train = results.get("train/overall")
@@ -619,17 +632,16 @@ def model_card(
         f"Generic world tasks only, on training identities in environment set A{extra_identities}: a "
         f"supervised-contrastive stage on the vision tower ({state['contrastive_step']} steps, with attribute "
         f"classifiers at weight {args.attribute_weight}), then connector + language model on same/different "
-        f"comparison ({args.look_alike_fraction:.0%} look-alike negatives) and object/scene descriptions "
+        f"comparison ({stage_2_look_alikes:.0%} look-alike negatives) and object/scene descriptions "
         f"({state['comparison_step']} steps, tower frozen), then the whole model on named questions "
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
         'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '
-        f"descriptions ({state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}). "
+        f"descriptions ({stage_3}). "
         "It never saw ICPT prompts, concept labels, held-out identities or environment set B."
         + (
-            f" This run started from `{args.init_from}` after its {state['source_questions_step']} stage-3 steps"
-            + (", with look-alike negatives answered by the detail that differs" if args.explain_look_alikes else "")
-            + "."
-            if args.init_from
+            f" This run started from `{args.init_from}`, a backbone trained as above, and trained its stage 3 "
+            "further."
+            if source
             else ""
         ),
         "",
@@ -754,11 +766,6 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--look-alike-fraction", type=float, default=0.25)
     parser.add_argument(
-        "--explain-look-alikes",
-        action="store_true",
-        help="answer look-alike negative comparisons with the detail that differs, not only \"no\"",
-    )
-    parser.add_argument(
         "--question-steps",
         type=int,
         default=1500,
@@ -823,10 +830,14 @@ def main(argv=None) -> dict:
             start_from_export(model, tokenizer, Path(args.init_from))
             state["contrastive_step"], state["comparison_step"] = args.contrastive_steps, args.comparison_steps
             # the source's training time and history count towards this backbone's
-            source = json.loads((Path(args.init_from) / "training_results.json").read_text())["state"]
+            source = json.loads((Path(args.init_from) / "training_results.json").read_text())
             for key in ("wall_seconds", "cpu_seconds", "devices", "history"):
-                state[key] = source[key]
-            state["source_questions_step"] = source.get("questions_step", 0)
+                state[key] = source["state"][key]
+            state["source"] = {
+                "questions_step": source["state"].get("questions_step", 0),
+                "look_alike_fraction": source["args"]["look_alike_fraction"],
+                "tower_lr": source["args"]["tower_lr"],
+            }
             log(work_dir, f"starting from {args.init_from}: stages 1 and 2 count as done")
         (work_dir / "args.json").write_text(json.dumps(vars(args), indent=2))
 
@@ -854,9 +865,7 @@ def main(argv=None) -> dict:
             work_dir,
             f"rendered {bank.images.shape[0] * bank.images.shape[1]} training views in {time.time() - tick:.0f} s",
         )
-    tasks = WorldTasks(
-        world, bank=bank, look_alike_fraction=args.look_alike_fraction, explain_look_alikes=args.explain_look_alikes
-    )
+    tasks = WorldTasks(world, bank=bank, look_alike_fraction=args.look_alike_fraction)
     batches = TrainingBatches(world, bank, tasks, encoder, args)
     # forked before the model moves to an accelerator: workers only build batches on the CPU
     pool = (

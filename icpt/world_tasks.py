@@ -120,19 +120,6 @@ def attribute_answer(identity: Identity, attribute: str) -> str:
     return getattr(identity, attribute)
 
 
-def look_alike_detail(identity: Identity, twin: Identity) -> str:
-    """The detail in which ``identity`` differs from its look-alike ``twin``, in words, e.g.
-    "a dot on the left" (mark or side), "blue stripes" (second colour or pattern) or "a hat"."""
-    differing = [name for name in ATTRIBUTES if getattr(identity, name) != getattr(twin, name)]
-    if differing in (["mark"], ["side"]):
-        return f"{with_article(identity.mark)} on the {identity.side}"
-    if differing in (["colour2"], ["pattern"]):
-        return identity.pattern_text
-    if differing == ["accessory"]:
-        return identity.accessory_text
-    raise ValueError(f"Identities {identity.id} and {twin.id} are not look-alikes: they differ in {differing}.")
-
-
 def vocabulary() -> list[str]:
     """Every word and punctuation mark that world texts use (lower-cased), concept labels aside."""
     texts = [
@@ -192,9 +179,6 @@ class WorldTasks:
         bank: optional pre-rendered single-identity images (from `World.prerender`) of exactly
             these identities in set A, used instead of rendering references and single queries.
         look_alike_fraction: share of comparisons whose negative is the anchor's look-alike twin.
-        explain_look_alikes: answer a look-alike negative comparison with the detail that differs
-            ("no ; the last one with a dot on the top , the first images with a dot on the left"),
-            a denser signal than "no" about where to look. The answer still starts with "no".
         scene_query_fraction: share of comparison queries that show 2-3 objects instead of one.
 
     Example:
@@ -217,7 +201,6 @@ class WorldTasks:
         bank: RenderBank | None = None,
         look_alike_fraction: float = 0.25,
         scene_query_fraction: float = 0.3,
-        explain_look_alikes: bool = False,
     ):
         self.world = world
         self.identity_ids = world.split(identities)
@@ -225,7 +208,6 @@ class WorldTasks:
         self.reference_environments = world.environment_set("A")
         self.look_alike_fraction = look_alike_fraction
         self.scene_query_fraction = scene_query_fraction
-        self.explain_look_alikes = explain_look_alikes
         self.twins = [i for i in self.identity_ids if i in world.look_alike_of]
         self.bank = bank
         if bank is not None:
@@ -334,14 +316,9 @@ class WorldTasks:
         )
         images = [image for image, _ in references] + [query[0]]
         environments = [environment for _, environment in references] + [query[1]]
-        answer = "yes" if positive else "no"
-        if look_alike and not positive and self.explain_look_alikes:
-            identities = self.world.identities
-            answer = (
-                f"no ; the last one with {look_alike_detail(identities[twin], identities[anchor])} , "
-                f"the first images with {look_alike_detail(identities[anchor], identities[twin])}"
-            )
-        return WorldExample(images, COMPARE_QUESTION, answer, "compare", tags, [anchor] + scene, environments)
+        return WorldExample(
+            images, COMPARE_QUESTION, "yes" if positive else "no", "compare", tags, [anchor] + scene, environments
+        )
 
     def named_question(
         self,

@@ -202,13 +202,14 @@ def test_init_from_an_exported_backbone_trains_only_stage_3(script, tmp_path):
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
     paths = ["--work-dir", str(tmp_path / "w2"), "--output-dir", str(tmp_path / "tuned")]
-    tuned = script.main(TINY + paths + ["--init-from", str(source), "--explain-look-alikes"])
+    tuned = script.main(TINY + paths + ["--init-from", str(source), "--look-alike-fraction", "0.6"])
     assert tuned["state"]["questions_step"] == 3
     source_history, history = copied["state"]["history"], tuned["state"]["history"]  # the copy kept the source's
     assert history[: len(source_history)] == source_history  # and stages 1-2 did not run again:
     assert [entry.get("questions_step") for entry in history[len(source_history) :]] == [2]
     card = (tmp_path / "tuned" / "README.md").read_text()
-    assert f"started from `{source}` after its 3 stage-3 steps, with look-alike negatives answered" in card
+    assert f"started from `{source}`, a backbone trained as above" in card and "(25% look-alike negatives)" in card
+    assert "(3 steps, tower learning rate 0.0001, then 3 steps, tower learning rate 0.0001, 60% look-alike" in card
     changed = load_file(tmp_path / "tuned" / "model.safetensors")
     assert any(not torch.equal(before[k], changed[k]) for k in before)
 

@@ -12,7 +12,6 @@ from icpt.world_tasks import (
     PRETRAINING_TASKS,
     WorldTasks,
     build_episodes,
-    look_alike_detail,
     iter_episodes,
     pretraining_dataset,
     split_words,
@@ -212,31 +211,6 @@ def test_compare_examples(world):
     lone = next(i for i in world.split("held_out") if i not in world.look_alike_of)
     with pytest.raises(ValueError, match="no look-alike twin"):
         tasks.compare(rng, look_alike=True, anchor=lone)
-
-
-def test_explained_look_alike_answers_name_the_detail_that_differs(world):
-    tasks = WorldTasks(world, identities="held_out", explain_look_alikes=True)
-    rng = np.random.default_rng(0)
-    words = set(vocabulary())
-    for anchor, twin in [pair for pair in world.look_alike_pairs if pair[0] in world.split("held_out")][:20]:
-        example = tasks.compare(rng, num_references=2, positive=False, look_alike=True, anchor=anchor)
-        shown, referenced = world.identities[twin], world.identities[anchor]
-        assert example.answer == (
-            f"no ; the last one with {look_alike_detail(shown, referenced)} , "
-            f"the first images with {look_alike_detail(referenced, shown)}"
-        )
-        assert look_alike_detail(shown, referenced) != look_alike_detail(referenced, shown)
-        assert set(split_words(example.answer)) <= words  # the base's tokenizer spells it
-    assert tasks.compare(rng, positive=True, look_alike=True).answer == "yes"
-    assert tasks.compare(rng, positive=False, look_alike=False).answer == "no"
-    first = world.identities[0]
-    differing = {
-        other.id: sum(a != b for a, b in zip(other.attributes.values(), first.attributes.values()))
-        for other in world.identities[1:]
-    }
-    second = world.identities[next(i for i, count in differing.items() if count > 1)]
-    with pytest.raises(ValueError, match="not look-alikes"):
-        look_alike_detail(first, second)
 
 
 def test_episode_schema_and_consistency(held_out_episodes):
