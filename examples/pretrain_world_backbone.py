@@ -543,8 +543,9 @@ def evaluate(model, encoder: TextEncoder, eval_sets: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
-def start_from_export(model, tokenizer, folder: Path) -> None:
-    """Loads an exported backbone's weights into ``model`` (built from this run's settings)."""
+def start_from_export(model, tokenizer, folder: Path) -> dict:
+    """Loads an exported backbone's weights into ``model`` (built from this run's settings) and returns
+    the export's ``training_results.json``."""
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
     if not (folder / "model.safetensors").is_file():
@@ -565,6 +566,7 @@ def start_from_export(model, tokenizer, folder: Path) -> None:
             f"--init-from {folder}: its weights do not fit this run's model settings (--patch-size, "
             f"--vision-hidden, ...; its training_results.json lists the ones it was trained with): {error}"
         ) from None
+    return json.loads((folder / "training_results.json").read_text())
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -827,10 +829,9 @@ def main(argv=None) -> dict:
         )
     else:
         if args.init_from is not None:
-            start_from_export(model, tokenizer, Path(args.init_from))
+            source = start_from_export(model, tokenizer, Path(args.init_from))
             state["contrastive_step"], state["comparison_step"] = args.contrastive_steps, args.comparison_steps
             # the source's training time and history count towards this backbone's
-            source = json.loads((Path(args.init_from) / "training_results.json").read_text())
             for key in ("wall_seconds", "cpu_seconds", "devices", "history"):
                 state[key] = source["state"][key]
             state["source"] = {
