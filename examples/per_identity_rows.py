@@ -101,7 +101,7 @@ def main(argv=None):
                         rows = [trained[identity]] + [trained[int(k)] for k in rng.choice(others, count - 1, replace=False)]
                     bank = ConceptBank(labels, torch.stack(rows), torch.full((len(rows),), args.rows),
                                        torch.zeros(len(rows)), torch.stack(rows).mean(1),
-                                       model.config.base_model_name_or_path)
+                                       model.config.base_model_name_or_path, model.backbone_fingerprint)
                     question = RECOGNITION_QUESTION.format(name=labels[0])
                     said_yes = answer(model, processor, question, scene, bank, max_new_tokens=4).lower().startswith("yes")
                     correct[reading, positive].append(said_yes == positive)

@@ -98,7 +98,8 @@ def main(argv=None):
             lengths = torch.tensor([len(p) for p in prompts])  # per-reference: concepts differ in photos
             prompts = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)
             descriptors = prompts.sum(1) / lengths[:, None]  # the mean of each concept's own rows
-            bank = ConceptBank(names, prompts, lengths, torch.zeros(len(names)), descriptors)
+            bank = ConceptBank(names, prompts, lengths, torch.zeros(len(names)), descriptors,
+                               model.config.base_model_name_or_path, model.backbone_fingerprint)
             predictions.append(answer(model, processor, episode["question"], episode["image"], bank, max_new_tokens=6))
             references.append(episode["answer"])
         if args.task == "attribute":

@@ -457,7 +457,7 @@ def train_concept_prompts(
     device = model.vlm.get_input_embeddings().weight.device
     prompts = torch.nn.Parameter(initial_concept_rows(model, num_rows, seed).to(device))
     bank = ConceptBank([label], prompts, torch.tensor([num_rows]), torch.zeros(1), prompts.detach().mean(1),
-                       model.config.base_model_name_or_path)
+                       model.config.base_model_name_or_path, model.backbone_fingerprint)
     if relabel is None:
         batch = recognition_batch(processor, bank, label, positives, negatives).to(device)
     entry_size = model.config.prompt_norm / model.config.text_hidden_size**0.5
@@ -475,14 +475,14 @@ def train_concept_prompts(
             losses.append(float(loss.detach()))
     trained = prompts.detach().clone()
     return ConceptBank([label], trained, torch.tensor([num_rows]), torch.zeros(1), trained.mean(1),
-                       model.config.base_model_name_or_path), losses
+                       model.config.base_model_name_or_path, model.backbone_fingerprint), losses
 
 
 def _relabelled_batch(model, processor, prompts, positives, negatives, rng: np.random.Generator):
     """The recognition batch of `prompts` (1, L, d) under a new random label of the episodes' kind."""
     label = concept_labels(rng, 1)[0]
     bank = ConceptBank([label], prompts, torch.tensor([prompts.shape[1]]), torch.zeros(1), prompts.detach().mean(1),
-                       model.config.base_model_name_or_path)
+                       model.config.base_model_name_or_path, model.backbone_fingerprint)
     return bank, recognition_batch(processor, bank, label, positives, negatives)
 
 

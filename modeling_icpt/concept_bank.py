@@ -4,20 +4,51 @@ Also the one helper that uploads an ICPT repository (a projector or a concept ba
 `push_folder_to_hub`, which commits the files first and the model card after them.
 """
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-# the file that holds a pushed bank in its Hub repository
+from .atomic_save import atomic_destination
+from .input_checks import LABEL_PATTERN, ICPTInputError, looks_like_local_path
+
+# the file that holds a pushed bank in its Hub repository (and the concepts of a personalized checkpoint)
 BANK_FILENAME = "concept_bank.safetensors"
+# the format tag in a bank file's metadata
+BANK_FORMAT = "icpt-concept-bank"
 # keyword arguments of `push_to_hub` (the same as `PreTrainedModel.push_to_hub`'s)
 PUSH_KWARGS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
 # keyword arguments of `from_pretrained` that locate a file on the Hub
 DOWNLOAD_KWARGS = ("revision", "cache_dir", "force_download", "local_files_only", "token", "subfolder")
+
+
+def backbone_fingerprint(vlm) -> str | None:
+    """
+    A short id of a backbone's input-embedding space, recorded in every bank its model encodes: the family, the
+    embedding matrix's shape and the signs of 64 x 64 of its entries (rows spread over the vocabulary). The same
+    backbone gives the same id in any dtype and on any device; another backbone of the same width does not.
+    `None` while the weights are not materialized (meta device).
+
+    Example:
+
+    ```python
+    >>> backbone_fingerprint(model.vlm)  # doctest: +SKIP
+    '3f0c9a81d2b4e657'
+    ```
+    """
+    weight = vlm.get_input_embeddings().weight
+    if weight.device.type == "meta":
+        return None
+    step = max(1, weight.shape[0] // 64)
+    corner = weight.detach()[::step][:64, :64].float().cpu()
+    digest = hashlib.sha256(f"{vlm.config.model_type}:{tuple(weight.shape)}:".encode())
+    digest.update(bytes(torch.signbit(corner).flatten().to(torch.uint8).tolist()))
+    return digest.hexdigest()[:16]
 
 
 class ConceptBank:
@@ -43,22 +74,61 @@ class ConceptBank:
     ```
     """
 
-    def __init__(self, labels, prompts, lengths, complexity, descriptors, base_model_name_or_path=None):
-        labels = list(labels)
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"Concept label(s) {repeated} given more than once: each concept needs a unique label.")
-        count = len(labels)
-        for name, tensor in (("prompts", prompts), ("lengths", lengths), ("complexity", complexity),
-                             ("descriptors", descriptors)):
-            if tensor.shape[0] != count:
-                raise ValueError(f"ConceptBank: {name} has {tensor.shape[0]} entries for {count} labels.")
-        self.labels = labels
-        self.prompts = prompts  # (C, max_prompt_length, d_lm)
-        self._lengths = lengths.long()  # (C,)
+    def __init__(self, labels, prompts, lengths, complexity, descriptors, base_model_name_or_path=None,
+                 backbone_fingerprint=None):
+        self.labels = list(labels)
+        self.prompts = prompts  # (C, rows, d_lm)
+        self._lengths = lengths.long() if isinstance(lengths, torch.Tensor) else lengths  # (C,)
         self.complexity = complexity  # (C,)
         self.descriptors = descriptors  # (C, d_lm)
         self.base_model_name_or_path = base_model_name_or_path
+        # which backbone's embedding space the rows live in (see `backbone_fingerprint`)
+        self.backbone_fingerprint = backbone_fingerprint
+        self._check()
+        self._positions = {label: i for i, label in enumerate(self.labels)}
+
+    def _check(self):
+        """Every way a bank can be malformed, as one `ICPTInputError` that says what is wrong."""
+        labels, prompts = self.labels, self.prompts
+        problems = []
+        if not labels:
+            problems.append("it holds no concepts")
+        bad = [label for label in labels if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label)]
+        if bad:
+            problems.append(f"labels {bad[:5]!r} are not one word in angle brackets like '<bo>'")
+        seen, repeated = set(), set()
+        for label in labels:
+            (repeated if label in seen else seen).add(label)
+        if repeated:
+            problems.append(f"labels {sorted(map(str, repeated))[:5]} are given more than once (each concept needs a unique label)")
+        tensors = {"prompts": prompts, "lengths": self._lengths, "complexity": self.complexity,
+                   "descriptors": self.descriptors}
+        shapes = {"prompts": 3, "lengths": 1, "complexity": 1, "descriptors": 2}
+        for name, tensor in tensors.items():
+            if not isinstance(tensor, torch.Tensor):
+                problems.append(f"{name} is a {type(tensor).__name__}, not a tensor")
+            elif tensor.dim() != shapes[name]:
+                problems.append(f"{name} has {tensor.dim()} dimensions instead of {shapes[name]}")
+            elif tensor.shape[0] != len(labels):
+                problems.append(f"{name} has {tensor.shape[0]} entries for {len(labels)} labels")
+        if not problems:
+            if not prompts.is_floating_point() or not self.descriptors.is_floating_point():
+                problems.append("prompts and descriptors must be floating-point")
+            elif prompts.shape[1] < 1 or prompts.shape[2] < 1:
+                problems.append(f"prompts have shape {tuple(prompts.shape)}: each concept needs at least one row")
+            elif self.descriptors.shape[1] != prompts.shape[2]:
+                problems.append(f"descriptors are {self.descriptors.shape[1]} wide but prompts {prompts.shape[2]}")
+            elif not all(bool(torch.isfinite(t.float()).all()) for t in (prompts, self.descriptors, self.complexity)):
+                problems.append("prompts, descriptors or complexity hold NaN or infinite values")
+            elif self._lengths.is_floating_point() or self._lengths.dtype == torch.bool:
+                problems.append(f"lengths must be integers, got {self._lengths.dtype}")
+            else:
+                outside = [(label, int(n)) for label, n in zip(labels, self._lengths.tolist()) if not 1 <= n <= prompts.shape[1]]
+                if outside:
+                    problems.append(f"prompt lengths {outside[:5]} lie outside 1..{prompts.shape[1]} (its rows per concept)")
+        if problems:
+            raise ICPTInputError(f"Invalid concept bank: {'; '.join(problems)}. Re-encode the concepts with "
+                                 "model.encode_concepts(...).")
 
     @property
     def hidden_size(self) -> int:
@@ -73,15 +143,16 @@ class ConceptBank:
         return len(self.labels)
 
     def __contains__(self, label):
-        return label in self.labels
+        return label in self._positions
 
     def __repr__(self):
         return f"ConceptBank({self.lengths}, hidden_size={self.hidden_size})"
 
     def index(self, label: str) -> int:
-        if label not in self.labels:
-            raise KeyError(f"Unknown concept {label!r}; this bank holds {self.labels}.")
-        return self.labels.index(label)
+        """The position of `label` in this bank."""
+        if label not in self._positions:
+            raise KeyError(f"Unknown concept {label!r}; this bank holds {self.labels[:20]}{' ...' if len(self) > 20 else ''}.")
+        return self._positions[label]
 
     def rows(self, label: str) -> torch.Tensor:
         """The `(length, d_lm)` prompt rows that the model injects for `label`."""
@@ -92,59 +163,79 @@ class ConceptBank:
         """A bank with only `labels`, in that order."""
         idx = torch.tensor([self.index(label) for label in labels], dtype=torch.long)
         return ConceptBank(labels, self.prompts[idx], self._lengths[idx], self.complexity[idx],
-                           self.descriptors[idx], self.base_model_name_or_path)
+                           self.descriptors[idx], self.base_model_name_or_path, self.backbone_fingerprint)
 
     def merge(self, other: "ConceptBank") -> "ConceptBank":
         """This bank's concepts followed by `other`'s; labels must not repeat and widths must match."""
-        if other.hidden_size != self.hidden_size:
-            raise ValueError(f"Cannot merge banks of widths {self.hidden_size} and {other.hidden_size}.")
+        if other.hidden_size != self.hidden_size or other.backbone_fingerprint != self.backbone_fingerprint:
+            raise ICPTInputError(
+                f"Cannot merge these banks: they were made for different backbones ({self.base_model_name_or_path}, "
+                f"{other.hidden_size}-wide, and {other.base_model_name_or_path}, {self.hidden_size}-wide); "
+                "encode all concepts with one model."
+            )
+        if self.prompts.shape[1] != other.prompts.shape[1]:
+            raise ICPTInputError(
+                f"Cannot merge banks with {self.prompts.shape[1]} and {other.prompts.shape[1]} rows per concept: "
+                "they come from different projectors; encode all concepts with one model."
+            )
         return ConceptBank(self.labels + other.labels, torch.cat([self.prompts, other.prompts]),
                            torch.cat([self._lengths, other._lengths]), torch.cat([self.complexity, other.complexity]),
-                           torch.cat([self.descriptors, other.descriptors]), self.base_model_name_or_path)
+                           torch.cat([self.descriptors, other.descriptors]), self.base_model_name_or_path,
+                           self.backbone_fingerprint)
 
     def to(self, *args, **kwargs) -> "ConceptBank":
-        return ConceptBank(self.labels, self.prompts.to(*args, **kwargs), self._lengths.to(self.prompts.device),
-                           self.complexity, self.descriptors.to(*args, **kwargs), self.base_model_name_or_path)
+        prompts = self.prompts.to(*args, **kwargs)
+        return ConceptBank(self.labels, prompts, self._lengths.to(prompts.device), self.complexity,
+                           self.descriptors.to(*args, **kwargs), self.base_model_name_or_path, self.backbone_fingerprint)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the bank to one safetensors file (atomically: a temporary file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             "prompts": self.prompts.detach().cpu().contiguous(),
             "lengths": self._lengths.detach().cpu().contiguous(),
             "complexity": self.complexity.detach().float().cpu().contiguous(),
             "descriptors": self.descriptors.detach().cpu().contiguous(),
         }
-        metadata = {"format": "icpt-concept-bank", "labels": json.dumps(self.labels),
-                    "base_model_name_or_path": self.base_model_name_or_path or ""}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        metadata = {"format": BANK_FORMAT, "labels": json.dumps(self.labels),
+                    "base_model_name_or_path": self.base_model_name_or_path or "",
+                    "backbone_fingerprint": self.backbone_fingerprint or ""}
+        with atomic_destination(path) as tmp:
             save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ConceptBank":
-        """Read a bank written by `save`."""
-        from safetensors import safe_open
-
+        """
+        Read a bank written by `save`, checked: a damaged file, missing tensors or metadata, bad lengths or
+        NaN rows are an `ICPTInputError` that names the file.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No concept bank at {path}: make one with model.encode_concepts(...).save(path).")
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if metadata.get("format") != "icpt-concept-bank":
-            raise ValueError(f"{path} is not an ICPT concept bank (no 'icpt-concept-bank' format tag).")
-        tensors = load_file(str(path))
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+            raise ICPTInputError(
+                f"{path} is not a readable concept bank (damaged, truncated or not a safetensors file: {error}); "
+                "write it again with bank.save(path)."
+            ) from None
+        if metadata.get("format") != BANK_FORMAT:
+            raise ICPTInputError(f"{path} is not an ICPT concept bank (no {BANK_FORMAT!r} format tag in its metadata).")
+        try:
+            labels = json.loads(metadata["labels"])
+        except (KeyError, json.JSONDecodeError):
+            raise ICPTInputError(f"Concept bank {path} has no readable 'labels' metadata; re-encode the concepts.") from None
+        if not isinstance(labels, list):
+            raise ICPTInputError(f"Concept bank {path}: its 'labels' metadata is not a list; re-encode the concepts.")
         missing = {"prompts", "lengths", "complexity", "descriptors"} - tensors.keys()
         if missing:
-            raise ValueError(f"Concept bank {path} is missing tensors {sorted(missing)}; re-encode the concepts.")
-        return cls(json.loads(metadata["labels"]), tensors["prompts"], tensors["lengths"], tensors["complexity"],
-                   tensors["descriptors"], metadata.get("base_model_name_or_path") or None)
+            raise ICPTInputError(f"Concept bank {path} is missing tensors {sorted(missing)}; re-encode the concepts.")
+        try:
+            return cls(labels, tensors["prompts"], tensors["lengths"], tensors["complexity"], tensors["descriptors"],
+                       metadata.get("base_model_name_or_path") or None, metadata.get("backbone_fingerprint") or None)
+        except ICPTInputError as error:
+            raise ICPTInputError(f"{path}: {error}") from None
 
     # ---------------------------------------------------------------- the Hub
 
@@ -209,11 +300,13 @@ class ConceptBank:
         unknown = sorted(set(hub_kwargs) - set(DOWNLOAD_KWARGS))
         if unknown:
             raise ValueError(f"ConceptBank.from_pretrained got unknown arguments {unknown}; it takes {list(DOWNLOAD_KWARGS)}.")
-        path = Path(repo_id_or_path)
+        path = Path(repo_id_or_path).expanduser()
         if path.is_file():
             return cls.load(path)
         if path.is_dir():
             return cls.load(path / hub_kwargs.get("subfolder", "") / BANK_FILENAME)
+        if looks_like_local_path(repo_id_or_path):
+            raise FileNotFoundError(f"No concept bank at {repo_id_or_path}: no such file or folder; check the path.")
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 

@@ -8,13 +8,16 @@ by `length` reserved `<icpt>` tokens ("<bo> is <icpt><icpt><icpt>."). Two hooks 
 input-embedding layer swap those tokens' embeddings for the projector's rows. `input_ids` keep their
 length, so attention masks, image-token scatter, Qwen's M-RoPE positions and the KV cache are the
 backbone's own, and `generate()` is the backbone's own `generate()`.
+
+One model serves many threads: a call's rows never sit on the module. `forward()`/`generate()` put them
+in a context variable (each thread and asyncio task sees its own), where the hooks find them.
 """
 
 import math
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +25,8 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer, GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput, cached_file
 
-from .concept_bank import ConceptBank
+from .atomic_save import atomic_destination
+from .concept_bank import BANK_FILENAME, ConceptBank, backbone_fingerprint
 from .concept_losses import (
     environment_orthogonality_loss,
     pooled_descriptors,
@@ -32,6 +36,7 @@ from .concept_losses import (
 )
 from .concept_projector import ConceptProjector, concept_complexity, prompt_lengths
 from .configuration_icpt import ICPTConfig
+from .input_checks import ICPTInputError, looks_like_local_path
 from .reference_features import (
     backbone_family,
     num_vision_layers,
@@ -44,8 +49,15 @@ from .reference_features import (
 REFERENCE_PREFIX = "reference_"
 # keys of a training batch that carry identity targets and the references they are predicted from
 TARGET_PREFIX = "target_"
-# keyword arguments of `from_pretrained` that locate files rather than configure the backbone
-HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+# keyword arguments of `from_pretrained` that locate files, for the checkpoint and for its backbone
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "proxies")
+# keyword arguments of `from_pretrained` that locate the checkpoint's own files only (the backbone is another repo)
+CHECKPOINT_KWARGS = ("revision", "subfolder")
+# keyword arguments the Auto classes and pipelines add about the call itself (besides any `_private` one):
+# they never reach the backbone's loader, which adds its own
+CALL_KWARGS = ("trust_remote_code", "code_revision", "adapter_kwargs")
+# the prompt rows of the forward()/generate() running in this thread or task: (model, {"prompts", ...})
+CALL_PROMPTS: ContextVar = ContextVar("icpt_call_prompts", default=None)
 
 
 @dataclass
@@ -70,6 +82,28 @@ class ICPTOutput(ModelOutput):
     separation_loss: torch.FloatTensor | None = None
     identity_target_loss: torch.FloatTensor | None = None
     prompt_lengths: torch.LongTensor | None = None
+
+
+def resolve_backbone(name, folder: Path, checkpoint: str) -> str:
+    """
+    The backbone a checkpoint's config names: a folder, absolute or relative to the checkpoint's own `folder`
+    (never to the working directory), or a Hub id.
+    """
+    if not name:
+        raise ICPTInputError(f"{checkpoint}/config.json names no backbone (base_model_name_or_path): pass backbone=...")
+    local = Path(name).expanduser()
+    if not local.is_absolute() and folder.is_dir():
+        local = folder / local
+    if local.is_dir():
+        return str(local.resolve())
+    if looks_like_local_path(name):
+        where = (f"read relative to the checkpoint's folder: {local}" if folder.is_dir()
+                 else "a local path, which a checkpoint on the Hub cannot name")
+        raise ICPTInputError(
+            f"The checkpoint {checkpoint} names the backbone {name!r} ({where}), and there is no such folder: "
+            "pass backbone=... or set base_model_name_or_path in its config.json to the backbone's Hub id or path."
+        )
+    return str(name)
 
 
 class ICPTPreTrainedModel(PreTrainedModel):
@@ -111,7 +145,10 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         self.vlm.eval()
         self.projector = ConceptProjector(config).to(self.vlm.get_input_embeddings().weight.device)
         self.generation_config = vlm.generation_config
-        self._injection = None  # {prompts, prompt_concepts, input_ids} while a forward/generate runs
+        # which embedding space this model's rows live in; banks record it (fixed: the backbone is frozen)
+        self.backbone_fingerprint = backbone_fingerprint(vlm)
+        # the concepts a personalized checkpoint carries: used when a call names concepts but passes none
+        self.concepts: ConceptBank | None = None
         embeddings = self.vlm.get_input_embeddings()
         embeddings.register_forward_pre_hook(self._hide_prompt_slots)
         embeddings.register_forward_hook(self._fill_prompt_slots)
@@ -167,84 +204,106 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
 
     # ---------------------------------------------------------------- projector-only checkpoints
 
-    def save_pretrained(self, save_directory, **kwargs):
+    def save_pretrained(self, save_directory, concepts: ConceptBank | None = None, **kwargs):
         """Write the projector's weights, `config.json` and the code files -- never the backbone.
 
-        Everything is written to a temporary folder next to the destination, then renamed into
-        place (the whole folder when it is new, each file otherwise), so an interrupted save never
-        leaves a half-written weights file.
+        With `concepts`, the folder also holds that bank (`concept_bank.safetensors`): a personalized
+        checkpoint, whose concepts `from_pretrained` loads as `model.concepts` and `ICPTProcessor.from_pretrained`
+        as `processor.concepts`, so that questions naming them need no bank argument (e.g. in a `pipeline`).
+
+        A local backbone is recorded relative to `save_directory`, so the checkpoint loads from any working
+        directory. Everything is written to a temporary folder next to the destination, then renamed into
+        place (the whole folder when it is new, each file otherwise), so an interrupted save never leaves a
+        half-written weights file.
+
+        Example:
+
+        ```python
+        >>> model.save_pretrained("my-assistant", concepts=bank); processor.save_pretrained("my-assistant")  # doctest: +SKIP
+        ```
         """
         save_directory = Path(save_directory)
         if kwargs.get("push_to_hub"):
             raise ValueError("Use model.push_to_hub(repo_id): it uploads the projector and then writes the ICPT model card.")
-        save_directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp-"))
+        concepts = concepts if concepts is not None else self.concepts
+        if concepts is not None:
+            self._check_bank(concepts)
+        # a state_dict handed in (Trainer under FSDP/DeepSpeed gathers one) is filtered the same way
+        given = kwargs.pop("state_dict", None)
+        if given is not None:
+            state_dict = {k: v for k, v in given.items() if k.startswith("projector.")}
+        else:
+            state_dict = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        backbone = self.config.base_model_name_or_path
+        if self._auto_class is not None:  # remote code: both Auto classes a user may reach for load the model
+            name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": name,
+                                    "AutoModelForImageTextToText": name}
+        if backbone and Path(backbone).is_absolute():
+            self.config.base_model_name_or_path = os.path.relpath(backbone, save_directory.resolve())
         try:
-            # a state_dict handed in (Trainer under FSDP/DeepSpeed gathers one) is filtered the same way
-            given = kwargs.pop("state_dict", None)
-            if given is not None:
-                state_dict = {k: v for k, v in given.items() if k.startswith("projector.")}
-            else:
-                state_dict = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
-            super().save_pretrained(staging, state_dict=state_dict, **kwargs)
-            if save_directory.exists():
-                # keep what else the folder holds (a Trainer's checkpoint-N subfolders): replace file by file
-                for item in staging.iterdir():
-                    os.replace(item, save_directory / item.name)
-            else:
-                os.replace(staging, save_directory)
+            with atomic_destination(save_directory, directory=True) as staging:
+                super().save_pretrained(staging, state_dict=state_dict, **kwargs)
+                if concepts is not None:
+                    concepts.save(staging / BANK_FILENAME)
         finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+            self.config.base_model_name_or_path = backbone
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, backbone=None, **kwargs):
         """
-        Load the backbone named in the checkpoint's config (or the one given as `backbone`), then the projector.
+        Load the backbone named in the checkpoint's config (or the one given as `backbone`), then the projector,
+        and the checkpoint's concepts (`model.concepts`) when it carries a bank.
 
         Keyword arguments such as `dtype`, `device_map` or `attn_implementation` go to the backbone's
-        `from_pretrained`; hub arguments (`revision`, `cache_dir`, `token`, ...) are used for both.
+        `from_pretrained` (the projector follows the backbone's dtype); `cache_dir`, `token`, `local_files_only`,
+        ... are used for both; `revision` and `subfolder` for the checkpoint only. The checkpoint names its
+        backbone by Hub id or by a path relative to its own folder (never to the working directory).
         """
         path = str(pretrained_model_name_or_path)
+        checkpoint_kwargs = {k: kwargs.pop(k) for k in CHECKPOINT_KWARGS if k in kwargs}
         hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
-        kwargs.pop("trust_remote_code", None)
+        for key in [k for k in kwargs if k.startswith("_") or k in CALL_KWARGS]:
+            kwargs.pop(key)
         if not isinstance(config, ICPTConfig):
-            config = ICPTConfig.from_pretrained(path, **hub_kwargs)
+            config = ICPTConfig.from_pretrained(path, **hub_kwargs, **checkpoint_kwargs)
         if backbone is None:
-            if not config.base_model_name_or_path:
-                raise ValueError(f"{path}/config.json names no backbone (base_model_name_or_path): pass backbone=...")
-            backbone_hub_kwargs = {k: v for k, v in hub_kwargs.items() if k != "subfolder"}
-            name = config.base_model_name_or_path
-            # a relative path is read from the checkpoint's folder (a projector shipped beside its backbone)
-            if name.startswith(".") and Path(path, name).is_dir():
-                name = str(Path(path, name).resolve())
-            backbone = AutoModelForImageTextToText.from_pretrained(name, **backbone_hub_kwargs, **kwargs)
+            folder = Path(path, checkpoint_kwargs.get("subfolder", ""))
+            name = resolve_backbone(config.base_model_name_or_path, folder, path)
+            backbone = AutoModelForImageTextToText.from_pretrained(name, **hub_kwargs, **kwargs)
+            config.base_model_name_or_path = name
         width = text_hidden_size(backbone.config)
         if width != config.text_hidden_size:
-            raise ValueError(
+            raise ICPTInputError(
                 f"The projector in {path} was trained for a backbone with {config.text_hidden_size}-wide embeddings, "
                 f"but {backbone.config.name_or_path or 'the given backbone'} has {width}: load it with the backbone it was trained for "
                 f"({config.base_model_name_or_path})."
             )
         model = cls(config, backbone)
-        weights_file = cached_file(path, "model.safetensors", **hub_kwargs)
+        weights_file = cached_file(path, "model.safetensors", **hub_kwargs, **checkpoint_kwargs)
         from safetensors.torch import load_file
 
         state_dict = load_file(weights_file)
         expected = {f"projector.{k}" for k in model.projector.state_dict()}
         missing, unexpected = sorted(expected - state_dict.keys()), sorted(state_dict.keys() - expected)
         if missing or unexpected:
-            raise ValueError(
+            raise ICPTInputError(
                 f"The checkpoint {path} does not match this projector: missing keys {missing[:8]}"
                 f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}. "
                 "It was saved by a different ICPT configuration or is corrupt; re-save it with save_pretrained."
             )
         prefix = len("projector.")
         model.projector.load_state_dict({k[prefix:]: v for k, v in state_dict.items()})
-        model.projector.to(backbone.get_input_embeddings().weight.device)
+        embeddings = backbone.get_input_embeddings().weight
+        model.projector.to(device=embeddings.device, dtype=embeddings.dtype)
+        bank_file = cached_file(path, BANK_FILENAME, **hub_kwargs, **checkpoint_kwargs,
+                                _raise_exceptions_for_missing_entries=False)
+        if bank_file is not None:
+            model.concepts = ConceptBank.load(bank_file)
+            model._check_bank(model.concepts)
         return model
 
-    def push_to_hub(self, repo_id, *, processor=None, card=None, **kwargs):
+    def push_to_hub(self, repo_id, *, processor=None, concepts: ConceptBank | None = None, card=None, **kwargs):
         """
         Upload the projector-only repository (weights, `config.json`, code files, and the processor's files
         when `processor` is given) in one commit, then the ICPT model card in a second.
@@ -253,6 +312,8 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             repo_id: `"namespace/name"` (or `"name"` for the token's own namespace).
             processor: the `ICPTProcessor` to ship with the projector, so that
                 `AutoProcessor.from_pretrained(repo_id, trust_remote_code=True)` works.
+            concepts: a `ConceptBank` to ship in the same repository (a personalized checkpoint, see
+                `save_pretrained`); by default the model's own `concepts`, if any.
             card: a `huggingface_hub.ModelCard` (e.g. from `icpt.cards.projector_card`). By default, when the
                 `icpt` package is installed, a projector card without evaluation results (it needs
                 `config.base_model_name_or_path` to be a Hub id); otherwise no card.
@@ -272,7 +333,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
 
         unknown = sorted(set(kwargs) - set(PUSH_KWARGS))
         if unknown:
-            raise ValueError(f"push_to_hub got unknown arguments {unknown}; it takes processor, card and {list(PUSH_KWARGS)}.")
+            raise ValueError(f"push_to_hub got unknown arguments {unknown}; it takes processor, concepts, card and {list(PUSH_KWARGS)}.")
         kwargs.setdefault("commit_message", "Upload ICPT projector")
         base_model = self.config.base_model_name_or_path
 
@@ -291,7 +352,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
                 ) from None
 
         with tempfile.TemporaryDirectory(prefix="icpt-push-") as folder:
-            self.save_pretrained(Path(folder) / "repo")
+            self.save_pretrained(Path(folder) / "repo", concepts=concepts)
             if processor is not None:
                 processor.save_pretrained(Path(folder) / "repo")
             return push_folder_to_hub(Path(folder) / "repo", repo_id, card if card is not None else default_card,
@@ -379,7 +440,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
                 "image_token_embeddings needs the processor's output for text with at least one image "
                 f"(input_ids holding the backbone's image token {image_token_id})."
             )
-        backbone_inputs = {k: v for k, v in backbone_inputs.items() if k not in ("prompt_concepts", "labels")}
+        backbone_inputs = {k: v for k, v in backbone_inputs.items() if k not in ("prompt_concepts", "concept_names", "labels")}
         hidden = self.vlm(**backbone_inputs, output_hidden_states=True).hidden_states[0]  # the LM's input embeddings
         is_image = input_ids.to(hidden.device) == image_token_id
         return [hidden[b][is_image[b]] for b in range(hidden.shape[0])]
@@ -435,19 +496,21 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         rows, _, complexity = self._encode(concept_name_ids, concept_name_mask, reference_concept_index, **image_inputs)
         lengths = prompt_lengths(complexity, self.config)
         descriptors = torch.stack([rows[c, : lengths[c]].mean(0) for c in range(rows.shape[0])])
-        return ConceptBank(concept_names, rows, lengths, complexity, descriptors, self.config.base_model_name_or_path)
+        return ConceptBank(concept_names, rows, lengths, complexity, descriptors, self.config.base_model_name_or_path,
+                           self.backbone_fingerprint)
 
     # ---------------------------------------------------------------- filling the prompt slots
 
-    def _slot_rows(self, input_ids, prompts, prompt_concepts):
+    def _slot_rows(self, input_ids, prompts, prompt_concepts, lengths=None):
         """The rows for every prompt slot of `input_ids`, in row-major order.
 
         Each run of consecutive slot tokens in a sequence is one concept occurrence; the j-th run of
-        sequence b takes its rows from concept `prompt_concepts[b, j]`, first row first.
+        sequence b takes its rows from concept `prompt_concepts[b, j]`, first row first. With `lengths`
+        (a bank's prompt length per concept), every run must be exactly its concept's length.
         """
         is_slot = input_ids == self.config.prompt_token_id
         if prompt_concepts is None:
-            raise ValueError("input_ids contain ICPT prompt slots but no prompt_concepts: build inputs with ICPTProcessor.")
+            raise ICPTInputError("input_ids contain ICPT prompt slots but no prompt_concepts: build inputs with ICPTProcessor.")
         if prompt_concepts.shape[0] != input_ids.shape[0]:
             # generate() repeats each sequence for beams / num_return_sequences
             prompt_concepts = prompt_concepts.repeat_interleave(input_ids.shape[0] // prompt_concepts.shape[0], dim=0)
@@ -460,66 +523,121 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         runs_per_sequence = starts.sum(dim=1)
         concepts_per_sequence = (prompt_concepts >= 0).sum(dim=1)
         if not torch.equal(runs_per_sequence, concepts_per_sequence):
-            raise ValueError(
+            raise ICPTInputError(
                 f"Each sequence has {runs_per_sequence.tolist()} runs of prompt slots but prompt_concepts names "
                 f"{concepts_per_sequence.tolist()} concepts: build text and prompt_concepts with the same ICPTProcessor call."
             )
         if is_slot.any() and int(offset[is_slot].max()) >= prompts.shape[1]:
-            raise ValueError(f"A concept has more prompt slots than its {prompts.shape[1]} prompt rows.")
+            raise ICPTInputError(f"A concept has more prompt slots than its {prompts.shape[1]} prompt rows.")
         concept = prompt_concepts.gather(1, run.clamp_min(0))
         if is_slot.any() and int(concept[is_slot].max()) >= prompts.shape[0]:
-            raise ValueError(f"prompt_concepts refers to concept {int(concept[is_slot].max())} of only {prompts.shape[0]}.")
+            raise ICPTInputError(f"prompt_concepts refers to concept {int(concept[is_slot].max())} of only {prompts.shape[0]}.")
+        if lengths is not None and is_slot.any():
+            lengths = lengths.to(input_ids.device)
+            expected = torch.where(prompt_concepts >= 0, lengths[prompt_concepts.clamp_min(0)], 0).sum(dim=1)
+            too_long = bool((offset[is_slot] >= lengths[concept[is_slot]]).any())
+            if too_long or not torch.equal(is_slot.sum(dim=1), expected):
+                raise ICPTInputError(
+                    "The inputs' prompt slots do not match the lengths of these concepts in the given bank: the inputs "
+                    "were built with another bank. Pass the same bank to the processor and to the model."
+                )
         return prompts[concept[is_slot], offset[is_slot]]
 
     def _hide_prompt_slots(self, module, args):
-        if self._injection is None:
+        call = CALL_PROMPTS.get()
+        if call is None or call[0] is not self:
             return None
         input_ids = args[0]
-        self._injection["input_ids"] = input_ids
+        call[1]["input_ids"] = input_ids
         # the reserved token may lie beyond the backbone's vocabulary: look up a real token in its place
         return (input_ids.masked_fill(input_ids == self.config.prompt_token_id, 0),) + tuple(args[1:])
 
     def _fill_prompt_slots(self, module, args, output):
-        if self._injection is None:
+        call = CALL_PROMPTS.get()
+        if call is None or call[0] is not self:
             return None
-        input_ids = self._injection["input_ids"]
+        injection = call[1]
+        input_ids = injection["input_ids"]
         is_slot = input_ids == self.config.prompt_token_id
         if not is_slot.any():  # decoding steps after the first see only new tokens
             return None
-        rows = self._slot_rows(input_ids, self._injection["prompts"], self._injection["prompt_concepts"])
+        rows = self._slot_rows(input_ids, injection["prompts"], injection["prompt_concepts"])
         output = output.clone()
         output[is_slot] = rows.to(output.dtype)
         return output
 
     @contextmanager
-    def _prompts_injected(self, input_ids, prompts, prompt_concepts):
+    def _prompts_injected(self, input_ids, prompts, prompt_concepts, lengths=None):
+        if input_ids is not None:
+            self._check_prompt_fits(input_ids.shape[-1])
         if input_ids is not None and (input_ids == self.config.prompt_token_id).any():
             if prompts is None:
-                raise ValueError(
+                raise ICPTInputError(
                     "input_ids contain ICPT prompt slots but no concepts were given: pass concepts=bank "
                     "(from model.encode_concepts) or the reference inputs the processor returned."
                 )
-            self._slot_rows(input_ids, prompts, prompt_concepts)  # validate before the backbone runs
-        self._injection = {"prompts": prompts, "prompt_concepts": prompt_concepts, "input_ids": None}
+            self._slot_rows(input_ids, prompts, prompt_concepts, lengths)  # validate before the backbone runs
+        # this call's rows, seen only by hooks running in this thread / task
+        token = CALL_PROMPTS.set((self, {"prompts": prompts, "prompt_concepts": prompt_concepts, "input_ids": None}))
         try:
             yield
         finally:
-            self._injection = None
+            CALL_PROMPTS.reset(token)
 
-    def _prompts(self, concepts, concept_name_ids, concept_name_mask, image_inputs):
-        """Prompt rows to inject: a `ConceptBank`'s, or freshly encoded from the references given with the query."""
+    def _check_prompt_fits(self, prompt_length: int, new_tokens: int = 0) -> None:
+        limit = getattr(self.vlm.config.get_text_config(), "max_position_embeddings", None)
+        if limit is not None and prompt_length + new_tokens > limit:
+            more = f" plus {new_tokens} new tokens" if new_tokens else ""
+            raise ICPTInputError(
+                f"The prompt is {prompt_length} tokens{more}, but the backbone reads at most {limit} positions: "
+                "ask with fewer concepts or images, a shorter text, or fewer max_new_tokens."
+            )
+
+    def _check_bank(self, bank: ConceptBank) -> None:
+        """A bank must hold rows of this backbone's embedding space."""
+        if not isinstance(bank, ConceptBank):
+            raise ICPTInputError(f"concepts must be a ConceptBank (from model.encode_concepts), got {type(bank).__name__}.")
+        if bank.hidden_size != self.config.text_hidden_size:
+            raise ICPTInputError(
+                f"This ConceptBank holds {bank.hidden_size}-wide prompts but the backbone's embeddings are "
+                f"{self.config.text_hidden_size} wide: it was made for another backbone; re-encode the concepts with this model."
+            )
+        if bank.backbone_fingerprint != self.backbone_fingerprint:
+            raise ICPTInputError(
+                f"This ConceptBank was made for another backbone ({bank.base_model_name_or_path or 'not recorded'}; "
+                f"this model's is {self.config.base_model_name_or_path}) or by an ICPT version that did not record "
+                "its backbone: re-encode the concepts with this model."
+            )
+
+    def _prompts(self, concepts, concept_names, concept_name_ids, concept_name_mask, image_inputs):
+        """
+        Prompt rows to inject, as `(rows, lengths or None, encoding or None)`: a bank's rows for the concepts the
+        inputs name (`concept_names`, in the order `prompt_concepts` indexes), or freshly encoded from the
+        references given with the query; with neither, the checkpoint's own concepts when it has some.
+        """
+        if concepts is None and concept_name_ids is None and concept_names is not None:
+            concepts = self.concepts
         if concepts is not None:
-            if concepts.hidden_size != self.config.text_hidden_size:
-                raise ValueError(
-                    f"This ConceptBank holds {concepts.hidden_size}-wide prompts but the backbone's embeddings are "
-                    f"{self.config.text_hidden_size} wide: it was made for another backbone; re-encode the concepts with this model."
+            self._check_bank(concepts)
+            if concept_names is None:
+                raise ICPTInputError(
+                    "The inputs do not say which concepts fill their prompt slots (no concept_names): build them "
+                    "with ICPTProcessor(..., concepts=bank)."
                 )
-            return concepts.prompts.to(self.projector.queries.device), None
+            missing = [name for name in concept_names if name not in concepts]
+            if missing:
+                raise ICPTInputError(
+                    f"The inputs were built for concepts {missing[:5]} that the given bank does not hold "
+                    f"({concepts.labels[:10]}): pass the model the bank the processor was given."
+                )
+            index = torch.tensor([concepts.index(name) for name in concept_names], dtype=torch.long)
+            device = self.projector.queries.device
+            return concepts.prompts[index].to(device), concepts._lengths[index], None
         if concept_name_ids is None:
-            return None, None
+            return None, None, None
         concept_index = image_inputs.pop("concept_index")
         rows, projector_inputs, complexity = self._encode(concept_name_ids, concept_name_mask, concept_index, **image_inputs)
-        return rows, (projector_inputs, complexity)
+        return rows, None, (projector_inputs, complexity)
 
     @staticmethod
     def _split_reference_inputs(kwargs):
@@ -532,21 +650,25 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         """
         The backbone's forward pass with each concept's prompt rows in its slots.
 
-        Concepts come either as `concepts=` (a `ConceptBank`) or as the reference inputs the
-        processor returns with the query (training: gradients then flow into the projector).
-        With `labels`, `loss` is the LM loss on answer tokens plus the weighted regularizers, and, when the
-        batch carries identity targets (`target_rows` and `target_`-prefixed reference inputs, from
-        `icpt.training.EpisodeCollator`), the weighted `identity_target_loss`.
+        Concepts come either as `concepts=` (a `ConceptBank`; `concept_names` from the processor say which
+        of its concepts fill the slots) or as the reference inputs the processor returns with the query
+        (training: gradients then flow into the projector).
+        With `labels`, `loss` is the LM loss on answer tokens (prompt slots never count) plus the weighted
+        regularizers, and, when the batch carries identity targets (`target_rows` and `target_`-prefixed
+        reference inputs, from `icpt.training.EpisodeCollator`), the weighted `identity_target_loss`.
         """
         target_inputs = {k[len(TARGET_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(TARGET_PREFIX)}
         image_inputs = self._split_reference_inputs(kwargs)
-        prompts, encoding = self._prompts(concepts, concept_name_ids, concept_name_mask, image_inputs)
-        with self._prompts_injected(input_ids, prompts, prompt_concepts):
+        prompts, lengths, encoding = self._prompts(concepts, concept_names, concept_name_ids, concept_name_mask, image_inputs)
+        if labels is not None and input_ids is not None:
+            # a slot is filled with a prompt row, never predicted (its id may lie outside the LM's vocabulary)
+            labels = labels.masked_fill(input_ids == self.config.prompt_token_id, -100)
+        with self._prompts_injected(input_ids, prompts, prompt_concepts, lengths):
             outputs = self.vlm(input_ids=input_ids, labels=labels, **kwargs)
         result = ICPTOutput(logits=outputs.logits, cache=getattr(outputs, "cache", None),
                             lm_loss=outputs.loss)
-        if concepts is not None:
-            result.prompt_lengths = concepts._lengths
+        if lengths is not None:
+            result.prompt_lengths = lengths
         if encoding is not None:
             projector_inputs, complexity = encoding
             result.prompt_lengths = prompt_lengths(complexity, self.config)
@@ -632,12 +754,15 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         The backbone's own `generate()` with the concepts' prompt rows in their slots.
 
         Pass `concepts=bank` (encoded once with `encode_concepts`) or the processor's reference
-        inputs; every other argument is the backbone's `generate()` argument. References are
-        encoded here once, before decoding starts, and never travel through the per-step inputs.
+        inputs; a personalized checkpoint's own concepts need neither. Every other argument is the backbone's
+        `generate()` argument. References are encoded here once, before decoding starts, and never travel
+        through the per-step inputs.
         """
         image_inputs = self._split_reference_inputs(kwargs)
-        prompts, _ = self._prompts(concepts, concept_name_ids, concept_name_mask, image_inputs)
-        with self._prompts_injected(input_ids, prompts, prompt_concepts):
+        prompts, lengths, _ = self._prompts(concepts, concept_names, concept_name_ids, concept_name_mask, image_inputs)
+        if input_ids is not None and isinstance(kwargs.get("max_new_tokens"), int):
+            self._check_prompt_fits(input_ids.shape[-1], kwargs["max_new_tokens"])
+        with self._prompts_injected(input_ids, prompts, prompt_concepts, lengths):
             return self.vlm.generate(input_ids=input_ids, **kwargs)
 
 

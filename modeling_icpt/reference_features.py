@@ -19,6 +19,7 @@ flattened variable-size patch sequences, split images with a global view, padded
 """
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ from transformers.models.llava_next.modeling_llava_next import (
 
 
 SUPPORTED_FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl", "idefics3", "smolvlm")
+
+# the block outputs the tower pass running in this thread or task collects: {block index: hidden states}
+CAPTURED_BLOCKS: ContextVar = ContextVar("icpt_captured_blocks", default=None)
 
 # Where each family's top-level model keeps its vision encoder.
 _VISION_TOWER_NAMES = ("vision_tower", "visual", "vision_model")
@@ -160,18 +164,25 @@ def _run_and_capture(
 
     def make_hook(index):
         def hook(module, args, output):
-            captured[index] = output[0] if isinstance(output, (tuple, list)) else output
+            # another thread's tower pass may run while these hooks are attached: write into its own dict
+            target = CAPTURED_BLOCKS.get()
+            if target is not None:
+                target[index] = output[0] if isinstance(output, (tuple, list)) else output
 
         return hook
 
     handles = [blocks[index].register_forward_hook(make_hook(index)) for index in sorted(set(indices))]
+    token = CAPTURED_BLOCKS.set(captured)
     # Eval mode even while ICPT trains, so reference features never see dropout.
     was_training = tower.training
-    tower.eval()
+    if was_training:
+        tower.eval()
     try:
         tower(**tower_inputs)
     finally:
-        tower.train(was_training)
+        if was_training:
+            tower.train()
+        CAPTURED_BLOCKS.reset(token)
         for handle in handles:
             handle.remove()
     return [captured[index] for index in indices]

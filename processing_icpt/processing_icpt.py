@@ -1,12 +1,15 @@
 """ICPT processor: the backbone's own processor, plus references and concept prompt slots."""
 
-import re
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError, safe_open
 from transformers import BatchFeature, ProcessorMixin
+from transformers.utils import cached_file
 
 from .backbone_processing import (
     backbone_processor_config,
@@ -14,13 +17,33 @@ from .backbone_processing import (
     load_backbone_processor,
     process_reference_images,
 )
+from .input_checks import LABEL_PATTERN, ICPTInputError
 
-# a concept label is one word in angle brackets, like "<bo>" or "<my-mug>"
-LABEL_PATTERN = re.compile(r"<[^<>\s]+>")
+# the bank file of a personalized checkpoint (the model's `concept_bank.BANK_FILENAME`)
+BANK_FILENAME = "concept_bank.safetensors"
+# keyword arguments of `from_pretrained` that locate the checkpoint's files
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
-class ICPTInputError(ValueError):
-    """Bad input to ICPT (an unknown or repeated label, a missing or unreadable image, ...); the message says how to fix it."""
+@dataclass
+class ConceptSlots:
+    """What the processor needs of a bank: its labels, in order, and the prompt length of each."""
+
+    labels: list[str]
+    lengths: dict[str, int]
+
+    @classmethod
+    def read(cls, path) -> "ConceptSlots":
+        """The labels and lengths of a concept bank file (the model reads and checks the whole bank)."""
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                labels = json.loads((f.metadata() or {})["labels"])
+                lengths = f.get_tensor("lengths").tolist()
+        except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
+            raise ICPTInputError(f"{path} is not a readable concept bank ({error}); write it again with bank.save(path).") from None
+        if not isinstance(labels, list) or not isinstance(lengths, list) or len(labels) != len(lengths):
+            raise ICPTInputError(f"Concept bank {path} has {len(labels)} labels for {len(lengths)} lengths; re-encode the concepts.")
+        return cls(labels, dict(zip(labels, lengths)))
 
 
 class ICPTProcessor(ProcessorMixin):
@@ -33,9 +56,12 @@ class ICPTProcessor(ProcessorMixin):
     The preamble opens the first user turn of a conversation, or the text.
 
     Concepts come as
-    - `concepts=bank`: a `ConceptBank` from `model.encode_concepts` (inference: encode once, ask often), or
+    - `concepts=bank`: a `ConceptBank` from `model.encode_concepts` (inference: encode once, ask often);
+      each text gets the slots of the concepts it names, or
     - `references={"<bo>": [img, ...], ...}` (or one such dict per sample): the reference images
-      are processed here and encoded by the model inside its forward pass (training).
+      are processed here and encoded by the model inside its forward pass (training), or
+    - neither, from a personalized checkpoint (saved with `model.save_pretrained(path, concepts=bank)`):
+      `from_pretrained` reads its concepts into `self.concepts`, the default.
 
     Example:
 
@@ -59,6 +85,19 @@ class ICPTProcessor(ProcessorMixin):
         self.backbone_processor = build_backbone_processor(
             image_processor, tokenizer, self.backbone_processor_config, chat_template=chat_template
         )
+        # a personalized checkpoint's concepts (see `from_pretrained`): the default when a call gives none
+        self.concepts: ConceptSlots | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """The processor saved in a checkpoint, with the checkpoint's concepts (`self.concepts`) when it carries a bank."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+        bank_file = cached_file(str(pretrained_model_name_or_path), BANK_FILENAME, **hub_kwargs,
+                                _raise_exceptions_for_missing_entries=False)
+        if bank_file is not None:
+            processor.concepts = ConceptSlots.read(bank_file)
+        return processor
 
     @classmethod
     def from_backbone(cls, name_or_path, prompt_token="<icpt>", max_prompt_length=8, **kwargs):
@@ -186,7 +225,8 @@ class ICPTProcessor(ProcessorMixin):
             images: the query images; per sample a list (or `None` for text-only samples).
             messages: a conversation (list of `{"role", "content"}`) or a list of conversations, formatted
                 with the backbone's chat template; `{"type": "image"}` parts mark where images go.
-            concepts: a `ConceptBank` (every sample gets all its concepts).
+            concepts: a `ConceptBank`; each sample gets the bank's concepts that its text names, in bank order.
+                Default: the concepts of a personalized checkpoint (`self.concepts`), when it has some.
             references: `{label: [images]}` for all samples, or a list with one such dict per sample.
             prompt_lengths: with `references` only: slots per concept, an int or `{label: int}` (or one per
                 sample); defaults to `max_prompt_length`.
@@ -194,10 +234,70 @@ class ICPTProcessor(ProcessorMixin):
             **kwargs: passed to the backbone's processor (e.g. `padding_side="left"`).
 
         Returns:
-            `BatchFeature` with the backbone processor's outputs, `prompt_concepts` (for each sample,
-            the index of the concept behind each run of slots, -1 padded), and with `references` the
-            reference inputs of `prepare_references`.
+            `BatchFeature` with the backbone processor's outputs, `concept_names` (the concepts behind the
+            slots), `prompt_concepts` (for each sample, the index in `concept_names` of the concept behind each
+            run of slots, -1 padded), and with `references` the reference inputs of `prepare_references`. The
+            model checks `concept_names` against the bank it is given.
         """
+        texts, per_sample, concept_names, reference_inputs = self._prompt_texts(
+            text, messages, concepts, references, prompt_lengths, add_generation_prompt)
+        batch_size = len(texts)
+        if images is not None:
+            images = [[load_image(im, "query image") for im in (sample or [])] if isinstance(sample, (list, tuple))
+                      else [load_image(sample, "query image")] if sample is not None else []
+                      for sample in (images if isinstance(images, (list, tuple)) else [images])]
+            if len(images) != batch_size:
+                raise ICPTInputError(f"Got {batch_size} texts but {len(images)} image lists: give one list per sample.")
+            if all(len(sample) == 0 for sample in images):
+                images = None
+        outputs = self.backbone_processor(text=texts, images=images, return_tensors=return_tensors, padding=True, **kwargs)
+        most = max((len(sample) for sample in per_sample), default=0)
+        prompt_concepts = torch.full((batch_size, max(most, 1)), -1, dtype=torch.long)
+        for b, sample in enumerate(per_sample):
+            for j, (_, index, _) in enumerate(sample):
+                prompt_concepts[b, j] = index
+        outputs["prompt_concepts"] = prompt_concepts
+        if reference_inputs is not None:
+            reference_inputs.pop("concept_names")
+            outputs.update(reference_inputs)
+        outputs["concept_names"] = concept_names  # a list of strings: kept out of tensor conversion
+        return outputs
+
+    def apply_chat_template(self, conversation, chat_template=None, add_generation_prompt=False,
+                            continue_final_message=False, tokenize=False, return_dict=False, return_tensors="pt",
+                            processor_kwargs=None, concepts=None, **kwargs):
+        """
+        Format a conversation (or a list of them) with the backbone's chat template, the preamble of each concept
+        it names opening its first user turn. With `tokenize=True` (and `return_dict=True`), the processor's
+        inputs as `__call__` returns them, the images taken from the messages' image parts
+        (`{"type": "image", "image": PIL image, array or path}`): what `pipeline("image-text-to-text")` asks for.
+
+        Example:
+
+        ```python
+        >>> messages = [{"role": "user", "content": [{"type": "image", "image": photo}, {"type": "text", "text": "Is <bo> here?"}]}]
+        >>> inputs = processor.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=True)  # doctest: +SKIP
+        ```
+        """
+        if chat_template is not None or continue_final_message or kwargs.get("tools") or kwargs.get("documents"):
+            raise ICPTInputError(
+                "ICPTProcessor.apply_chat_template uses the backbone's own chat template and does not continue a final "
+                "assistant message or take tools or documents: pass the conversation alone."
+            )
+        if not isinstance(conversation, (list, tuple)):
+            raise ICPTInputError(f"conversation must be a list of messages or a list of them, got {type(conversation).__name__}.")
+        single = bool(conversation) and isinstance(conversation[0], dict)
+        conversations = [conversation] if single else list(conversation)
+        if not tokenize:
+            texts = self._prompt_texts(None, conversations, concepts, None, None, add_generation_prompt)[0]
+            return texts[0] if single else texts
+        images = [_message_images(c) for c in conversations]
+        inputs = self(messages=conversations, images=images if any(images) else None, concepts=concepts,
+                      add_generation_prompt=add_generation_prompt, return_tensors=return_tensors, **(processor_kwargs or {}))
+        return inputs if return_dict else inputs["input_ids"]
+
+    def _prompt_texts(self, text, messages, concepts, references, prompt_lengths, add_generation_prompt):
+        """The texts to tokenize (preambles in place), and what `_sample_concepts` returns."""
         if (text is None) == (messages is None):
             raise ICPTInputError("Pass exactly one of text= or messages=.")
         if concepts is not None and references is not None:
@@ -216,11 +316,14 @@ class ICPTProcessor(ProcessorMixin):
             batch_size = len(texts)
         if batch_size == 0:
             raise ICPTInputError("Nothing to process: give at least one text (or conversation).")
-
-        per_sample, reference_inputs = self._sample_concepts(batch_size, concepts, references, prompt_lengths)
+        if concepts is None and references is None:
+            concepts = self.concepts
+        sample_texts = [_message_texts(c) for c in conversations] if messages is not None else [[t] for t in texts]
+        per_sample, concept_names, reference_inputs = self._sample_concepts(
+            sample_texts, concepts, references, prompt_lengths)
+        for t, sample in zip(sample_texts, per_sample):
+            self._check_mentions(t, sample)
         if messages is not None:
-            for conversation, sample in zip(conversations, per_sample):
-                self._check_mentions(_message_texts(conversation), sample)
             texts = [
                 self.tokenizer.apply_chat_template(
                     _with_preamble(conversation, self._preamble(sample)), tokenize=False,
@@ -229,41 +332,30 @@ class ICPTProcessor(ProcessorMixin):
                 for conversation, sample in zip(conversations, per_sample)
             ]
         else:
-            for t, sample in zip(texts, per_sample):
-                self._check_mentions([t], sample)
             texts = [self._preamble(sample) + t for t, sample in zip(texts, per_sample)]
+        return texts, per_sample, concept_names, reference_inputs
 
-        if images is not None:
-            images = [[load_image(im, "query image") for im in (sample or [])] if isinstance(sample, (list, tuple))
-                      else [load_image(sample, "query image")] if sample is not None else []
-                      for sample in (images if isinstance(images, (list, tuple)) else [images])]
-            if len(images) != batch_size:
-                raise ICPTInputError(f"Got {batch_size} texts but {len(images)} image lists: give one list per sample.")
-            if all(len(sample) == 0 for sample in images):
-                images = None
-        outputs = self.backbone_processor(text=texts, images=images, return_tensors=return_tensors, padding=True, **kwargs)
-        most = max((len(sample) for sample in per_sample), default=0)
-        prompt_concepts = torch.full((batch_size, max(most, 1)), -1, dtype=torch.long)
-        for b, sample in enumerate(per_sample):
-            for j, (_, index, _) in enumerate(sample):
-                prompt_concepts[b, j] = index
-        outputs["prompt_concepts"] = prompt_concepts
-        if reference_inputs is not None:
-            names = reference_inputs.pop("concept_names")
-            outputs.update(reference_inputs)
-            outputs["concept_names"] = names
-        return outputs
-
-    def _sample_concepts(self, batch_size, concepts, references, prompt_lengths):
-        """For each sample, its concepts as (label, index in the model's concept list, slot count)."""
+    def _sample_concepts(self, sample_texts, concepts, references, prompt_lengths):
+        """
+        For each sample, its concepts as (label, index in `concept_names`, slot count); `concept_names`; and
+        with `references` their processed reference inputs.
+        """
+        batch_size = len(sample_texts)
         if concepts is not None:
             if prompt_lengths is not None:
                 raise ICPTInputError("prompt_lengths applies to references=; a ConceptBank carries its own lengths.")
+            if not hasattr(concepts, "labels") or not hasattr(concepts, "lengths"):
+                raise ICPTInputError(f"concepts must be a ConceptBank (from model.encode_concepts), got {type(concepts).__name__}.")
             lengths = concepts.lengths
-            sample = [(label, i, lengths[label]) for i, label in enumerate(concepts.labels)]
-            return [sample] * batch_size, None
+            # only the concepts a text names enter its prompt: a bank of many concepts costs a question
+            # only the slots of those it asks about
+            named = [{m for t in texts for m in LABEL_PATTERN.findall(t)} for texts in sample_texts]
+            used = [label for label in concepts.labels if any(label in n for n in named)]
+            position = {label: i for i, label in enumerate(used)}
+            per_sample = [[(label, position[label], lengths[label]) for label in used if label in n] for n in named]
+            return per_sample, used, None
         if references is None:
-            return [[] for _ in range(batch_size)], None
+            return [[] for _ in range(batch_size)], [], None
         if not isinstance(references, (dict, list, tuple)):
             raise ICPTInputError(f"references must be {{label: [images]}} or a list of them (one per sample), got {type(references).__name__}.")
         per_sample_refs = [references] * batch_size if isinstance(references, dict) else list(references)
@@ -288,7 +380,7 @@ class ICPTProcessor(ProcessorMixin):
                     sample.append((label, len(flat), self._slot_count(label, lengths)))
                     flat.append((label, images, masks))
                 per_sample.append(sample)
-        return per_sample, self._reference_features(flat)
+        return per_sample, [label for label, _, _ in flat], self._reference_features(flat)
 
     def _slot_count(self, label, lengths):
         count = lengths.get(label, self.max_prompt_length) if isinstance(lengths, dict) else (lengths or self.max_prompt_length)
@@ -349,6 +441,22 @@ def _message_texts(conversation) -> list[str]:
         elif isinstance(content, list):
             texts.extend(part.get("text", "") for part in content if isinstance(part, dict))
     return texts
+
+
+def _message_images(conversation) -> list:
+    """The images of a conversation's image parts (`{"type": "image", "image": ...}`), in order."""
+    images = []
+    for message in conversation:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, (list, tuple)) else []:
+            if isinstance(part, dict) and part.get("type") == "image":
+                image = next((part[key] for key in ("image", "path", "url") if part.get(key) is not None), None)
+                if image is None:
+                    raise ICPTInputError(
+                        "An image part of the conversation carries no image: write {'type': 'image', 'image': photo}."
+                    )
+                images.append(image)
+    return images
 
 
 def _with_preamble(conversation, preamble):

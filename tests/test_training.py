@@ -221,7 +221,7 @@ def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
     captured = {}
     hook = model.vlm.model.language_model.register_forward_pre_hook(
         lambda module, args, kwargs: captured.update(embeds=kwargs["inputs_embeds"]), with_kwargs=True)
-    model.vlm(**{k: v for k, v in inputs.items() if k != "prompt_concepts"})
+    model.vlm(**{k: v for k, v in inputs.items() if k not in ("prompt_concepts", "concept_names")})
     hook.remove()
     image = inputs["input_ids"] == model.vlm.config.image_token_id
     expected = float(captured["embeds"][image].norm(dim=-1).median())

@@ -1,0 +1,1 @@
+../modeling_icpt/input_checks.py
