@@ -109,8 +109,8 @@ def concept_folders(folder: str | os.PathLike) -> dict[str, list[Path]]:
     """
     `{label: [photo paths]}` from a folder with one sub-folder of photos per concept.
 
-    A sub-folder's name is the label, with or without its angle brackets (`bo/` and `<bo>/` both give `<bo>`);
-    hidden files and files that are not images by their suffix are skipped.
+    A sub-folder's name is the label, with or without its angle brackets (`bo/` and `<bo>/` both give `<bo>`, so
+    both in one folder is an error); hidden files and files that are not images by their suffix are skipped.
 
     Example:
 
@@ -137,6 +137,11 @@ def concept_folders(folder: str | os.PathLike) -> dict[str, list[Path]]:
     concepts = {}
     for sub in subfolders:
         label = sub.name if sub.name.startswith("<") and sub.name.endswith(">") else f"<{sub.name}>"
+        if label in concepts:
+            raise ValueError(
+                f"Two sub-folders of {folder} give the label {label}: {concepts[label][0].parent.name}/ and {sub.name}/. "
+                "Merge their photos into one folder (or rename one)."
+            )
         photos = sorted(p for p in sub.iterdir()
                         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
         if not photos:
@@ -206,6 +211,19 @@ def load_bank(path):
 
 def run_encode(args) -> int:
     folders = concept_folders(args.folder)  # before the heavy imports: a wrong folder fails at once
+    output = Path(args.output)
+    if args.overwrite and args.merge:
+        raise ValueError("Pass --overwrite or --merge, not both.")
+    existing = load_bank(output) if args.merge and output.exists() else None
+    if output.exists() and not (args.overwrite or args.merge):
+        raise FileExistsError(
+            f"{output} already exists: pass --merge to add these concepts to it, --overwrite to replace it, "
+            "or another --output."
+        )
+    if existing is not None:
+        clash = sorted(set(existing.labels) & set(folders))
+        if clash:
+            raise ValueError(f"{output} already holds {clash}: rename those folders, or encode them into another bank.")
     from tqdm.auto import tqdm
 
     from processing_icpt import load_image
@@ -217,11 +235,12 @@ def run_encode(args) -> int:
         concepts[label].append(load_image(path, f"photo of {label}"))
     model, processor = load_model(args.model, args.backbone, args.device)
     bank = encode(model, processor, concepts)
-    output = Path(args.output)
-    bank.save(output)
     for label, length in bank.lengths.items():
         print(f"{label}: {len(concepts[label])} photo(s) -> {length} prompt token(s)")
-    print(f"Saved {len(bank)} concept(s) to {output}")
+    if existing is not None:
+        bank = existing.merge(bank)
+    bank.save(output)
+    print(f"Saved {len(bank)} concept(s) to {output}" + (f" ({len(concepts)} new)" if existing is not None else ""))
     return 0
 
 
@@ -306,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(the sub-folder's name is the label: bo/ or <bo>/ gives <bo>) into a concept bank file.")
     encode_parser.add_argument("folder", help="folder with one sub-folder of photos per concept")
     encode_parser.add_argument("--output", "-o", default="concepts.safetensors", help="the bank file to write (default: %(default)s)")
+    encode_parser.add_argument("--overwrite", action="store_true", help="replace the --output bank if it exists")
+    encode_parser.add_argument("--merge", action="store_true",
+                               help="add these concepts to the --output bank if it exists (labels must be new)")
     _add_model_arguments(encode_parser)
 
     ask_parser = commands.add_parser("ask", help="answer one question about a photo",

@@ -7,10 +7,15 @@
   the question.
 - `RawReferencesMethod` (`raw_references`): the plain backbone with "<bo> is <photo><photo>." before the
   question -- the reference photos themselves in context: the ceiling, and the token cost ICPT avoids.
+  With `plain_noun=True` (`raw_references_plain_noun`) the label is replaced by "the object" in the
+  preamble and the question: the exact layout the embedded default backbone was pretrained on
+  (`icpt.world_tasks.WorldTasks.named_question`), an oracle ceiling for questions that name one concept.
 - `TestTimeTrainingMethod` (`test_time_training`): Yo'LLaVA-style soft tokens, 16 rows per concept trained
   by `train_concept_prompts` with the backbone frozen, then injected like ICPT's rows.
 
-Every method counts the prompt tokens it spends per concept and the seconds it takes to add a concept.
+Every method asks as a user does: a question's prompt holds only the concepts the question names (the
+rule `ICPTProcessor` applies to a `ConceptBank`), so every method answers the same question under the same
+rule. Every method counts the prompt tokens it spends per concept and the seconds it takes to add a concept.
 Episodes reach the methods as `EvalEpisode`s, which decode images only when a method needs them.
 
 Example:
@@ -36,9 +41,10 @@ from datasets import Image as ImageFeature
 
 from modeling_icpt import ConceptBank
 from processing_icpt import load_image
+from processing_icpt.input_checks import LABEL_PATTERN
 
 from .training import episode_messages
-from .world_tasks import RECOGNITION_QUESTION, concept_labels
+from .world_tasks import GENERIC_NAME, RECOGNITION_QUESTION, concept_labels
 
 # Yo'LLaVA learns 16 soft tokens per concept (after the concept's own token); the budget is ours.
 TEST_TIME_TRAINING_ROWS = 16
@@ -111,6 +117,16 @@ class EvalEpisode:
     def as_row(self) -> dict:
         """The columns `episode_messages` reads."""
         return {"image": self.image_value, "question": self.question, "answer": self.answer}
+
+    @property
+    def named_concepts(self) -> list[EvalConcept]:
+        """The episode's concepts that the question names: the only ones that enter its prompt.
+
+        A label is named when it occurs as a whole `<label>` token in the question, the rule `ICPTProcessor`
+        applies to a `ConceptBank` ("Is <bo> in this photo?" gets <bo>'s preamble, not <mia>'s).
+        """
+        named = set(LABEL_PATTERN.findall(self.question))
+        return [concept for concept in self.concepts if concept.name in named]
 
 
 def subsample_references(values: list, num_references: int | None, seed: int, concept_key: str) -> list:
@@ -196,6 +212,10 @@ class Method:
         """Whatever the method keeps for a concept, and the prompt tokens it spends on it."""
         raise NotImplementedError
 
+    def question_tokens(self, episode: EvalEpisode) -> int:
+        """The prompt tokens this method put in context for the concepts of one question (after `answer`)."""
+        return sum(self.prompt_tokens[concept.key] for concept in episode.named_concepts)
+
     def answer(self, episode: EvalEpisode) -> str:
         raise NotImplementedError
 
@@ -265,7 +285,7 @@ class BackboneContext:
         output = self.vlm.generate(**inputs, max_new_tokens=self.new_tokens(episode), do_sample=False)
         return self.decode(output, inputs["input_ids"].shape[1])
 
-    def generate_with_bank(self, model, bank: ConceptBank, episode: EvalEpisode) -> str:
+    def generate_with_bank(self, model, bank: ConceptBank | None, episode: EvalEpisode) -> str:
         images = [[decode_image(episode.image_value)]] if episode.image_value is not None else None
         inputs = self.processor(
             messages=[episode_messages(episode.as_row(), with_answer=False)], images=images, concepts=bank
@@ -274,7 +294,9 @@ class BackboneContext:
         return self.decode(output, inputs["input_ids"].shape[1])
 
 
-def _merge(banks: list[ConceptBank]) -> ConceptBank:
+def _merge(banks: list[ConceptBank]) -> ConceptBank | None:
+    if not banks:  # a question that names no concept is asked as it is
+        return None
     merged = banks[0]
     for bank in banks[1:]:
         merged = merged.merge(bank)
@@ -296,7 +318,7 @@ class ICPTMethod(Method):
         return bank, bank.lengths[concept.name]
 
     def answer(self, episode):
-        bank = _merge([self.concept(c) for c in episode.concepts])
+        bank = _merge([self.concept(c) for c in episode.named_concepts])
         return self.context.generate_with_bank(self.model, bank, episode)
 
 
@@ -309,7 +331,7 @@ class NameOnlyMethod(Method):
         return None, self.context.text_tokens(concept.name)
 
     def answer(self, episode):
-        for concept in episode.concepts:
+        for concept in episode.named_concepts:
             self.concept(concept)
         images = [decode_image(episode.image_value)] if episode.image_value is not None else []
         return self.context.generate_backbone(episode_messages(episode.as_row(), with_answer=False), images, episode)
@@ -330,34 +352,48 @@ class TextDescriptionMethod(Method):
         return description, self.context.text_tokens(description)
 
     def answer(self, episode):
-        preamble = " ".join(f"{c.name} is {self.concept(c)}." for c in episode.concepts) + "\n"
         messages = episode_messages(episode.as_row(), with_answer=False)
-        messages[0]["content"] = [{"type": "text", "text": preamble}] + messages[0]["content"]
+        if episode.named_concepts:
+            preamble = " ".join(f"{c.name} is {self.concept(c)}." for c in episode.named_concepts) + "\n"
+            messages[0]["content"] = [{"type": "text", "text": preamble}] + messages[0]["content"]
         images = [decode_image(episode.image_value)] if episode.image_value is not None else []
         return self.context.generate_backbone(messages, images, episode)
 
 
 class RawReferencesMethod(Method):
-    """The plain backbone with each concept's reference photos in context: "<bo> is <photo><photo>."
+    """The plain backbone with the reference photos of the concepts a question names in context:
+    "<bo> is <photo><photo>." before the question.
 
     The prompt cost of a concept is the image tokens of its photos (`BackboneContext.image_tokens`).
+
+    With `plain_noun=True` the concept is called "the object" in the preamble and in the question, the
+    layout the embedded default backbone was pretrained on (an oracle ceiling: no label to bind). Only
+    questions that name exactly one concept can be asked that way; others are answered with labels.
     """
 
-    name = "raw_references"
+    def __init__(self, context: BackboneContext, plain_noun: bool = False):
+        self.plain_noun = plain_noun
+        self.name = "raw_references_plain_noun" if plain_noun else "raw_references"
+        super().__init__(context)
 
     def add_concept(self, concept):
         images = self.context.references(concept)
         return images, self.context.image_tokens(images)
 
     def answer(self, episode):
+        named = episode.named_concepts
+        question = episode.question
+        plain = self.plain_noun and len(named) == 1
+        if plain:
+            question = question.replace(named[0].name, GENERIC_NAME)
         parts, images = [], []
-        for index, concept in enumerate(episode.concepts):
+        for index, concept in enumerate(named):
             references = self.concept(concept)
-            parts.append({"type": "text", "text": f"{concept.name} is"})
+            parts.append({"type": "text", "text": f"{GENERIC_NAME if plain else concept.name} is"})
             parts.extend({"type": "image"} for _ in references)
-            parts.append({"type": "text", "text": ".\n" if index == len(episode.concepts) - 1 else "."})
+            parts.append({"type": "text", "text": ".\n" if index == len(named) - 1 else "."})
             images.extend(references)
-        messages = episode_messages(episode.as_row(), with_answer=False)
+        messages = episode_messages({**episode.as_row(), "question": question}, with_answer=False)
         messages[0]["content"] = parts + messages[0]["content"]
         if episode.image_value is not None:
             images.append(decode_image(episode.image_value))
@@ -537,5 +573,5 @@ class TestTimeTrainingMethod(Method):
         return bank, self.num_rows
 
     def answer(self, episode):
-        bank = _merge([self.concept(c) for c in episode.concepts])
+        bank = _merge([self.concept(c) for c in episode.named_concepts])
         return self.context.generate_with_bank(self.context.injector, bank, episode)

@@ -1,14 +1,23 @@
-"""Scores of the evaluation harness: per seed with the project's `evaluate` metrics, then over seeds.
+"""Scores of the evaluation harness: one score per question, then cells with bootstrap intervals, then tables.
 
-`score_episodes` turns one method's answers on one seed's episodes into flat metrics (`METRICS`);
-`aggregate` gives their mean and 95 % interval over seeds; `render_markdown` writes the tables.
+- `question_score(episode, prediction)`: the score of one answer by its task's rule, the rule of the
+  project's `evaluate` metrics (`icpt.metrics`): yes/no read from the first word (recognition), the option
+  picked (two-option VQA and text QA), exact match after normalization (attribute, presence as a set of
+  names), the share of the present concepts a caption names (caption recall). `Scorer` computes the same
+  figures with the `evaluate` modules themselves (the tests check that both agree).
+- `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
+  episodes (`icpt.evaluation_statistics.estimate`); `differences(outcomes, reference_outcomes)`: the paired
+  difference to a reference method on the same questions, with interval and p-value.
+- `render_markdown(results)`: the tables of a `results.json`.
 
 Example:
 
 ```python
->>> from icpt.evaluation_scoring import aggregate
->>> aggregate([0.5, None, 0.7])["mean"]  # seeds where a metric is undefined are left out
-0.6
+>>> from types import SimpleNamespace
+>>> from icpt.evaluation_scoring import question_score
+>>> episode = SimpleNamespace(task="recognition", answer="Yes", options=[], present=["<bo>"])
+>>> question_score(episode, "Yes, it is."), question_score(episode, "Maybe")
+(1.0, 0.0)
 ```
 """
 
@@ -16,9 +25,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .metrics import load_metric, mean_and_interval, normalize_answer
+from .evaluation_statistics import estimate, paired_difference, verdict
+from .metrics import load_metric, normalize_answer
+from .metrics.caption_recall.caption_recall import caption_score
+from .metrics.option_match.option_match import pick_option
+from .metrics.recognition.recognition import read_yes_no
 
-# Flat metric names, in table order.
+# Flat metric names, in table order, and the task each is computed on.
 METRICS = (
     "recognition_positive",  # Yo'LLaVA protocol: share of photos of the concept answered yes
     "recognition_negative",  # share of photos of other concepts answered no
@@ -27,97 +40,32 @@ METRICS = (
     "text_qa",  # two-option text-only questions, exact match
     "attribute",  # short-answer questions, exact match after normalization
     "presence",  # "which of them are here?", the set of names must match
-    "single_concept",  # accuracy of the scored image questions whose image shows at most one concept
-    "multi_concept",  # ... whose image shows several (tag `multi_concept`)
     "caption_recall",  # share of the present concepts' names a caption mentions
 )
-# Subsets of the episodes reported separately ("all" is every episode).
-SPLITS = ("all", "environment_shift", "look_alike")
-# Image tasks with one right answer: they make up the single- vs multi-concept accuracy.
-SCORED_IMAGE_TASKS = ("recognition", "vqa", "presence", "attribute")
-
-
-class Scorer:
-    """Loads the project's metrics once and scores episodes with them."""
-
-    def __init__(self):
-        self.recognition = load_metric("recognition", keep_in_memory=True)
-        self.option_match = load_metric("option_match", keep_in_memory=True)
-        self.caption_recall = load_metric("caption_recall", keep_in_memory=True)
-
-    def score(self, episodes: list, predictions: list[str]) -> dict:
-        """Every metric of `METRICS` on every split of `SPLITS`: `{split: {metric: value or None}}`,
-        plus `per_concept` (recognition per target concept, all episodes)."""
-        scores = {}
-        for split in SPLITS:
-            chosen = [i for i, e in enumerate(episodes) if split == "all" or split in e.tags]
-            scores[split] = self._score_subset([episodes[i] for i in chosen], [predictions[i] for i in chosen])
-        scores["per_concept"] = self._per_concept(episodes, predictions)
-        return scores
-
-    def _score_subset(self, episodes, predictions) -> dict:
-        result = dict.fromkeys(METRICS)
-        by_task = defaultdict(list)
-        for episode, prediction in zip(episodes, predictions):
-            by_task[episode.task].append((episode, prediction))
-
-        recognition = by_task["recognition"]
-        if recognition:
-            out = self.recognition.compute(
-                predictions=[p for _, p in recognition], references=[_is_yes(e.answer) for e, _ in recognition]
-            )
-            result["recognition_positive"] = out["positive_accuracy"]
-            result["recognition_negative"] = out["negative_accuracy"]
-            result["recognition_weighted"] = out["weighted_accuracy"]
-        for task in ("vqa", "text_qa"):
-            pairs = by_task[task]
-            if pairs:
-                out = self.option_match.compute(
-                    predictions=[p for _, p in pairs], references=[e.answer for e, _ in pairs],
-                    options=[e.options for e, _ in pairs] if all(e.options for e, _ in pairs) else None,
-                )
-                result[task] = out["accuracy"]
-        for task in ("attribute", "presence"):
-            pairs = by_task[task]
-            if pairs:
-                out = self.option_match.compute(
-                    predictions=[canonical_prediction(e, p) for e, p in pairs],
-                    references=[canonical_answer(e) for e, _ in pairs],
-                )
-                result[task] = out["accuracy"]
-        scored = [(e, p) for e, p in zip(episodes, predictions) if e.task in SCORED_IMAGE_TASKS and e.image_value]
-        if scored:
-            out = self.option_match.compute(
-                predictions=[canonical_prediction(e, p) for e, p in scored],
-                references=[canonical_answer(e) for e, _ in scored],
-                groups=["multi_concept" if "multi_concept" in e.tags else "single_concept" for e, _ in scored],
-            )
-            for group, row in out["per_group"].items():
-                result[group] = row["accuracy"]
-        captions = by_task["caption"]
-        if captions:
-            out = self.caption_recall.compute(
-                predictions=[p for _, p in captions], references=[e.present for e, _ in captions]
-            )
-            result["caption_recall"] = out["recall"]
-        return result
-
-    def _per_concept(self, episodes, predictions) -> dict:
-        pairs = [(e, p) for e, p in zip(episodes, predictions) if e.task == "recognition" and e.target]
-        if not pairs:
-            return {}
-        out = self.recognition.compute(
-            predictions=[p for _, p in pairs], references=[_is_yes(e.answer) for e, _ in pairs],
-            groups=[e.target for e, _ in pairs],
-        )
-        return {
-            name: {
-                "recognition_positive": row["positive_accuracy"],
-                "recognition_negative": row["negative_accuracy"],
-                "recognition_weighted": row["weighted_accuracy"],
-            }
-            for name, row in out["per_group"].items()
-        }
+METRIC_TASK = {
+    "recognition_positive": "recognition",
+    "recognition_negative": "recognition",
+    "recognition_weighted": "recognition",
+    "vqa": "vqa",
+    "text_qa": "text_qa",
+    "attribute": "attribute",
+    "presence": "presence",
+    "caption_recall": "caption",
+}
+# The metric that stands for each task (its ceiling and its headline column).
+TASK_METRIC = {"recognition": "recognition_weighted", "vqa": "vqa", "text_qa": "text_qa", "attribute": "attribute",
+               "presence": "presence", "caption": "caption_recall"}
+# What answering at random (or always the same) scores: 0.5 for yes/no (weighted) and two options; free
+# answers, name sets and caption names have no guessing floor worth counting.
+CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.0, "caption": 0.0}
+# Subsets of the questions reported separately: "all" is every question (all of held-out identities).
+SPLITS = ("all", "environment_shift", "look_alike", "multi_concept")
+SPLIT_TITLES = {
+    "all": "all held-out questions",
+    "environment_shift": "environment shift (queries from environments no reference shows)",
+    "look_alike": "look-alikes (a look-alike of the target, differing in one detail, is in the question's scene)",
+    "multi_concept": "multi-concept scenes (several of the user's concepts in the photo)",
+}
 
 
 def _is_yes(answer: str) -> bool:
@@ -144,49 +92,130 @@ def canonical_prediction(episode, prediction: str) -> str:
     """A prediction read by its task's rule: yes/no by the first word (as the recognition metric reads it),
     presence as a set of names, options by the option-match rules, anything else normalized."""
     if episode.task == "recognition":
-        words = normalize_answer(prediction).split()
-        return words[0] if words and words[0] in ("yes", "no") else ""
+        return read_yes_no(prediction) or ""
     if episode.task == "presence":
         return _names(prediction)
     if episode.task in ("vqa", "text_qa") and episode.options:
-        from .metrics.option_match.option_match import pick_option
-
         picked = pick_option(prediction, episode.options)
         return normalize_answer(episode.options[picked]) if picked is not None else ""
     return normalize_answer(prediction)
 
 
-# --------------------------------------------------------------------------------------------- over seeds
+def question_score(episode, prediction: str) -> float | None:
+    """The score of one answer: 1.0 right, 0.0 wrong; a caption's recall in [0, 1] (None without names)."""
+    if episode.task == "caption":
+        return caption_score(prediction, list(episode.present))
+    return float(canonical_prediction(episode, prediction) == canonical_answer(episode))
 
 
-def aggregate(values: list) -> dict:
-    """Mean and 95 % interval (Student's t) over the seeds where the value is defined.
+def is_positive(episode) -> bool | None:
+    """For a recognition question, whether the concept asked about is in the photo; None for other tasks."""
+    return _is_yes(episode.answer) if episode.task == "recognition" else None
 
-    Returns `{"mean", "low", "high", "per_seed", "num_seeds"}`; `mean` is None when no seed defines
-    the value, `low`/`high` are None with fewer than two.
+
+class Scorer:
+    """The same metrics computed by the project's `evaluate` modules on lists of answers (one call per subset).
+
+    The harness scores with `question_score`, which applies the modules' rules per question so that the
+    bootstrap can resample questions; this class is the cross-check.
     """
-    defined = [float(v) for v in values if v is not None]
-    if not defined:
-        return {"mean": None, "low": None, "high": None, "per_seed": list(values), "num_seeds": 0}
-    mean, low, high = mean_and_interval(defined)
-    return {"mean": mean, "low": low, "high": high, "per_seed": list(values), "num_seeds": len(defined)}
+
+    def __init__(self):
+        self.recognition = load_metric("recognition", keep_in_memory=True)
+        self.option_match = load_metric("option_match", keep_in_memory=True)
+        self.caption_recall = load_metric("caption_recall", keep_in_memory=True)
+
+    def score(self, episodes: list, predictions: list[str]) -> dict:
+        """`{split: {metric: value or None}}` for every split of `SPLITS` and metric of `METRICS`."""
+        scores = {}
+        for split in SPLITS:
+            chosen = [i for i, e in enumerate(episodes) if split == "all" or split in e.tags]
+            scores[split] = self._score_subset([episodes[i] for i in chosen], [predictions[i] for i in chosen])
+        return scores
+
+    def _score_subset(self, episodes, predictions) -> dict:
+        result = dict.fromkeys(METRICS)
+        by_task = defaultdict(list)
+        for episode, prediction in zip(episodes, predictions):
+            by_task[episode.task].append((episode, prediction))
+        recognition = by_task["recognition"]
+        if recognition:
+            out = self.recognition.compute(
+                predictions=[p for _, p in recognition], references=[_is_yes(e.answer) for e, _ in recognition]
+            )
+            result["recognition_positive"] = out["positive_accuracy"]
+            result["recognition_negative"] = out["negative_accuracy"]
+            result["recognition_weighted"] = out["weighted_accuracy"]
+        for task in ("vqa", "text_qa"):
+            pairs = by_task[task]
+            if pairs:
+                out = self.option_match.compute(
+                    predictions=[p for _, p in pairs], references=[e.answer for e, _ in pairs],
+                    options=[e.options for e, _ in pairs] if all(e.options for e, _ in pairs) else None,
+                )
+                result[task] = out["accuracy"]
+        for task in ("attribute", "presence"):
+            pairs = by_task[task]
+            if pairs:
+                out = self.option_match.compute(
+                    predictions=[canonical_prediction(e, p) for e, p in pairs],
+                    references=[canonical_answer(e) for e, _ in pairs],
+                )
+                result[task] = out["accuracy"]
+        captions = by_task["caption"]
+        if captions:
+            out = self.caption_recall.compute(
+                predictions=[p for _, p in captions], references=[e.present for e, _ in captions]
+            )
+            result["caption_recall"] = out["recall"]
+        return result
 
 
-def aggregate_scores(per_seed: list[dict]) -> dict:
-    """`{split: {metric: aggregate}}` and `per_concept: {name: {metric: aggregate}}` from `Scorer.score` outputs."""
-    results = {
-        split: {metric: aggregate([scores[split][metric] for scores in per_seed]) for metric in METRICS}
-        for split in SPLITS
-    }
-    names = sorted({name for scores in per_seed for name in scores["per_concept"]})
-    results["per_concept"] = {
-        name: {
-            metric: aggregate([scores["per_concept"].get(name, {}).get(metric) for scores in per_seed])
-            for metric in ("recognition_positive", "recognition_negative", "recognition_weighted")
-        }
-        for name in names
-    }
-    return results
+# --------------------------------------------------------------------------------------------- cells
+
+
+def _select(outcomes: list[dict], split: str, metric: str) -> list[dict]:
+    """The outcomes a metric is computed on in a split (a recognition metric's positives or negatives only)."""
+    task = METRIC_TASK[metric]
+    chosen = [o for o in outcomes if o["task"] == task and o["score"] is not None
+              and (split == "all" or split in o["splits"])]
+    if metric == "recognition_positive":
+        chosen = [o for o in chosen if o["positive"]]
+    elif metric == "recognition_negative":
+        chosen = [o for o in chosen if not o["positive"]]
+    return chosen
+
+
+def cell(outcomes: list[dict], split: str, metric: str, seed: int = 0) -> dict:
+    """One metric on one split of one method's outcomes, with its bootstrap interval (`estimate`)."""
+    chosen = _select(outcomes, split, metric)
+    positive = [o["positive"] for o in chosen] if metric == "recognition_weighted" else None
+    return estimate([o["score"] for o in chosen], positive=positive, seed=seed)
+
+
+def cells(outcomes: list[dict], seed: int = 0) -> dict:
+    """`{split: {metric: estimate}}` for every split and metric (undefined ones have mean None)."""
+    return {split: {metric: cell(outcomes, split, metric, seed) for metric in METRICS} for split in SPLITS}
+
+
+def differences(outcomes: list[dict], reference: list[dict], metrics=METRICS, seed: int = 0) -> dict:
+    """`{split: {metric: paired difference}}` of a method minus `reference`, on the questions both answered.
+
+    Questions are matched by `question_id`; a method that answered a subsample (test-time training) is
+    compared on that subsample.
+    """
+    by_id = {o["question_id"]: o for o in reference}
+    result = {}
+    for split in SPLITS:
+        result[split] = {}
+        for metric in metrics:
+            chosen = [o for o in _select(outcomes, split, metric) if o["question_id"] in by_id]
+            positive = [o["positive"] for o in chosen] if metric == "recognition_weighted" else None
+            result[split][metric] = paired_difference([o["score"] for o in chosen],
+                                                      [by_id[o["question_id"]]["score"] for o in chosen],
+                                                      positive=positive, seed=seed)
+            result[split][metric]["verdict"] = verdict(result[split][metric])
+    return result
 
 
 # --------------------------------------------------------------------------------------------- markdown
@@ -199,14 +228,12 @@ METRIC_HEADERS = {
     "text_qa": "Text QA",
     "attribute": "Attribute",
     "presence": "Presence",
-    "single_concept": "Single-concept img.",
-    "multi_concept": "Multi-concept img.",
     "caption_recall": "Caption recall",
 }
 
 
 def format_value(value: dict | None, digits: int = 3) -> str:
-    """`0.720 [0.670, 0.770]`, `0.720` (one seed) or `–` (undefined)."""
+    """`0.720 [0.690, 0.750]`, `0.720` (no interval) or `–` (undefined)."""
     if not value or value.get("mean") is None:
         return "–"
     text = f"{value['mean']:.{digits}f}"
@@ -215,74 +242,133 @@ def format_value(value: dict | None, digits: int = 3) -> str:
     return text
 
 
+def format_difference(value: dict | None, digits: int = 3) -> str:
+    """`−0.031 [−0.060, −0.002], p = 0.041` or `–`."""
+    if not value or value.get("difference") is None:
+        return "–"
+    text = f"{value['difference']:+.{digits}f}"
+    if value.get("low") is not None:
+        text += f" [{value['low']:+.{digits}f}, {value['high']:+.{digits}f}]"
+    if value.get("p_value") is not None:
+        text += f", p = {value['p_value']:.3f}" if value["p_value"] >= 0.001 else ", p < 0.001"
+    return text
+
+
+def format_count(value: dict | None, digits: int = 1) -> str:
+    """A per-concept count: `8.0` when every concept had the same, else `mean (min–max)`."""
+    if not value or value.get("mean") is None:
+        return "–"
+    if value["min"] == value["max"]:
+        return f"{value['mean']:.{digits}f}"
+    return f"{value['mean']:.{digits}f} ({value['min']:.{digits}f}–{value['max']:.{digits}f})"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
 
+def _n(value: dict) -> str:
+    if value.get("n_positive") is not None:
+        return f"{value['n']} ({value['n_positive']} / {value['n_negative']})"
+    return str(value["n"])
+
+
 def render_markdown(results: dict, plots_prefix: str = "") -> str:
-    """The results as markdown: the main table, the splits, the reference sweep, per-concept recognition, plots."""
+    """The results as markdown: ceilings, the main table with differences to ICPT, the splits, agreement,
+    the reference sweep, plots."""
     methods = results["methods"]
-    used = [m for m in METRICS if any(row["status"] == "ok" and row["results"]["all"][m]["mean"] is not None
-                                      for row in methods.values())]
-    lines = [
-        "## Main results",
-        "",
-        (f"Data: {results['data']['description']}. Seeds: {', '.join(map(str, results['seeds']))} "
-         f"({results['seed_varies']}). Cells: mean [95 % interval over seeds]."),
-        "",
-    ]
-    header = ["Method", "Prompt tokens / concept", "Seconds / concept"] + [METRIC_HEADERS[m] for m in used]
+    ok = [name for name, row in methods.items() if row["status"] == "ok"]
+    ceiling = results.get("ceiling", {})
+    measurable = [task for task, row in ceiling.items() if row["measurable"]]
+    settings = results["settings"]
+    lines = ["## What the backbone can do: the ceiling per task", "",
+             (f"Each task is first answered by the ceiling methods ({', '.join(f'`{m}`' for m in settings['ceiling_methods'])}: "
+              "the reference photos in context). A task is measurable on this backbone when the best ceiling's "
+              f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance; the other tasks are a "
+              "property of the backbone, not a result for a method, and no other method is run on them."), ""]
+    rows = []
+    for task, row in ceiling.items():
+        rows.append([task, f"{CHANCE[task]:.2f}", f"{row['method'] or '–'}", format_value(row["value"]),
+                     str(row["value"]["n"]), "measurable" if row["measurable"] else "**not measurable on this backbone**"])
+    lines += _table(["Task", "Chance", "Best ceiling", "Ceiling [95 % CI]", "Questions", "Status"], rows) + [""]
+
+    reference = results.get("reference_method")
+    used = [m for m in METRICS if METRIC_TASK[m] in measurable]
+    headline = [m for m in used if m == TASK_METRIC[METRIC_TASK[m]]]
+    lines += ["## Main results", "",
+              (f"Data: {results['data']['description']}. Cells: mean [95 % bootstrap interval over episodes, "
+               f"percentile, {settings['n_resamples']} resamples]. Every method answers the same questions "
+               "(test-time training a stated subsample of them). "
+               f"Δ to `{reference}`: the method minus `{reference}` on the same questions, its bootstrap interval "
+               f"and the p-value of a paired permutation test ({settings['n_resamples']} permutations)."), ""]
+    header = (["Method", "Questions", "Prompt tokens / concept", "Seconds / concept"] + [METRIC_HEADERS[m] for m in used]
+              + [f"Δ {METRIC_HEADERS[m]} to {reference}" for m in headline])
     rows, notes = [], []
     for name, row in methods.items():
         if row["status"] != "ok":
             rows.append([name, "skipped"] + ["–"] * (len(header) - 2))
             notes.append(f"- `{name}` skipped: {row['note']}")
             continue
-        rows.append([name, format_value(row["prompt_tokens_per_concept"], 1), format_value(row["seconds_per_concept"], 4)]
-                    + [format_value(row["results"]["all"][m]) for m in used])
+        deltas = [("(reference)" if name == reference else format_difference(row["difference"]["all"][m]))
+                  for m in headline]
+        rows.append([name, str(row["num_questions"]), format_count(row["prompt_tokens_per_concept"]),
+                     format_count(row["seconds_per_concept"], 4)]
+                    + [format_value(row["results"]["all"][m]) for m in used] + deltas)
         if row.get("note"):
             notes.append(f"- `{name}`: {row['note']}")
     lines += _table(header, rows) + [""] + notes + ([""] if notes else [])
 
-    lines += ["## Splits", "", "Every metric again on the episodes of each split (cells: mean [95 % interval]).", ""]
-    ok = [name for name, row in methods.items() if row["status"] == "ok"]
-    for split, title, meaning in (
-        ("environment_shift", "Environment shift", "queries from environments that no reference shows"),
-        ("look_alike", "Look-alike", "a look-alike of the target, differing in one detail, is in the question's scene"),
-    ):
-        defined = [m for m in METRICS if any(methods[name]["results"][split][m]["mean"] is not None for name in ok)]
-        lines += [f"### {title}", "", f"{title}: {meaning}.", ""]
-        if not defined:
-            lines += ["No episode of this split.", ""]
+    lines += ["## Splits", "",
+              ("Weighted recognition on each split of the same questions (cells: mean [95 % interval]; questions as "
+               "all (positives / negatives); Δ and p as above). The ceiling column says whether the photos in "
+               "context themselves do better than chance there."), ""]
+    for split in SPLITS[1:]:
+        lines += [f"### {SPLIT_TITLES[split][0].upper()}{SPLIT_TITLES[split][1:]}", ""]
+        split_ceiling = results.get("split_ceiling", {}).get(split)
+        if split_ceiling:
+            lines += [f"Ceiling ({split_ceiling['method']}): {format_value(split_ceiling['value'])} — "
+                      + ("measurable." if split_ceiling["measurable"] else
+                         "**below the bar: differences on this split say little about the methods.**"), ""]
+        table_rows = []
+        for name in ok:
+            value = methods[name]["results"][split]["recognition_weighted"]
+            if value["mean"] is None:
+                continue
+            delta = ("(reference)" if name == reference
+                     else format_difference(methods[name]["difference"][split]["recognition_weighted"]))
+            table_rows.append([name, _n(value), format_value(methods[name]["results"][split]["recognition_positive"]),
+                               format_value(methods[name]["results"][split]["recognition_negative"]),
+                               format_value(value), delta])
+        if not table_rows:
+            lines += ["No recognition question of this split.", ""]
             continue
-        rows = [[name] + [format_value(methods[name]["results"][split][m]) for m in defined] for name in ok]
-        lines += _table(["Method"] + [METRIC_HEADERS[m] for m in defined], rows) + [""]
+        lines += _table(["Method", "Questions", "Recog. pos.", "Recog. neg.", "Recog. weighted", f"Δ to {reference}"],
+                        table_rows) + [""]
+
+    agreement = {name: methods[name].get("agreement_with_reference") for name in ok if name != reference}
+    if any(value is not None for value in agreement.values()):
+        lines += [f"## Agreement with `{reference}`", "",
+                  (f"Share of the questions both answered on which a method gives the same answer as `{reference}` "
+                   "(after reading it by its task's rule), and the largest difference between its prompt rows and "
+                   f"`{reference}`'s for the same concept (relative, ICPT methods only)."), ""]
+        rows = [[name, f"{value['share']:.3f} ({value['same']} / {value['n']})" if value else "–",
+                 f"{methods[name]['row_difference']:.3f}" if methods[name].get("row_difference") is not None else "–"]
+                for name, value in agreement.items()]
+        lines += _table(["Method", "Same answer", "Row difference"], rows) + [""]
 
     sweep = results.get("reference_sweep") or {}
     if sweep.get("methods"):
         counts = sweep["counts"]
         lines += ["## Accuracy vs number of reference images", "",
-                  (f"{METRIC_HEADERS[sweep['metric']]} on the recognition episodes, each concept keeping at most k "
-                   f"references (drawn with the seed)."), ""]
+                  (f"{METRIC_HEADERS[sweep['metric']]} on {sweep['num_questions']} recognition questions, each concept "
+                   "keeping at most k references (drawn with the seed)."), ""]
         header = ["Method"] + [f"k = {k}" for k in counts]
         rows = [[name] + [format_value(by_count[str(k)]) for k in counts] for name, by_count in sweep["methods"].items()]
         lines += _table(header, rows) + [""]
     elif sweep.get("note"):
         lines += ["## Accuracy vs number of reference images", "", sweep["note"], ""]
-
-    # a concept's weighted accuracy needs both photos of it and photos of others asked about it
-    concept_names = sorted({concept for m in ok for concept, row in methods[m]["per_concept"].items()
-                            if row["recognition_weighted"]["mean"] is not None})
-    if concept_names:
-        lines += ["## Recognition per concept (weighted)", ""]
-        if len(concept_names) <= 50:
-            rows = [[concept] + [format_value(methods[m]["per_concept"].get(concept, {}).get("recognition_weighted"))
-                                 for m in ok] for concept in concept_names]
-            lines += _table(["Concept"] + ok, rows) + [""]
-        else:
-            lines += [f"{len(concept_names)} concepts: see `per_concept` in results.json.", ""]
 
     if results.get("plots"):
         lines += ["## Plots", ""]

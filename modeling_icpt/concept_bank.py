@@ -78,7 +78,8 @@ class ConceptBank:
                  backbone_fingerprint=None):
         self.labels = list(labels)
         self.prompts = prompts  # (C, rows, d_lm)
-        self._lengths = lengths.long() if isinstance(lengths, torch.Tensor) else lengths  # (C,)
+        integer = isinstance(lengths, torch.Tensor) and not lengths.is_floating_point() and lengths.dtype != torch.bool
+        self._lengths = lengths.long() if integer else lengths  # (C,)
         self.complexity = complexity  # (C,)
         self.descriptors = descriptors  # (C, d_lm)
         self.base_model_name_or_path = base_model_name_or_path

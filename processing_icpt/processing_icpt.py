@@ -485,6 +485,11 @@ def load_image(image, what="image") -> Image.Image:
             with Image.open(path) as opened:
                 opened.load()
                 image = opened.copy()
+        except Image.DecompressionBombError as error:
+            raise ICPTInputError(
+                f"The {what} {str(path)!r} is too large to open safely ({error}); resize it below "
+                f"{Image.MAX_IMAGE_PIXELS:,} pixels."
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise ICPTInputError(
                 f"The {what} {str(path)!r} is not a readable image (corrupt or unsupported format): {error}."

@@ -3,8 +3,10 @@
 import importlib.util
 import io
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,25 @@ def test_encode_then_ask(checkpoint, photos, direct_answer, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == direct_answer(bank, tmp_path / "query.png", question)
 
 
+def test_encode_never_replaces_a_bank_unless_told(checkpoint, photos, tmp_path, capsys):
+    bank_file, model = tmp_path / "bank.safetensors", ["--model", str(checkpoint)]
+    assert main(["encode", str(photos), "-o", str(bank_file), *model]) == 0
+    first = ConceptBank.load(bank_file)
+    assert main(["encode", str(photos), "-o", str(bank_file), *model]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert torch.equal(ConceptBank.load(bank_file).prompts, first.prompts)
+    assert main(["encode", str(photos), "-o", str(bank_file), "--merge", *model]) == 2  # the same labels again
+    assert "already holds ['<bo>', '<kiki>']" in capsys.readouterr().err
+    more = tmp_path / "more"
+    (more / "mia").mkdir(parents=True)
+    random_image(7).save(more / "mia" / "1.png")
+    assert main(["encode", str(more), "-o", str(bank_file), "--merge", *model]) == 0
+    merged = ConceptBank.load(bank_file)
+    assert merged.labels == ["<bo>", "<kiki>", "<mia>"] and torch.equal(merged.prompts[:2], first.prompts)
+    assert main(["encode", str(more), "-o", str(bank_file), "--overwrite", *model]) == 0
+    assert ConceptBank.load(bank_file).labels == ["<mia>"]
+
+
 def test_chat_reads_questions_and_switches_photos(checkpoint, photos, direct_answer, tmp_path, capsys, monkeypatch):
     bank_file = tmp_path / "bank.safetensors"
     assert main(["encode", str(photos), "-o", str(bank_file), "--model", str(checkpoint)]) == 0
@@ -168,6 +189,15 @@ def test_a_missing_delegated_module_is_one_line(monkeypatch, capsys):
 # ---------------------------------------------------------------- bad input
 
 
+def decompression_bomb_png(side: int = 100_000) -> bytes:
+    """A tiny PNG file whose header claims side x side pixels: opening it would need gigabytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 def _bad_inputs(root: Path, checkpoint: Path, backbone: Path) -> dict[str, tuple[list[str], str]]:
     """name -> (arguments, a phrase the one-line error must contain)."""
     model = ["--model", str(checkpoint)]
@@ -184,7 +214,24 @@ def _bad_inputs(root: Path, checkpoint: Path, backbone: Path) -> dict[str, tuple
     random_image(2).save(root / "good" / "bo" / "1.png")
     main(["encode", str(root / "good"), "-o", str(root / "bank.safetensors"), *model])
     query, bank = str(root / "query.png"), ["--bank", str(root / "bank.safetensors")]
+    (root / "twins" / "bo").mkdir(parents=True)
+    (root / "twins" / "<bo>").mkdir()
+    for i, name in enumerate(("bo", "<bo>")):
+        random_image(i).save(root / "twins" / name / "1.png")
+    (root / "damaged.safetensors").write_bytes((root / "bank.safetensors").read_bytes()[:64])
+    (root / "bomb" / "bo").mkdir(parents=True)
+    (root / "bomb" / "bo" / "1.png").write_bytes(decompression_bomb_png())
     return {
+        "two folders for one label": (["encode", str(root / "twins"), "-o", str(root / "t.safetensors"), *model],
+                                      "give the label <bo>"),
+        "existing bank": (["encode", str(root / "good"), "-o", str(root / "bank.safetensors"), *model],
+                          "already exists: pass --merge"),
+        "damaged bank": (["ask", query, "Is <bo> here?", "--bank", str(root / "damaged.safetensors"), *model],
+                         "not a readable concept bank"),
+        "decompression bomb": (["encode", str(root / "bomb"), "-o", str(root / "b.safetensors"), *model],
+                               "too large to open safely"),
+        "mistyped local bank": (["ask", query, "Is <bo> here?", "--bank", "banks/my_bnak.safetensors", *model],
+                                "no such file or folder"),
         "missing folder": (["encode", str(root / "nowhere"), *model], "does not exist"),
         "empty folder": (["encode", str(root / "empty"), *model], "no concept sub-folders"),
         "concept folder without photos": (["encode", str(root / "no_photos"), *model], "has no photos"),

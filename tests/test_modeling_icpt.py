@@ -157,6 +157,113 @@ def test_slots_without_concepts_are_refused(llava):
         llava.model.generate(**inputs, max_new_tokens=2)
 
 
+def test_inputs_name_their_concepts_and_other_banks_are_refused(llava):
+    bank = llava.bank()
+    inputs = llava.query(concepts=bank)
+    assert inputs["concept_names"] == ["<bo>", "<kiki>"]
+    expected = llava.model.generate(**inputs, concepts=bank, max_new_tokens=4, do_sample=False)
+    # the same concepts in another order: each slot still gets its own concept's rows
+    reordered = bank.select(["<kiki>", "<bo>"])
+    assert torch.equal(llava.model.generate(**inputs, concepts=reordered, max_new_tokens=4, do_sample=False), expected)
+    with pytest.raises(ValueError, match="does not hold"):
+        llava.model.generate(**inputs, concepts=bank.select(["<kiki>"]), max_new_tokens=2)
+    # a bank with the same labels whose lengths differ was not the one the inputs were built with
+    other = ConceptBank(bank.labels, bank.prompts, torch.tensor([1, 1]), bank.complexity, bank.descriptors,
+                        bank.base_model_name_or_path, bank.backbone_fingerprint)
+    with pytest.raises(ValueError, match="built with another bank"):
+        llava.model.generate(**inputs, concepts=other, max_new_tokens=2)
+    unnamed = {k: v for k, v in inputs.items() if k != "concept_names"}
+    with pytest.raises(ValueError, match="no concept_names"):
+        llava.model.generate(**unnamed, concepts=bank, max_new_tokens=2)
+
+
+def test_a_question_gets_only_the_concepts_it_names(llava):
+    bank = llava.bank()
+    text = IMAGE_PLACEHOLDERS["llava"] + "Is <kiki> here?"
+    inputs = llava.processor(text=[text], images=[[llava.images[4]]], concepts=bank)
+    assert inputs["concept_names"] == ["<kiki>"]
+    assert int((inputs["input_ids"] == llava.processor.prompt_token_id).sum()) == bank.lengths["<kiki>"]
+    embeds = llava.language_model_inputs(inputs, concepts=bank)
+    slots = inputs["input_ids"][0] == llava.processor.prompt_token_id
+    torch.testing.assert_close(embeds[0, slots], bank.rows("<kiki>"))
+
+
+def test_concurrent_generate_calls_give_the_single_threaded_answers(tiny_backbone_dirs, images):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tester = ICPTModelTester("llava", tiny_backbone_dirs["llava"], images)
+    # eight concepts, each from different photos; each thread asks about its own
+    bank = tester.model.encode_concepts(**tester.processor.prepare_references(
+        {f"<c{i}>": [images[i % 6], images[(i + 1) % 6]] if i % 2 else [images[i % 6]] for i in range(8)}))
+    banks = [bank.select([f"<c{i}>"]) for i in range(8)]
+
+    def ask(i):
+        inputs = tester.processor(text=[f"{IMAGE_PLACEHOLDERS['llava']}Is <c{i}> here?"], images=[[images[5]]],
+                                  concepts=banks[i])
+        rows = tester.model(**inputs, concepts=banks[i]).logits[0, -1]
+        out = tester.model.generate(**inputs, concepts=banks[i], max_new_tokens=6, do_sample=False)
+        return rows, out
+
+    alone = [ask(i) for i in range(8)]
+    assert len({tuple(out[0].tolist()) for _, out in alone}) > 1  # the concepts do change the answers
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            together = list(pool.map(ask, range(8)))
+            for (rows, out), (rows_alone, out_alone) in zip(together, alone):
+                assert torch.equal(out, out_alone)
+                torch.testing.assert_close(rows, rows_alone)
+
+
+def test_labels_may_cover_the_prompt_slots(llava):
+    bank = llava.bank()
+    inputs = llava.query(concepts=bank)
+    # the slot id lies outside the LM's vocabulary: a slot is never a target, whatever labels say
+    assert llava.processor.prompt_token_id >= llava.model.vlm.config.text_config.vocab_size
+    output = llava.model(**inputs, concepts=bank, labels=inputs["input_ids"])
+    masked = inputs["input_ids"].masked_fill(inputs["input_ids"] == llava.processor.prompt_token_id, -100)
+    assert torch.isfinite(output.loss)
+    torch.testing.assert_close(output.loss, llava.model(**inputs, concepts=bank, labels=masked).loss)
+
+
+def test_a_prompt_longer_than_the_backbone_reads_is_refused(llava):
+    limit = llava.model.vlm.config.text_config.max_position_embeddings
+    text = IMAGE_PLACEHOLDERS["llava"] + "Is <bo> here? " + "very " * limit
+    inputs = llava.processor(text=[text], images=[[llava.images[4]]], concepts=llava.bank())
+    with pytest.raises(ValueError, match=f"reads at most {limit} positions"):
+        llava.model.generate(**inputs, concepts=llava.bank(), max_new_tokens=2)
+    short = llava.query(concepts=llava.bank())
+    with pytest.raises(ValueError, match="plus 100000 new tokens"):
+        llava.model.generate(**short, concepts=llava.bank(), max_new_tokens=100000)
+
+
+def test_the_projector_follows_the_backbone_dtype(llava, tmp_path):
+    llava.model.save_pretrained(tmp_path / "ckpt")
+    loaded = ICPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt", dtype=torch.bfloat16)
+    assert loaded.vlm.dtype == torch.bfloat16
+    assert {p.dtype for p in loaded.projector.parameters()} == {torch.bfloat16}
+    bank = loaded.encode_concepts(**llava.processor.prepare_references(llava.references))
+    out = loaded.generate(**llava.query(concepts=bank), concepts=bank, max_new_tokens=3, do_sample=False)
+    assert out.shape[0] == 1
+
+
+def test_private_loader_keywords_never_reach_the_backbone(llava, tmp_path, monkeypatch):
+    from transformers import AutoModelForImageTextToText
+
+    llava.model.save_pretrained(tmp_path / "ckpt")
+    seen = {}
+    original = AutoModelForImageTextToText.from_pretrained
+
+    def spy(name, *args, **kwargs):
+        seen.update(kwargs)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", spy)
+    ICPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt", _from_auto=True, _from_pipeline="x",
+                                                 adapter_kwargs={}, trust_remote_code=True, revision="abc123",
+                                                 attn_implementation="eager")
+    assert seen == {"attn_implementation": "eager"}
+
+
 def test_checkpoint_with_missing_keys_is_refused(llava, tmp_path):
     llava.model.save_pretrained(tmp_path / "ckpt")
     from safetensors.torch import load_file, save_file
@@ -199,12 +306,17 @@ def test_unsupported_backbone_names_the_supported_families():
 
 
 def test_checkpoint_loads_as_remote_code_in_a_separate_process(llava, tmp_path):
+    """AutoModel, AutoModelForImageTextToText, AutoProcessor and a pipeline, where the package is not importable."""
     ckpt = tmp_path / "ckpt"
-    llava.model.save_pretrained(ckpt)
-    llava.processor.save_pretrained(ckpt)
     bank = llava.bank()
+    llava.model.save_pretrained(ckpt, concepts=bank)  # a personalized checkpoint: projector + concepts
+    llava.processor.save_pretrained(ckpt)
     inputs = llava.query(concepts=bank)
     expected = llava.model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is <bo> here?"}]}]
+    chat = llava.processor(messages=messages, images=[[llava.images[4]]], concepts=bank)
+    answer = llava.model.generate(**chat, concepts=bank, max_new_tokens=5, do_sample=False)
+    expected_text = llava.processor.decode(answer[0, chat["input_ids"].shape[1]:], skip_special_tokens=True)
     torch.save({"expected": expected}, tmp_path / "expected.pt")
     for i, image in enumerate(llava.images[:5]):
         image.save(tmp_path / f"{i}.png")
@@ -219,17 +331,26 @@ def test_checkpoint_loads_as_remote_code_in_a_separate_process(llava, tmp_path):
                 pass
             else:
                 raise SystemExit(f"{{name}} must not be importable here")
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor, pipeline
         path = r"{ckpt}"
-        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True)
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
-        assert type(model).__name__ == "ICPTForConditionalGeneration", type(model)
-        assert type(processor).__name__ == "ICPTProcessor", type(processor)
+        expected = torch.load(r"{tmp_path}/expected.pt")["expected"]
         img = [Image.open(r"{tmp_path}/%d.png" % i).convert("RGB") for i in range(5)]
-        bank = model.encode_concepts(**processor.prepare_references({{"<bo>": img[:2], "<kiki>": img[2:3]}}))
-        inputs = processor(text=[{llava.text!r}], images=[[img[4]]], concepts=bank)
-        out = model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
-        assert torch.equal(out, torch.load(r"{tmp_path}/expected.pt")["expected"]), (out,)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        assert type(processor).__name__ == "ICPTProcessor", type(processor)
+        for auto in (AutoModelForImageTextToText, AutoModel):
+            model = auto.from_pretrained(path, trust_remote_code=True)
+            assert type(model).__name__ == "ICPTForConditionalGeneration", (auto, type(model))
+            bank = model.encode_concepts(**processor.prepare_references({{"<bo>": img[:2], "<kiki>": img[2:3]}}))
+            inputs = processor(text=[{llava.text!r}], images=[[img[4]]], concepts=bank)
+            out = model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)
+            assert torch.equal(out, expected), (auto, out)
+            # the checkpoint's own concepts: no bank argument anywhere
+            inputs = processor(text=[{llava.text!r}], images=[[img[4]]])
+            assert torch.equal(model.generate(**inputs, max_new_tokens=5, do_sample=False), expected)
+        pipe = pipeline("image-text-to-text", model=path, trust_remote_code=True)
+        chat = [{{"role": "user", "content": [{{"type": "image", "image": img[4]}}, {{"type": "text", "text": "Is <bo> here?"}}]}}]
+        said = pipe(text=chat, max_new_tokens=5, return_full_text=False)[0]["generated_text"]
+        assert said == {expected_text!r}, said
         print("REMOTE-OK")
     """)
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
@@ -277,7 +398,8 @@ def test_real_language_model_keeps_its_text_through_icpt(smollm2_llava_path, ima
     assert processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
-def test_relative_backbone_path_is_read_from_the_checkpoint_folder(llava, tmp_path):
+def test_relative_backbone_path_is_read_from_the_checkpoint_folder(llava, tmp_path, monkeypatch):
+    import json
     import shutil
 
     shutil.copytree(llava.model.config.base_model_name_or_path, tmp_path / "backbone")
@@ -285,3 +407,16 @@ def test_relative_backbone_path_is_read_from_the_checkpoint_folder(llava, tmp_pa
     llava.model.save_pretrained(tmp_path / "projector")
     loaded = ICPTForConditionalGeneration.from_pretrained(tmp_path / "projector")
     assert Path(loaded.vlm.config.name_or_path).resolve() == (tmp_path / "backbone").resolve()
+    # re-saved elsewhere, it still names that backbone, relative to the new folder, from any working directory
+    loaded.save_pretrained(tmp_path / "deeper" / "copy")
+    saved = json.loads((tmp_path / "deeper" / "copy" / "config.json").read_text())["base_model_name_or_path"]
+    assert saved == "../../backbone"
+    shutil.copytree(tmp_path / "backbone", tmp_path / "a" / "backbone")
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b" / "c")  # here "../../backbone" is a copy: never read from the working directory
+    again = ICPTForConditionalGeneration.from_pretrained(tmp_path / "deeper" / "copy")
+    assert Path(again.vlm.config.name_or_path).resolve() == (tmp_path / "backbone").resolve()
+    assert Path(again.vlm.config.name_or_path).resolve() != (tmp_path / "a" / "backbone").resolve()
+    shutil.rmtree(tmp_path / "backbone")
+    with pytest.raises(ValueError, match="no such folder"):
+        ICPTForConditionalGeneration.from_pretrained(tmp_path / "deeper" / "copy")

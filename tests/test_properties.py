@@ -11,6 +11,7 @@ the concepts and images given; malformed chat messages. 1,300 examples in all, t
 """
 
 import functools
+import json
 import os
 
 import numpy as np
@@ -19,8 +20,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from safetensors.torch import save_file
 
-from modeling_icpt import ICPTForConditionalGeneration
+from modeling_icpt import ConceptBank, ICPTForConditionalGeneration, ICPTInputError
 from processing_icpt import ICPTProcessor
 
 SETTINGS = dict(deadline=None, database=None, derandomize=not os.environ.get("ICPT_HYPOTHESIS_SEARCH"),
@@ -266,3 +268,65 @@ def test_call_with_messages(llava, files, data):
         out = must_succeed_or_raise_value_error(
             lambda: model.generate(**outputs, concepts=concepts, max_new_tokens=1, do_sample=False))
         assert out is None or out.shape[0] == outputs["input_ids"].shape[0]
+
+
+# ---------------------------------------------------------------- bank files
+
+
+@st.composite
+def bank_files(draw):
+    """(tensors, metadata) of a concept bank file, each part sometimes wrong: every kind a bank can be broken."""
+    count = draw(st.integers(0, 3))
+    rows, width = draw(st.integers(0, 5)), draw(st.sampled_from([0, 4, 8]))
+    dtype = draw(mostly(st.just(torch.float32), st.sampled_from([torch.float16, torch.int64, torch.bool, torch.uint8]), 5))
+
+    def tensor(shape, kind=dtype):
+        values = torch.randn(*shape) * 3
+        fill = draw(mostly(st.just("finite"), st.sampled_from(["nan", "inf"]), 6))
+        if fill != "finite" and values.numel():
+            values.view(-1)[0] = float(fill)
+        return values.to(kind) if kind.is_floating_point or fill == "finite" else values.nan_to_num().to(kind)
+
+    def off_by_one(n):
+        return draw(mostly(st.just(n), st.integers(0, 4), 6))
+
+    tensors = {
+        "prompts": tensor((off_by_one(count), rows, width)),
+        "lengths": draw(st.lists(st.integers(-3, 7), min_size=off_by_one(count), max_size=off_by_one(count)).map(
+            lambda v: torch.tensor(v, dtype=torch.int64 if v else torch.int64))),
+        "complexity": tensor((off_by_one(count),)),
+        "descriptors": tensor((off_by_one(count), off_by_one(width))),
+    }
+    if draw(st.integers(0, 9)) == 0:
+        del tensors[draw(st.sampled_from(sorted(tensors)))]
+    if draw(st.integers(0, 9)) == 0:
+        tensors["prompts"] = tensor((count, rows))  # a dimension short
+    labels = draw(st.lists(st.sampled_from(GOOD_LABELS[:4] + ["bo", "", "<a b>"]), min_size=count, max_size=count))
+    labels = draw(mostly(st.just(json.dumps(labels)), st.sampled_from(
+        ["", "not json", "{}", "[1, 2]", json.dumps(["<bo>", "<bo>", "<kiki>"]), "null"]), 6))
+    metadata = {"format": draw(mostly(st.just("icpt-concept-bank"), st.sampled_from(["", "something-else"]), 8)),
+                "labels": labels, "backbone_fingerprint": draw(st.sampled_from(["", "0123456789abcdef"]))}
+    if draw(st.integers(0, 9)) == 0:
+        del metadata[draw(st.sampled_from(sorted(metadata)))]
+    return {k: v.contiguous() for k, v in tensors.items()}, metadata
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(bank=bank_files(), damage=st.sampled_from(["none"] * 6 + ["truncate", "garbage", "empty"]))
+def test_loading_any_bank_file(tmp_path_factory, bank, damage):
+    tensors, metadata = bank
+    path = tmp_path_factory.mktemp("bank") / "bank.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage" + bytes(range(256)))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    try:
+        loaded = ConceptBank.load(path)
+    except ICPTInputError:
+        return
+    # what loads is a usable bank: every length within its rows, every value finite
+    assert all(1 <= n <= loaded.prompts.shape[1] for n in loaded.lengths.values())
+    assert torch.isfinite(loaded.prompts.float()).all() and len(set(loaded.labels)) == len(loaded)
