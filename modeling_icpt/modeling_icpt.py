@@ -374,9 +374,9 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         for feature, concept in zip(features, reference_concept_index.tolist()):
             per_concept[concept].append(feature)
         if any(len(refs) == 0 for refs in per_concept):
-            raise ValueError("Every concept needs at least one reference image.")
+            raise ICPTInputError("Every concept needs at least one reference image.")
         if max(len(refs) for refs in per_concept) > self.config.max_references:
-            raise ValueError(
+            raise ICPTInputError(
                 f"A concept has more than {self.config.max_references} reference images (config.max_references)."
             )
         device = self.projector.queries.device
@@ -436,7 +436,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         image_token_id = getattr(self.vlm.config, "image_token_id", None)
         input_ids = backbone_inputs.get("input_ids")
         if image_token_id is None or input_ids is None or not (input_ids == image_token_id).any():
-            raise ValueError(
+            raise ICPTInputError(
                 "image_token_embeddings needs the processor's output for text with at least one image "
                 f"(input_ids holding the backbone's image token {image_token_id})."
             )

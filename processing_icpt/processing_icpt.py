@@ -1,6 +1,7 @@
 """ICPT processor: the backbone's own processor, plus references and concept prompt slots."""
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,13 +197,15 @@ class ICPTProcessor(ProcessorMixin):
                     backgrounds.append(background_view(images[-1], load_mask(masks[i], images[-1].size, label)))
                     background_index.append(c)
                     background_position.append(i)
-        pixels = process_reference_images(self.backbone_processor, images)
+        with backbone_errors_as_input_errors():
+            pixels = process_reference_images(self.backbone_processor, images)
         names = [label for label, _, _ in concepts]
         tokens = self.tokenizer(names, add_special_tokens=False, padding=True, return_tensors="pt")
         data = {f"reference_{k}": v for k, v in pixels.items()}
         data["reference_concept_index"] = torch.tensor(concept_index, dtype=torch.long)
         if backgrounds:
-            views = process_reference_images(self.backbone_processor, backgrounds)
+            with backbone_errors_as_input_errors():
+                views = process_reference_images(self.backbone_processor, backgrounds)
             data.update({f"reference_background_{k}": v for k, v in views.items()})
             data["reference_background_concept_index"] = torch.tensor(background_index, dtype=torch.long)
             data["reference_background_position"] = torch.tensor(background_position, dtype=torch.long)
@@ -250,7 +253,9 @@ class ICPTProcessor(ProcessorMixin):
                 raise ICPTInputError(f"Got {batch_size} texts but {len(images)} image lists: give one list per sample.")
             if all(len(sample) == 0 for sample in images):
                 images = None
-        outputs = self.backbone_processor(text=texts, images=images, return_tensors=return_tensors, padding=True, **kwargs)
+        with backbone_errors_as_input_errors():
+            outputs = self.backbone_processor(text=texts, images=images, return_tensors=return_tensors, padding=True,
+                                              **kwargs)
         most = max((len(sample) for sample in per_sample), default=0)
         prompt_concepts = torch.full((batch_size, max(most, 1)), -1, dtype=torch.long)
         for b, sample in enumerate(per_sample):
@@ -441,6 +446,17 @@ def _message_texts(conversation) -> list[str]:
         elif isinstance(content, list):
             texts.extend(part.get("text", "") for part in content if isinstance(part, dict))
     return texts
+
+
+@contextmanager
+def backbone_errors_as_input_errors():
+    """The backbone's processor refuses bad input with a bare `ValueError`: pass it on as an `ICPTInputError`."""
+    try:
+        yield
+    except ICPTInputError:
+        raise
+    except ValueError as error:
+        raise ICPTInputError(f"The backbone's processor refused these inputs: {error}") from None
 
 
 def _message_images(conversation) -> list:
