@@ -75,6 +75,18 @@ def test_push_then_pull_gives_identical_generations(hub, icpt, images, tmp_path)
     assert hub.unhandled == []
 
 
+def test_a_personalized_checkpoint_is_one_repository(hub, icpt, images, tmp_path):
+    model, processor, bank, _ = icpt
+    expected = generate(model, processor, bank, images[4])
+    model.push_to_hub(PROJECTOR_REPO, processor=processor, concepts=bank)
+    assert "concept_bank.safetensors" in HfApi().list_repo_files(PROJECTOR_REPO)
+    pulled_model = ICPTForConditionalGeneration.from_pretrained(PROJECTOR_REPO, cache_dir=tmp_path / "fresh")
+    pulled_processor = ICPTProcessor.from_pretrained(PROJECTOR_REPO, cache_dir=tmp_path / "fresh")
+    assert pulled_model.concepts.labels == pulled_processor.concepts.labels == bank.labels
+    inputs = pulled_processor(text=[QUESTION], images=[[images[4]]])  # no bank passed anywhere
+    assert torch.equal(pulled_model.generate(**inputs, max_new_tokens=5, do_sample=False), expected)
+
+
 def test_the_cards_read_back_are_the_icpt_cards(hub, icpt):
     model, processor, bank, _ = icpt
     model.push_to_hub(PROJECTOR_REPO, processor=processor)
