@@ -1,37 +1,48 @@
-"""The evaluation harness (`icpt eval`): ICPT, its ablations and the baselines, on the same data and backbone.
+"""The evaluation harness (`icpt eval`): ICPT, its ablations and the baselines, on the same questions and backbone.
 
-One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt`,
+One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt` and the ablations
 `icpt_fixed_length`, `icpt_no_decoupling`, `icpt_no_separation`, `icpt_no_identity_targets`, trained by
-`examples/train_icpt.py` with that part switched off), and answers the same episodes with each method of `METHODS`:
+`examples/train_icpt.py` with that part switched off), and has every method of `METHODS` answer the same
+questions:
 
-| method | what the backbone sees for each concept | its prompt tokens per concept |
+| method | what the backbone sees for each concept a question names | its prompt tokens per concept |
 |---|---|---|
 | `icpt`, `icpt_*` | its label and the projector's rows | the bank's length |
 | `name_only` | its label, in the question only | the label's text tokens |
 | `text_description` | "<bo> is <description>." (skipped when episodes carry no description) | the description's tokens |
 | `raw_references` | "<bo> is <photo><photo>." -- the ceiling, and its cost | the image tokens of its photos |
-| `test_time_training` | its label and 16 rows trained per concept (Yo'LLaVA-style) | 16 |
+| `raw_references_plain_noun` | "the object is <photo><photo>.", the question asked about "the object" | the same |
+| `test_time_training` | its label and 16 rows trained per concept (Yo'LLaVA-style), on a stated subsample | 16 |
 
-It scores the answers with the project's `evaluate` metrics (`icpt.metrics`): recognition in the
-Yo'LLaVA protocol (positive, negative, weighted; overall and per concept), two-option VQA and text-only
-QA by exact match, attribute and presence questions, accuracy on single- vs multi-concept images
-(tag `multi_concept`) and caption recall (against `present`); every metric again on the
-`environment_shift` and `look_alike` splits; mean and 95 % interval over seeds (at least 3 by default).
+Every method asks as users do: a question's prompt holds only the concepts the question names.
 
-**What a seed varies**: which held-out episodes are drawn (the generated world draws fresh episodes per
-seed; a fixed dataset is shuffled and `num_episodes` of it taken), which references of each concept are
-used (when `num_references` is set, and in the reference sweep), and the test-time-training baseline's
-initialization and negatives. Decoding is greedy: nothing else is random.
+**How a run goes.**
 
-A **reference sweep** reruns the reference-using methods on the recognition episodes with at most
-k = 1..5 references per concept. Everything lands in an output folder:
+1. The ceiling methods (`CEILING_METHODS`: the photos in context) answer every question. A task is
+   *measurable on this backbone* when the best ceiling's 95 % interval lies at least `CEILING_MARGIN` above
+   the task's chance level; the other tasks are reported as such (their ceiling, no column of zeros), and no
+   other method is run on them.
+2. Every other method answers every question of the measurable tasks (test-time training a random subsample
+   of `ttt_questions`, it costs seconds per concept).
+3. Each answer is scored by its task's rule (`icpt.evaluation_scoring.question_score`) and written as one
+   line of `outcomes.jsonl` (episode, question id, task, splits, method, prediction, score, prompt tokens), so
+   every number of the report can be recomputed from that file.
+4. Cells are mean [95 % interval] from a bootstrap over episodes (one question per episode;
+   `icpt.evaluation_statistics`); each method's row carries its paired difference to `icpt` on the same
+   questions, with interval and a paired permutation test's p-value. The splits (environment shift,
+   look-alikes, multi-concept scenes) are subsets of the same questions.
 
-- `results.json` (schema below), `results.md` (the tables),
-- `accuracy_vs_prompt_tokens.png`, `accuracy_vs_references.png` (`icpt.plots`).
+**Sources of variance.** The intervals cover the draw of episodes (questions, references, photos). Each
+ICPT checkpoint is one training run (seed 0): the variance between training seeds is a separate source,
+not measured by this harness (retrain with other `--seed`s and compare). Decoding is greedy.
+
+A **reference sweep** reruns `icpt` and `raw_references` on a subsample of recognition questions with at
+most k references per concept. Everything lands in an output folder: `results.json` (schema below),
+`outcomes.jsonl`, `results.md` and the plots `accuracy_vs_prompt_tokens.png`, `accuracy_vs_references.png`.
 
 **Regenerating `docs/results.md`** on the embedded default (backbone `icpt/default/backbone`, projector
-`icpt/default/projector`, the three ablation projectors in `icpt/default/ablations/<method>`; no number
-typed by hand):
+`icpt/default/projector`, the ablation projectors in `icpt/default/ablations/<method>`; no number typed by
+hand; about 20-30 minutes on a 2-core CPU, with a progress bar and an ETA):
 
 ```bash
 icpt eval --preset default --write-docs docs/results.md
@@ -39,26 +50,25 @@ icpt eval --preset default --write-docs docs/results.md
 python -m icpt.evaluation --preset default --write-docs docs/results.md
 ```
 
-The ablation projectors are trained like the default one, on the default backbone's world (read from its
-`world.json`, so that no evaluation identity was a training identity), with one term switched off:
-
-```bash
-python examples/train_icpt.py --backbone icpt/default/backbone \
-    --output_dir icpt/default/ablations/icpt_no_separation --separation_weight 0
-# --decoupling_weight 0 -> icpt_no_decoupling, --adaptive_length false -> icpt_fixed_length,
-# no --identity_targets -> icpt_no_identity_targets
-```
+The ablation projectors are trained like the default one (scripts/train_default_projectors.sh), on the
+default backbone's world, with one term switched off. The shipped projector gives every concept 8 rows
+(`min_prompt_length = max_prompt_length = 8`), so its fixed-length ablation is the same projector with
+`adaptive_length=False` (training one with `--adaptive_length false` and that recipe draws the same
+lengths and batches); the preset derives it that way and says so.
 
 Other data: `--episodes DIR` (a `Dataset.save_to_disk` folder with `EPISODE_FEATURES`), or
 `--benchmark yollava|myvlm|mc_llava --benchmark-root DIR` (a local copy of the benchmark, see
-`icpt.benchmarks`); by default the generated world's held-out episodes.
+`icpt.benchmarks`); by default the generated world's held-out episodes (`world_episodes`).
 
-`results.json`: `schema_version`, `command`, `backbone`, `data` (`description`, `num_episodes` per seed,
-`tasks`, `tags`), `seeds`, `seed_varies`, `settings`, `metrics`, `splits`, `methods` (per method:
-`status` "ok" or "skipped", `note`, `checkpoint`, `prompt_tokens_per_concept`, `seconds_per_concept`,
-`wall_seconds`, `results` `{split: {metric: aggregate}}`, `per_concept` `{label: {metric: aggregate}}`,
-`examples`), `reference_sweep` (`metric`, `counts`, `methods` `{method: {k: aggregate}}`, `note`) and
-`plots`. An aggregate is `{"mean", "low", "high", "per_seed", "num_seeds"}`.
+`results.json`: `schema_version`, `command`, `backbone`, `data` (`description`, `num_episodes`, `tasks`,
+`tags`), `seeds`, `variance`, `settings`, `metrics`, `splits`, `reference_method`, `ceiling`
+(`{task: {chance, method, value, measurable}}`), `split_ceiling`, `methods` (per method: `status`, `note`,
+`checkpoint`, `num_questions`, `prompt_tokens_per_concept`, `seconds_per_concept` (`{mean, min, max, n}`),
+`wall_seconds`, `results` `{split: {metric: estimate}}`, `difference` `{split: {metric: paired difference}}`,
+`agreement_with_reference`, `row_difference`, `examples`), `claims`, `reference_sweep`, `outcomes` (the
+JSON-lines file) and `plots`. An estimate is `{"mean", "low", "high", "n"}` (plus `n_positive`,
+`n_negative` for the weighted recognition); a paired difference `{"difference", "low", "high", "p_value",
+"n", "discordant", "verdict"}`.
 
 Example:
 
@@ -67,7 +77,7 @@ Example:
 >>> results = run_evaluation(
 ...     episodes,  # a Dataset, or a function seed -> Dataset
 ...     checkpoints={"icpt": "outputs/projector", "icpt_no_separation": "outputs/projector-no-sep"},
-...     seeds=(0, 1, 2), output_dir="outputs/eval",
+...     output_dir="outputs/eval",
 ... )  # doctest: +SKIP
 >>> results["methods"]["icpt"]["results"]["all"]["recognition_weighted"]["mean"]  # doctest: +SKIP
 0.79
@@ -77,6 +87,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import shutil
@@ -86,7 +97,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .evaluation_methods import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -101,14 +114,34 @@ from .evaluation_methods import (
     TextDescriptionMethod,
     eval_episodes,
 )
-from .evaluation_scoring import METRICS, SPLITS, Scorer, aggregate, aggregate_scores, render_markdown
+from .evaluation_scoring import (
+    CHANCE,
+    METRICS,
+    SPLITS,
+    TASK_METRIC,
+    canonical_prediction,
+    cell,
+    cells,
+    differences,
+    format_difference,
+    format_value,
+    is_positive,
+    question_score,
+    render_markdown,
+)
+from .evaluation_statistics import CONFIDENCE, N_RESAMPLES, estimate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHECKPOINT_METHODS = ("icpt", "icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets")
-BASELINE_METHODS = ("name_only", "text_description", "raw_references", "test_time_training")
+BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_references_plain_noun", "test_time_training")
 METHODS = CHECKPOINT_METHODS + BASELINE_METHODS
-# Methods that read reference photos: the ones the reference sweep varies (test-time training only on request).
+# The photos in context: what decides whether a task is measurable on the backbone at all.
+CEILING_METHODS = ("raw_references", "raw_references_plain_noun")
+# Every other method's row carries its paired difference to this one.
+REFERENCE_METHOD = "icpt"
+# Methods that read reference photos: the ones the reference sweep can vary.
 REFERENCE_METHODS = CHECKPOINT_METHODS + ("raw_references",)
+DEFAULT_SWEEP_METHODS = ("icpt", "raw_references")
 # What each ablation checkpoint must have been trained with (config field, value), and the training flag.
 ABLATIONS = {
     "icpt_fixed_length": ("adaptive_length", False, "--adaptive_length false"),
@@ -116,42 +149,111 @@ ABLATIONS = {
     "icpt_no_separation": ("separation_weight", 0.0, "--separation_weight 0"),
     "icpt_no_identity_targets": ("identity_target_weight", 0.0, "--identity_target_weight 0"),
 }
-SEED_VARIES = (
-    "a seed fixes which held-out episodes are drawn, which references of each concept are used "
-    "(when capped) and the test-time-training initialization and negatives; decoding is greedy"
+# A task is measurable when the best ceiling's interval lies this far above chance.
+CEILING_MARGIN = 0.10
+# "Matches raw references": ICPT's weighted recognition at most this much below, with 95 % confidence.
+MATCH_MARGIN = 0.05
+VARIANCE = (
+    "intervals: bootstrap over episodes (which questions, references and photos were drawn); each ICPT "
+    "checkpoint is one training run (seed 0), so the variance between training seeds is not in them; "
+    "decoding is greedy"
 )
-# The embedded default: the backbone and the four projector checkpoints, inside the package.
+# The embedded default: the backbone and the projector checkpoints, inside the package.
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 # The ablation projectors ship beside it, so the results page can be regenerated from a clone.
 DEFAULT_ABLATIONS_DIR = DEFAULT_DIR / "ablations"
 # The generated world the default backbone is pretrained on (examples/pretrain_world_backbone.py defaults).
 DEFAULT_WORLD_SEED = 0
 DEFAULT_WORLD_IDENTITIES = 1000
-DEFAULT_NUM_EPISODES = 120  # 20 per task; test-time training dominates the run time (seconds per concept)
+# Power: recognition questions per method (balanced yes / no), at least this many per split, and questions
+# per other task for its ceiling; test-time training (seconds per concept) and the sweep answer subsamples.
+DEFAULT_RECOGNITION_QUESTIONS = 1200
+DEFAULT_MIN_PER_SPLIT = 320
+DEFAULT_TASK_QUESTIONS = 100
+DEFAULT_TTT_QUESTIONS = 120
+DEFAULT_TTT_STEPS = 10
+DEFAULT_SWEEP_QUESTIONS = 240
+DEFAULT_REFERENCE_COUNTS = (1, 3, 5)
 SWEEP_METRIC = "recognition_weighted"
+NON_RECOGNITION_TASKS = ("presence", "vqa", "text_qa", "attribute", "caption")
 
 
 # --------------------------------------------------------------------------------------------- data
 
 
+def select_stratified(answers: Sequence[bool], tags: Sequence[Sequence[str]], total: int, min_per_split: int,
+                      splits: Sequence[str], seed: int = 0) -> list[int]:
+    """Indices of `total` questions, half positive and half negative, with at least `min_per_split` of each split.
+
+    Questions of each split short of its quota are taken first (positives and negatives in turn, as far as
+    the pool has them), then the rest is filled at random to balance positives and negatives.
+
+    Example:
+
+    ```python
+    >>> select_stratified([True, False] * 10, [["b"]] * 4 + [[]] * 16, total=8, min_per_split=3, splits=["b"])
+    [0, 1, 2, 4, 5, 7, 9, 12]
+    ```
+    """
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(len(answers))]
+    chosen: set[int] = set()
+    for split in splits:
+        missing = min_per_split - sum(1 for i in chosen if split in tags[i])
+        yes = [i for i in order if i not in chosen and split in tags[i] and answers[i]]
+        no = [i for i in order if i not in chosen and split in tags[i] and not answers[i]]
+        turns = [i for pair in zip(yes, no) for i in pair] + yes[len(no):] + no[len(yes):]
+        chosen.update(turns[:max(missing, 0)])
+    for want, kind in ((total // 2, True), (total - total // 2, False)):
+        have = sum(1 for i in chosen if answers[i] == kind)
+        chosen.update([i for i in order if i not in chosen and answers[i] == kind][:max(want - have, 0)])
+    return sorted(chosen)
+
+
 def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = DEFAULT_WORLD_IDENTITIES,
-                   num_episodes: int = DEFAULT_NUM_EPISODES) -> Callable:
-    """A function `seed -> Dataset` of the generated world's held-out episodes, fresh ones for each seed.
+                   num_recognition: int = DEFAULT_RECOGNITION_QUESTIONS, min_per_split: int = DEFAULT_MIN_PER_SPLIT,
+                   task_questions: int = DEFAULT_TASK_QUESTIONS) -> Callable:
+    """A function `seed -> Dataset` of the generated world's held-out episodes (one question each).
 
     Held-out identities only (never seen by the backbone or the projectors); references from environment
-    set A, queries from A or B (tagged `environment_shift`); tasks cycled so each seed has all six.
+    set A, queries from A or B (tagged `environment_shift`). `num_recognition` recognition questions, half
+    positive, drawn stratified (`select_stratified`) from a larger pool so that each split (environment
+    shift, look-alikes, multi-concept scenes) has at least `min_per_split`; plus `task_questions` questions
+    of each other task, on which the ceiling decides whether the task is measurable.
     """
+    from datasets import concatenate_datasets
+
     from .world import World
     from .world_tasks import build_episodes
 
     world = World(seed=world_seed, num_identities=num_identities)
+    splits = [split for split in SPLITS if split != "all"]
 
     def episodes(seed: int):
-        return build_episodes(world, "held_out", num_episodes, seed=seed)
+        pool, chunk = [], 0
+        while True:  # draw recognition episodes in chunks until every split can meet its quota
+            pool.append(build_episodes(world, "held_out", max(2 * num_recognition, 100), seed=seed * 1000 + chunk,
+                                       tasks=("recognition",)))
+            chunk += 1
+            tags = [t for part in pool for t in part["tags"]]
+            counts = Counter(tag for row in tags for tag in row)
+            if len(tags) >= num_recognition and all(counts[s] >= min_per_split for s in splits):
+                break
+            if chunk >= 50:
+                raise RuntimeError(f"Could not draw {min_per_split} recognition questions per split in {len(tags)} episodes.")
+        pool = concatenate_datasets(pool)
+        answers = [answer == "Yes" for answer in pool["answer"]]
+        chosen = select_stratified(answers, pool["tags"], num_recognition, min_per_split, splits, seed=seed)
+        parts = [pool.select(chosen)]
+        if task_questions:
+            parts.append(build_episodes(world, "held_out", task_questions * len(NON_RECOGNITION_TASKS),
+                                        seed=seed * 1000 + 999, tasks=NON_RECOGNITION_TASKS))
+        return concatenate_datasets(parts)
 
     episodes.description = (
-        f"generated world (seed {world_seed}, {num_identities} identities), held-out identities, "
-        f"{num_episodes} fresh episodes per seed"
+        f"generated world (seed {world_seed}, {num_identities} identities), held-out identities: {num_recognition} "
+        f"recognition questions (half positive, at least {min_per_split} per split) and {task_questions} of each "
+        "other task"
     )
     return episodes
 
@@ -163,6 +265,15 @@ def _episodes_for_seed(source, seed: int, num_episodes: int | None):
     return dataset
 
 
+def question_id(episode) -> str:
+    """A short id of a question from its content (question, query image, references), stable across runs."""
+    from .evaluation_methods import image_key
+
+    parts = [episode.question, image_key(episode.image_value) if episode.image_value else ""]
+    parts += [concept.key for concept in episode.concepts]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
 # --------------------------------------------------------------------------------------------- models
 
 
@@ -171,6 +282,10 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
 
     Returns `(context, models, notes)`: a `BackboneContext`, `{method: ICPTForConditionalGeneration}` and
     `{method: note}` for checkpoints worth a remark.
+
+    `icpt_fixed_length` may be given a checkpoint trained with adaptive length whose lengths are fixed anyway
+    (`min_prompt_length == max_prompt_length`): it is then loaded with `adaptive_length=False`, which gives
+    every concept the same rows as before, and the note says so.
     """
     from transformers import AutoModelForImageTextToText
 
@@ -190,6 +305,14 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
         configs[method] = ICPTConfig.from_pretrained(path)
     notes = {}
     for method, config in configs.items():
+        if method == "icpt_fixed_length" and config.adaptive_length and config.min_prompt_length == config.max_prompt_length:
+            config.adaptive_length = False
+            notes[method] = (
+                f"the checkpoint {_display_path(checkpoints[method])} loaded with adaptive_length=False: it was trained "
+                f"with min_prompt_length = max_prompt_length = {config.max_prompt_length}, so adaptive length already "
+                f"gives every concept {config.max_prompt_length} rows and a fixed-length run of the same recipe draws "
+                "the same lengths and batches (nothing to train)"
+            )
         if method in ABLATIONS:
             field, value, flag = ABLATIONS[method]
             if getattr(config, field) != value:
@@ -226,7 +349,8 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
             notes[method] = (notes[method] + "; " if method in notes else "") + (
                 f"trained on {_display_path(trained_on)}, evaluated on {_display_path(backbone)}"
             )
-        models[method] = ICPTForConditionalGeneration.from_pretrained(checkpoints[method], backbone=vlm).eval()
+        models[method] = ICPTForConditionalGeneration.from_pretrained(checkpoints[method], config=config,
+                                                                      backbone=vlm).eval()
     injector = next(iter(models.values()), None)
     if injector is None:  # no checkpoint: an untrained wrapper only injects test-time-trained rows
         injector = ICPTForConditionalGeneration.from_backbone(vlm, prompt_token_id=processor.prompt_token_id).eval()
@@ -261,22 +385,103 @@ def _same_path(a: str, b: str) -> bool:
 
 def _log(progress: bool, message: str) -> None:
     if progress:
-        print(f"[icpt eval {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+        tqdm.write(f"[icpt eval {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr)
 
 
-def _mean(values) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
+def _spread(values) -> dict:
+    """`{"mean", "min", "max", "n"}` of per-concept counts or costs."""
+    values = [float(v) for v in values]
+    if not values:
+        return {"mean": None, "min": None, "max": None, "n": 0}
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def _describe(dataset_list: list) -> dict:
-    """Episodes per task and per tag, all seeds together."""
+def _describe(episodes: list) -> dict:
     tasks, tags = Counter(), Counter()
-    for episodes in dataset_list:
-        for episode in episodes:
-            tasks[episode.task] += 1
-            tags.update(episode.tags)
+    for episode in episodes:
+        tasks[episode.task] += 1
+        tags.update(episode.tags)
     return {"tasks": dict(sorted(tasks.items())), "tags": dict(sorted(tags.items()))}
+
+
+def _build_runner(name, context, models, ttt_steps, ttt_learning_rate, ttt_negatives):
+    if name in CHECKPOINT_METHODS:
+        return ICPTMethod(context, models[name], name=name)
+    if name == "name_only":
+        return NameOnlyMethod(context)
+    if name == "text_description":
+        return TextDescriptionMethod(context)
+    if name == "raw_references":
+        return RawReferencesMethod(context)
+    if name == "raw_references_plain_noun":
+        return RawReferencesMethod(context, plain_noun=True)
+    return TestTimeTrainingMethod(context, steps=ttt_steps, learning_rate=ttt_learning_rate, num_negatives=ttt_negatives)
+
+
+def _answer(runner, episodes: list, ids: list[str], seed: int, bar) -> list[dict]:
+    """The runner's outcomes on `episodes` (one dict per question, the lines of outcomes.jsonl)."""
+    runner.begin_seed(seed)
+    if isinstance(runner, TestTimeTrainingMethod):
+        runner.set_negative_pool(episodes)
+    torch.manual_seed(seed)
+    outcomes = []
+    for episode, (episode_id, qid) in zip(episodes, ids):
+        prediction = runner.answer(episode)
+        outcomes.append({
+            "episode": episode_id, "question_id": qid, "task": episode.task,
+            "splits": [tag for tag in episode.tags if tag in SPLITS], "method": runner.name,
+            "question": episode.question, "answer": episode.answer, "prediction": prediction,
+            "score": question_score(episode, prediction), "positive": is_positive(episode),
+            "prompt_tokens": runner.question_tokens(episode),
+        })
+        if outcomes[-1]["score"] is not None and episode.task != "caption":
+            outcomes[-1]["correct"] = outcomes[-1]["score"] == 1.0
+        bar.update(1)
+    return outcomes
+
+
+def _ceiling(outcomes_by_method: dict, task: str, split: str = "all", margin: float = CEILING_MARGIN) -> dict:
+    """The best ceiling method's estimate of a task's metric on a split, and whether it is measurable."""
+    metric = TASK_METRIC[task]
+    best_name, best = None, None
+    for name, outcomes in outcomes_by_method.items():
+        value = cell(outcomes, split, metric)
+        if value["mean"] is not None and (best is None or value["mean"] > best["mean"]):
+            best_name, best = name, value
+    if best is None:
+        return {"chance": CHANCE[task], "method": None, "value": {"mean": None, "low": None, "high": None, "n": 0},
+                "measurable": False}
+    low = best["low"] if best["low"] is not None else best["mean"]  # too few questions for an interval
+    return {"chance": CHANCE[task], "method": best_name, "value": best,
+            "measurable": bool(low >= CHANCE[task] + margin)}
+
+
+def _agreement(episodes_by_id: dict, outcomes: list[dict], reference: list[dict]) -> dict | None:
+    """How often a method's answer, read by its task's rule, equals the reference method's."""
+    by_id = {o["question_id"]: o for o in reference}
+    common = [o for o in outcomes if o["question_id"] in by_id]
+    if not common:
+        return None
+    same = sum(canonical_prediction(episodes_by_id[o["question_id"]], o["prediction"])
+               == canonical_prediction(episodes_by_id[o["question_id"]], by_id[o["question_id"]]["prediction"])
+               for o in common)
+    return {"same": same, "n": len(common), "share": same / len(common)}
+
+
+def _row_difference(runner, reference) -> float | None:
+    """The largest relative difference between two ICPT methods' prompt rows for the same concepts."""
+    if not (isinstance(runner, ICPTMethod) and isinstance(reference, ICPTMethod)):
+        return None
+    common = [key for key in runner._added if key in reference._added]
+    if not common:
+        return None
+    worst = 0.0
+    for key in common:
+        rows, reference_rows = runner._added[key].prompts, reference._added[key].prompts
+        if rows.shape != reference_rows.shape:
+            return 1.0
+        worst = max(worst, float((rows - reference_rows).norm() / reference_rows.norm().clamp_min(1e-12)))
+    return worst
 
 
 def run_evaluation(
@@ -284,14 +489,17 @@ def run_evaluation(
     checkpoints: Mapping[str, str] | None = None,
     backbone: str | None = None,
     methods: Sequence[str] | None = None,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = (0,),
     num_episodes: int | None = None,
     num_references: int | None = None,
-    reference_counts: Sequence[int] = (1, 2, 3, 4, 5),
+    reference_counts: Sequence[int] = DEFAULT_REFERENCE_COUNTS,
     sweep_methods: Sequence[str] | None = None,
-    ttt_steps: int = TEST_TIME_TRAINING_STEPS,
+    sweep_questions: int = DEFAULT_SWEEP_QUESTIONS,
+    ttt_questions: int | None = DEFAULT_TTT_QUESTIONS,
+    ttt_steps: int = DEFAULT_TTT_STEPS,
     ttt_learning_rate: float = TEST_TIME_TRAINING_LEARNING_RATE,
     ttt_negatives: int = 8,
+    ceiling_margin: float = CEILING_MARGIN,
     max_new_tokens: Mapping[str, int] | None = None,
     device: str | None = None,
     output_dir: str | Path | None = None,
@@ -299,7 +507,7 @@ def run_evaluation(
     command: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run `methods` on the same episodes and backbone over `seeds`; return (and with `output_dir`, write) the results.
+    """Run `methods` on the same questions and backbone; return (and with `output_dir`, write) the results.
 
     Args:
         episodes: a `datasets.Dataset` with `EPISODE_FEATURES`, or a function `seed -> Dataset` (e.g. `world_episodes()`).
@@ -307,111 +515,163 @@ def run_evaluation(
             method without a checkpoint is reported as skipped.
         backbone: the frozen backbone (default: the one the first checkpoint names).
         methods: which of `METHODS` to run (default: all).
-        seeds: at least 3 for an interval (see the module docstring for what a seed varies).
+        seeds: episode draws; their questions are pooled (each draw's episodes are fresh for a function,
+            a shuffle of a dataset otherwise).
         num_episodes: episodes per seed (default: all of a dataset; a function decides itself).
         num_references: at most this many references per concept, drawn with the seed (default: all).
         reference_counts: the k of the reference sweep (empty: no sweep).
-        sweep_methods: methods of the sweep (default: the chosen ones among `REFERENCE_METHODS`).
+        sweep_methods: methods of the sweep (default: `icpt` and `raw_references`, those that run).
+        sweep_questions: recognition questions of the sweep (a random subsample).
+        ttt_questions: questions test-time training answers (a random subsample; None: all).
         ttt_steps, ttt_learning_rate, ttt_negatives: the test-time-training budget per concept (see
             `train_concept_prompts`; the learning rate is relative to the size of an embedding entry).
+        ceiling_margin: a task is measurable when the best ceiling's interval lies this far above chance.
         max_new_tokens: per-task overrides of `DEFAULT_MAX_NEW_TOKENS`.
         device: "cpu", "cuda", ... (default: cuda when available).
-        output_dir: where to write results.json, results.md and the plots.
+        output_dir: where to write results.json, outcomes.jsonl, results.md and the plots.
         data_description: one line on the data for the tables.
         command: the command line that produced the run (recorded in results.json and the markdown).
-        progress: log each method's progress to stderr.
+        progress: a progress bar with an ETA, and a line per method, on stderr.
     """
+    started = time.perf_counter()
     checkpoints = {k: str(v) for k, v in (checkpoints or {}).items()}
     methods = list(METHODS if methods is None else methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"Unknown methods {unknown}: choose among {', '.join(METHODS)}.")
     if not seeds:
-        raise ValueError("Give at least one seed (three or more for a 95 % interval).")
-    sweep_methods = [m for m in (sweep_methods if sweep_methods is not None else REFERENCE_METHODS) if m in methods]
+        raise ValueError("Give at least one seed (an episode draw).")
+    sweep_methods = [m for m in (sweep_methods if sweep_methods is not None else DEFAULT_SWEEP_METHODS) if m in methods]
+    bad_sweep = [m for m in sweep_methods if m not in REFERENCE_METHODS]
+    if bad_sweep:
+        raise ValueError(f"The reference sweep varies references: {bad_sweep} read none (choose among {REFERENCE_METHODS}).")
     context, models, checkpoint_notes = load_models(
         {m: p for m, p in checkpoints.items() if m in methods}, backbone=backbone, device=device
     )
     context.max_new_tokens = {**DEFAULT_MAX_NEW_TOKENS, **(max_new_tokens or {})}
     backbone = backbone or context.vlm.config.name_or_path
 
+    # the questions: every seed's draw, pooled
+    prepared, ids, counts = [], [], []
+    for seed in seeds:
+        dataset = _episodes_for_seed(episodes, seed, num_episodes)
+        draw = eval_episodes(dataset, num_references=num_references, seed=seed)
+        if not draw:
+            raise ValueError(f"Seed {seed} has no episodes to evaluate: check the episode source.")
+        prepared += draw
+        ids += [(f"s{seed}-{index:05d}", question_id(episode)) for index, episode in enumerate(draw)]
+        counts.append(len(draw))
+    episodes_by_id = {qid: episode for episode, (_, qid) in zip(prepared, ids)}
+    seed = seeds[0]
+
     rows, runners = {}, {}
     for name in methods:
         rows[name] = {"status": "ok", "note": checkpoint_notes.get(name, ""), "checkpoint": checkpoints.get(name)}
-        if name in CHECKPOINT_METHODS:
-            if name not in models:
-                flag = ABLATIONS[name][2] if name in ABLATIONS else ""
+        if name in CHECKPOINT_METHODS and name not in models:
+            flag = ABLATIONS[name][2] if name in ABLATIONS else ""
+            rows[name].update(status="skipped", note=(
+                f"no checkpoint given: train one with examples/train_icpt.py {flag}".rstrip()
+                + f" and pass it with --checkpoint {name}=PATH"))
+            continue
+        if name == "text_description":
+            missing = sum(1 for e in prepared for c in e.named_concepts if not c.description)
+            if missing:
+                total = sum(len(e.named_concepts) for e in prepared)
                 rows[name].update(status="skipped", note=(
-                    f"no checkpoint given: train one with examples/train_icpt.py {flag}".rstrip()
-                    + f" and pass it with --checkpoint {name}=PATH"))
+                    f"{missing} of {total} named concepts in the episodes carry no description "
+                    "(the `description` field of EPISODE_FEATURES)"))
                 continue
-            runners[name] = ICPTMethod(context, models[name], name=name)
-        elif name == "name_only":
-            runners[name] = NameOnlyMethod(context)
-        elif name == "text_description":
-            runners[name] = TextDescriptionMethod(context)
-        elif name == "raw_references":
-            runners[name] = RawReferencesMethod(context)
-        else:
-            runners[name] = TestTimeTrainingMethod(context, steps=ttt_steps, learning_rate=ttt_learning_rate,
-                                                   num_negatives=ttt_negatives)
+        runners[name] = _build_runner(name, context, models, ttt_steps, ttt_learning_rate, ttt_negatives)
+    ceiling_names = [name for name in CEILING_METHODS if name in runners]
+    other_names = [name for name in runners if name not in ceiling_names]
 
-    scorer = Scorer()
-    per_seed = {name: {"scores": [], "tokens": [], "seconds": [], "wall": 0.0, "examples": []} for name in runners}
-    sweep = {name: {k: [] for k in reference_counts} for name in sweep_methods if name in runners}
-    seen_episodes, counts = [], []
-    for seed in seeds:
-        dataset = _episodes_for_seed(episodes, seed, num_episodes)
-        prepared = eval_episodes(dataset, num_references=num_references, seed=seed)
-        seen_episodes.append(prepared)
-        counts.append(len(prepared))
-        if not prepared:
-            raise ValueError(f"Seed {seed} has no episodes to evaluate: check the episode source.")
-        for name, runner in list(runners.items()):
-            if name == "text_description":
-                missing = sum(1 for e in prepared for c in e.concepts if not c.description)
-                if missing:
-                    total = sum(len(e.concepts) for e in prepared)
-                    rows[name].update(status="skipped", note=(
-                        f"{missing} of {total} concepts in the episodes carry no description "
-                        "(the `description` field of EPISODE_FEATURES)"))
-                    del runners[name], per_seed[name]
-                    sweep.pop(name, None)
-                    continue
-            start = time.perf_counter()
-            predictions = _answer_all(runner, prepared, seed)
-            record = per_seed[name]
-            record["wall"] += time.perf_counter() - start
-            record["scores"].append(scorer.score(prepared, predictions))
-            record["tokens"].append(_mean(runner.prompt_tokens.values()))
-            record["seconds"].append(_mean(runner.seconds.values()))
-            if not record["examples"]:
-                record["examples"] = [
-                    {"task": e.task, "question": e.question, "answer": e.answer, "prediction": p}
-                    for e, p in list(zip(prepared, predictions))[:6]
-                ]
-            _log(progress, f"seed {seed}: {name} answered {len(prepared)} episodes in {time.perf_counter() - start:.1f} s")
-        recognition = [i for i, e in enumerate(prepared) if e.task == "recognition"]
-        if sweep and recognition:
-            subset = dataset.select(recognition)
-            for k in reference_counts:
-                capped = eval_episodes(subset, num_references=k, seed=seed)
-                for name in sweep:
-                    predictions = _answer_all(runners[name], capped, seed)
-                    sweep[name][k].append(scorer.score(capped, predictions)["all"][SWEEP_METRIC])
-            _log(progress, f"seed {seed}: reference sweep k = {list(reference_counts)} done")
+    bar = tqdm(total=len(prepared) * len(runners), desc="icpt eval", unit="answer", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
+    outcomes, wall = {}, {}
 
-    for name, record in per_seed.items():
-        aggregated = aggregate_scores(record["scores"])
+    def run(name, chosen):
+        begin = time.perf_counter()
+        outcomes[name] = _answer(runners[name], [prepared[i] for i in chosen], [ids[i] for i in chosen], seed, bar)
+        wall[name] = time.perf_counter() - begin
+        _log(progress, f"{name} answered {len(chosen)} questions in {wall[name]:.0f} s")
+
+    # 1. the ceiling on every question, which decides the measurable tasks
+    for name in ceiling_names:
+        run(name, range(len(prepared)))
+    tasks = list(dict.fromkeys(episode.task for episode in prepared))
+    ceiling_outcomes = {name: outcomes[name] for name in ceiling_names}
+    if ceiling_names:
+        ceiling = {task: _ceiling(ceiling_outcomes, task, margin=ceiling_margin) for task in tasks}
+    else:  # nothing to tell measurable tasks from the others: every task is run and reported
+        ceiling = {task: {"chance": CHANCE[task], "method": None, "measurable": True,
+                          "value": {"mean": None, "low": None, "high": None, "n": 0}} for task in tasks}
+    measurable = [i for i, episode in enumerate(prepared) if ceiling[episode.task]["measurable"]]
+    _log(progress, "measurable on this backbone: " + (", ".join(t for t in tasks if ceiling[t]["measurable"]) or "none"))
+
+    # 2. every other method on the measurable questions (test-time training on a subsample)
+    rng = np.random.default_rng(seed)
+    plans = {}
+    for name in other_names:
+        chosen = measurable
+        if name == "test_time_training" and ttt_questions is not None and ttt_questions < len(measurable):
+            chosen = sorted(int(i) for i in rng.choice(measurable, size=ttt_questions, replace=False))
+        plans[name] = chosen
+    recognition = [i for i in measurable if prepared[i].task == "recognition"]
+    sweep_chosen = (sorted(int(i) for i in rng.choice(recognition, size=min(sweep_questions, len(recognition)),
+                                                      replace=False)) if recognition else [])
+    sweep_names = [name for name in sweep_methods if name in runners] if reference_counts and sweep_chosen else []
+    bar.total = (len(prepared) * len(ceiling_names) + sum(len(chosen) for chosen in plans.values())
+                 + len(sweep_chosen) * len(reference_counts) * len(sweep_names))
+    bar.refresh()
+    for name in other_names:
+        run(name, plans[name])
+
+    # 3. the reference sweep, on a subsample of the measurable recognition questions
+    sweep = {name: {} for name in sweep_names}
+    if sweep_names:
+        subset = [prepared[i] for i in sweep_chosen]
+        for k in reference_counts:
+            capped = []
+            for episode in subset:  # the same questions, each concept keeping at most k references
+                concepts = [type(c)(c.name, _capped_key(c, k, seed), _capped(c, k, seed), c.description)
+                            for c in episode.concepts]
+                capped.append(type(episode)(**{**episode.__dict__, "concepts": concepts}))
+            for name in sweep_names:
+                answered = _answer(runners[name], capped, [ids[i] for i in sweep_chosen], seed, bar)
+                positive = [o["positive"] for o in answered]
+                sweep[name][str(k)] = estimate([o["score"] for o in answered], positive=positive, seed=seed)
+        _log(progress, f"reference sweep k = {list(reference_counts)} done")
+    bar.close()
+
+    # 4. cells, differences, agreement
+    reference = outcomes.get(REFERENCE_METHOD)
+    headline = [TASK_METRIC[task] for task in tasks if ceiling[task]["measurable"]]
+    for name, runner in runners.items():
+        own = outcomes[name]
         rows[name].update(
-            prompt_tokens_per_concept=aggregate(record["tokens"]),
-            seconds_per_concept=aggregate(record["seconds"]),
-            wall_seconds=record["wall"],
-            results={split: aggregated[split] for split in SPLITS},
-            per_concept=aggregated["per_concept"],
-            examples=record["examples"],
+            num_questions=len(own),
+            prompt_tokens_per_concept=_spread(runner.prompt_tokens.values()),
+            seconds_per_concept=_spread(runner.seconds.values()),
+            wall_seconds=wall[name],
+            results=cells(own, seed=seed),
+            difference=(differences(own, reference, metrics=headline, seed=seed)
+                        if reference is not None and name != REFERENCE_METHOD else {}),
+            agreement_with_reference=(_agreement(episodes_by_id, own, reference)
+                                      if reference is not None and name != REFERENCE_METHOD else None),
+            row_difference=(_row_difference(runner, runners[REFERENCE_METHOD])
+                            if REFERENCE_METHOD in runners and name != REFERENCE_METHOD else None),
+            examples=[{k: o[k] for k in ("task", "question", "answer", "prediction", "score")} for o in own[:6]],
         )
-    sweep_has_data = any(values for by_count in sweep.values() for values in by_count.values())
+        if name == "test_time_training" and len(own) < len(measurable):
+            note = (f"a random subsample of {len(own)} of the {len(measurable)} questions ({ttt_steps} steps per "
+                    "concept); its Δ is on that subsample")
+            rows[name]["note"] = "; ".join(filter(None, [rows[name]["note"], note]))
+        if name == "raw_references_plain_noun":
+            note = "questions naming one concept asked about \"the object\" (the backbone's pretraining layout)"
+            rows[name]["note"] = "; ".join(filter(None, [rows[name]["note"], note]))
+    split_ceiling = ({split: _ceiling(ceiling_outcomes, "recognition", split, ceiling_margin) for split in SPLITS[1:]}
+                     if ceiling_names and "recognition" in tasks else {})
+
     results = {
         "schema_version": SCHEMA_VERSION,
         "command": command,
@@ -419,49 +679,152 @@ def run_evaluation(
         "data": {
             "description": data_description or getattr(episodes, "description", None) or "episode dataset",
             "num_episodes": counts,
-            **_describe(seen_episodes),
+            **_describe(prepared),
             "num_references": num_references,
         },
         "seeds": list(seeds),
-        "seed_varies": SEED_VARIES,
+        "variance": VARIANCE,
         "settings": {
+            "ceiling_methods": ceiling_names,
+            "ceiling_margin": ceiling_margin,
+            "match_margin": MATCH_MARGIN,
+            "confidence": CONFIDENCE,
+            "n_resamples": N_RESAMPLES,
             "ttt_rows": TEST_TIME_TRAINING_ROWS,
             "ttt_steps": ttt_steps,
             "ttt_learning_rate": ttt_learning_rate,
             "ttt_negatives": ttt_negatives,
+            "ttt_questions": ttt_questions,
             "max_new_tokens": context.max_new_tokens,
             "device": str(context.device),
+            "threads": torch.get_num_threads(),
         },
         "metrics": list(METRICS),
         "splits": list(SPLITS),
+        "reference_method": REFERENCE_METHOD if reference is not None else None,
+        "ceiling": ceiling,
+        "split_ceiling": split_ceiling,
         "methods": rows,
         "reference_sweep": {
             "metric": SWEEP_METRIC,
             "counts": list(reference_counts),
-            "methods": {name: {str(k): aggregate(values) for k, values in by_count.items()}
-                        for name, by_count in sweep.items()} if sweep_has_data else {},
-            "note": "" if sweep_has_data else "no reference sweep: no recognition episodes or no reference-using method",
+            "num_questions": len(sweep_chosen) if sweep_names else 0,
+            "methods": sweep,
+            "note": "" if sweep_names else "no reference sweep: no measurable recognition question or no reference-using method",
         },
+        "outcomes": "outcomes.jsonl",
         "plots": {},
     }
+    results["claims"] = claims(results)
+    results["wall_seconds"] = time.perf_counter() - started
+    all_outcomes = [o for name in runners for o in outcomes[name]]
     if output_dir is not None:
-        write_results(results, output_dir)
+        write_results(results, all_outcomes, output_dir)
+    results["wall_seconds"] = time.perf_counter() - started
     return results
 
 
-def _answer_all(runner, episodes, seed: int) -> list[str]:
-    runner.begin_seed(seed)
-    if isinstance(runner, TestTimeTrainingMethod):
-        runner.set_negative_pool(episodes)
-    torch.manual_seed(seed)
-    return [runner.answer(episode) for episode in episodes]
+def _capped(concept, k: int, seed: int) -> list:
+    from .evaluation_methods import subsample_references
+
+    return subsample_references(concept.reference_values, k, seed, concept.key)
+
+
+def _capped_key(concept, k: int, seed: int) -> str:
+    from .evaluation_methods import image_key
+
+    return concept.name + "|" + ",".join(image_key(v) for v in _capped(concept, k, seed))
+
+
+# --------------------------------------------------------------------------------------------- claims
+
+
+def claims(results: dict) -> list[dict]:
+    """What the numbers say about the method's four claims: `[{claim, verdict, evidence}]`.
+
+    `verdict` is "supported", "refuted" or "cannot decide", read off paired differences to `icpt` on
+    weighted recognition (`MATCH_MARGIN` for "matches raw references"; p < 0.05 for "helps").
+    """
+    methods = results["methods"]
+    ok = {name for name, row in methods.items() if row["status"] == "ok"}
+    metric = "recognition_weighted"
+    found = []
+
+    def difference(name, split):
+        return methods[name]["difference"].get(split, {}).get(metric) if name in ok else None
+
+    # 1. projection matches raw references at a fraction of the tokens
+    claim = "ICPT's projection matches raw reference photos in context at a fraction of the tokens"
+    diff = difference("raw_references", "all")
+    if "icpt" not in ok or not diff or diff["difference"] is None:
+        found.append({"claim": claim, "verdict": "cannot decide", "evidence": "icpt or raw_references did not run"})
+    else:
+        icpt_minus_raw = {"difference": -diff["difference"], "p_value": diff["p_value"],
+                          "low": None if diff["high"] is None else -diff["high"],
+                          "high": None if diff["low"] is None else -diff["low"]}
+        tokens = (methods["icpt"]["prompt_tokens_per_concept"]["mean"], methods["raw_references"]["prompt_tokens_per_concept"]["mean"])
+        evidence = (f"icpt − raw_references = {format_difference(icpt_minus_raw)} weighted recognition, with "
+                    f"{tokens[0]:.1f} against {tokens[1]:.1f} prompt tokens per concept")
+        if icpt_minus_raw["low"] is not None and icpt_minus_raw["low"] >= -MATCH_MARGIN:
+            verdict = "supported"
+            evidence += f" (at most {MATCH_MARGIN:.2f} below, with 95 % confidence)"
+        elif icpt_minus_raw["high"] is not None and icpt_minus_raw["high"] < 0:
+            verdict = "refuted"
+            evidence += " (ICPT is below the photos in context)"
+        else:
+            verdict = "cannot decide"
+        found.append({"claim": claim, "verdict": verdict, "evidence": evidence})
+
+    # 2. adaptive length
+    claim = "Adaptive prompt length (by visual complexity) helps"
+    if "icpt" not in ok or not methods["icpt"]["prompt_tokens_per_concept"]["n"]:
+        found.append({"claim": claim, "verdict": "cannot decide", "evidence": "icpt did not run"})
+    else:
+        tokens = methods["icpt"]["prompt_tokens_per_concept"]
+        if tokens["min"] == tokens["max"]:
+            evidence = (f"every concept got {tokens['min']:.0f} rows from the adaptive rule (the shipped projector has "
+                        "min_prompt_length = max_prompt_length), so there is no length to adapt")
+            if "icpt_fixed_length" in ok and methods["icpt_fixed_length"]["agreement_with_reference"]:
+                agreement = methods["icpt_fixed_length"]["agreement_with_reference"]
+                evidence += (f"; icpt_fixed_length gave the same answer on {agreement['same']} of {agreement['n']} "
+                             "questions")
+            found.append({"claim": claim, "verdict": "cannot decide", "evidence": evidence})
+        else:
+            found.append(_ablation_claim(claim, methods, ok, "icpt_fixed_length", "all", metric))
+
+    # 3. decoupling helps under environment shift; 4. separation helps on look-alikes
+    for claim, name, split in (
+        ("Identity/environment decoupling (L_dec) helps under environment shift", "icpt_no_decoupling", "environment_shift"),
+        ("Concept separation (L_sep) helps on look-alikes", "icpt_no_separation", "look_alike"),
+    ):
+        entry = _ablation_claim(claim, methods, ok, name, split, metric)
+        ceiling = results.get("split_ceiling", {}).get(split)
+        if ceiling and not ceiling["measurable"]:
+            entry["evidence"] += (f"; the photos in context themselves score {format_value(ceiling['value'])} on this "
+                                  "split, below the bar")
+            if entry["verdict"] != "supported":
+                entry["verdict"] = "cannot decide"
+        found.append(entry)
+    return found
+
+
+def _ablation_claim(claim, methods, ok, name, split, metric) -> dict:
+    """A component helps when switching it off is significantly worse than `icpt` (p < 0.05)."""
+    diff = methods[name]["difference"].get(split, {}).get(metric) if name in ok and "icpt" in ok else None
+    if not diff or diff["difference"] is None:
+        return {"claim": claim, "verdict": "cannot decide", "evidence": f"{name} did not run on this split"}
+    evidence = f"{name} − icpt on {split.replace('_', ' ')} = {format_difference(diff)} weighted recognition"
+    verdict = {"worse": "supported", "better": "refuted"}.get(diff["verdict"], "cannot decide")
+    if verdict == "cannot decide":
+        evidence += " (no detectable difference)"
+    return {"claim": claim, "verdict": verdict, "evidence": evidence}
 
 
 # --------------------------------------------------------------------------------------------- writing
 
 
-def write_results(results: dict, output_dir: str | Path) -> Path:
-    """Write the plots, `results.json` and `results.md` into `output_dir`; returns the folder."""
+def write_results(results: dict, outcomes: list[dict], output_dir: str | Path) -> Path:
+    """Write the plots, `results.json`, `outcomes.jsonl` and `results.md` into `output_dir`; returns the folder."""
     from .plots import plot_accuracy_vs_prompt_tokens, plot_accuracy_vs_references
 
     output_dir = Path(output_dir)
@@ -472,6 +835,9 @@ def write_results(results: dict, output_dir: str | Path) -> Path:
         "accuracy_vs_prompt_tokens": "accuracy_vs_prompt_tokens.png",
         "accuracy_vs_references": "accuracy_vs_references.png",
     }
+    with open(output_dir / results["outcomes"], "w") as file:
+        for outcome in outcomes:
+            file.write(json.dumps(outcome) + "\n")
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (output_dir / "results.md").write_text(_page(results, title="ICPT evaluation", plots_prefix=""))
     return output_dir
@@ -489,14 +855,32 @@ def write_docs(results: dict, output_dir: str | Path, docs_path: str | Path) -> 
 
 
 def _page(results: dict, title: str, plots_prefix: str) -> str:
+    lines = [f"# {title}", ""]
+    verdicts = results.get("claims") or []
+    if verdicts:
+        counts = Counter(entry["verdict"] for entry in verdicts)
+        lines += [("**What these numbers say.** Of the method's four claims, on the embedded backbone and its "
+                   f"generated world: {counts['supported']} supported, {counts['refuted']} refuted, "
+                   f"{counts['cannot decide']} cannot be decided. "
+                   + " ".join(f"*{entry['claim']}*: **{entry['verdict']}** ({entry['evidence']})." for entry in verdicts)),
+                  ""]
+        not_measurable = [task for task, row in results.get("ceiling", {}).items() if not row["measurable"]]
+        if not_measurable:
+            lines += [(f"Not measurable on this backbone (the photos in context do no better than chance + "
+                       f"{results['settings']['ceiling_margin']:.2f}): {', '.join(not_measurable)}; "
+                       "only recognition says anything about the methods here."), ""]
     command = results.get("command")
-    header = [f"# {title}", ""]
     if command:
-        header += ["Generated by this command (do not edit by hand: rerun it):", "", "```bash", command, "```", ""]
+        lines += ["Generated by this command (do not edit by hand: rerun it):", "", "```bash", command, "```", ""]
     settings = results["settings"]
-    header += [(f"Backbone: `{results['backbone']}`. Device: {settings['device']}. Test-time training: "
-                f"{settings['ttt_rows']} rows, {settings['ttt_steps']} steps per concept."), ""]
-    return "\n".join(header) + "\n" + render_markdown(results, plots_prefix=plots_prefix) + "\n"
+    minutes = results.get("wall_seconds", 0) / 60
+    lines += [(f"Backbone: `{results['backbone']}`. Device: {settings['device']} ({settings['threads']} threads); "
+               f"the run took {minutes:.1f} minutes. Test-time training: {settings['ttt_rows']} rows, "
+               f"{settings['ttt_steps']} steps per concept. Every method asks as users do: a question's prompt "
+               "holds only the concepts it names (ICPT's processor rule, applied to every baseline too). "
+               f"Per-question outcomes: `{results['outcomes']}` in the output folder. Variance: {results['variance']}."),
+              ""]
+    return "\n".join(lines) + "\n" + render_markdown(results, plots_prefix=plots_prefix) + "\n"
 
 
 # --------------------------------------------------------------------------------------------- command line
@@ -506,7 +890,8 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     """The embedded default: its backbone, the projector checkpoints that exist, and how to train the missing ones.
 
     The projector is `icpt/default/projector` (the one `icpt ask` uses); the ablations are looked up in
-    `ablations_dir/<method>`.
+    `ablations_dir/<method>`. Without an `icpt_fixed_length` folder, a projector trained with
+    `min_prompt_length == max_prompt_length` stands for its own fixed-length ablation (see `load_models`).
     """
     backbone = DEFAULT_DIR / "backbone"
     if not (backbone / "config.json").is_file():
@@ -519,6 +904,8 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     for method, path in paths.items():
         if (path / "config.json").is_file():
             checkpoints[method] = path
+        elif method == "icpt_fixed_length" and _fixed_anyway(paths["icpt"]):
+            checkpoints[method] = paths["icpt"]
         else:
             flag = ABLATIONS[method][2] if method in ABLATIONS else ""
             missing.append(
@@ -527,6 +914,16 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     if "icpt" not in checkpoints:
         raise FileNotFoundError(f"The embedded default projector is not at {paths['icpt']}: train it with `{missing[0]}`.")
     return backbone, checkpoints, missing
+
+
+def _fixed_anyway(checkpoint: Path) -> bool:
+    """Whether a projector checkpoint gives every concept the same length (min = max prompt length)."""
+    from modeling_icpt import ICPTConfig
+
+    if not (checkpoint / "config.json").is_file():
+        return False
+    config = ICPTConfig.from_pretrained(checkpoint)
+    return config.min_prompt_length == config.max_prompt_length
 
 
 def _parse_checkpoint(text: str) -> tuple[str, str]:
@@ -551,9 +948,9 @@ def _parse_methods(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icpt eval",
-        description="Evaluate ICPT, its ablations and the baselines on the same episodes and backbone; write "
-        "results.json, results.md and plots.",
-        epilog="Regenerate docs/results.md on the embedded default:\n"
+        description="Evaluate ICPT, its ablations and the baselines on the same questions and backbone; write "
+        "results.json, outcomes.jsonl, results.md and plots.",
+        epilog="Regenerate docs/results.md on the embedded default (about 20-30 minutes on 2 CPU cores):\n"
         "  icpt eval --preset default --write-docs docs/results.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -576,21 +973,34 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"seed of the generated world (default: {DEFAULT_WORLD_SEED}, the default backbone's)")
     data.add_argument("--world-identities", type=int, default=DEFAULT_WORLD_IDENTITIES,
                       help=f"identities of the generated world (default: {DEFAULT_WORLD_IDENTITIES}, the default backbone's)")
-    data.add_argument("--num-episodes", type=int, default=None,
-                      help=f"episodes per seed (world default: {DEFAULT_NUM_EPISODES}; datasets: all)")
+    data.add_argument("--recognition-questions", type=int, default=DEFAULT_RECOGNITION_QUESTIONS,
+                      help=f"world: recognition questions, half positive (default: {DEFAULT_RECOGNITION_QUESTIONS})")
+    data.add_argument("--min-per-split", type=int, default=DEFAULT_MIN_PER_SPLIT,
+                      help=f"world: at least this many recognition questions per split (default: {DEFAULT_MIN_PER_SPLIT})")
+    data.add_argument("--task-questions", type=int, default=DEFAULT_TASK_QUESTIONS,
+                      help=f"world: questions of each other task (default: {DEFAULT_TASK_QUESTIONS})")
+    data.add_argument("--num-episodes", type=int, default=None, help="--episodes/--benchmark: at most this many (default: all)")
     data.add_argument("--num-references", type=int, default=None, help="at most this many references per concept (default: all)")
     run = parser.add_argument_group("run")
-    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: 0 1 2; 3+ for an interval)")
-    run.add_argument("--reference-counts", type=int, nargs="*", default=[1, 2, 3, 4, 5],
-                     help="k of the reference sweep (default: 1 2 3 4 5; none: no sweep)")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="episode draws, pooled (default: 0)")
+    run.add_argument("--reference-counts", type=int, nargs="*", default=list(DEFAULT_REFERENCE_COUNTS),
+                     help="k of the reference sweep (default: 1 3 5; none: no sweep)")
     run.add_argument("--sweep-methods", type=_parse_methods, default=None,
-                     help=f"methods of the reference sweep (default: {', '.join(REFERENCE_METHODS)})")
-    run.add_argument("--ttt-steps", type=int, default=TEST_TIME_TRAINING_STEPS,
-                     help=f"test-time-training steps per concept (default: {TEST_TIME_TRAINING_STEPS})")
+                     help=f"methods of the reference sweep (default: {', '.join(DEFAULT_SWEEP_METHODS)})")
+    run.add_argument("--sweep-questions", type=int, default=DEFAULT_SWEEP_QUESTIONS,
+                     help=f"recognition questions of the sweep (default: {DEFAULT_SWEEP_QUESTIONS})")
+    run.add_argument("--ttt-questions", type=int, default=DEFAULT_TTT_QUESTIONS,
+                     help=f"questions test-time training answers, a random subsample (default: {DEFAULT_TTT_QUESTIONS})")
+    run.add_argument("--ttt-steps", type=int, default=DEFAULT_TTT_STEPS,
+                     help=f"test-time-training steps per concept (default: {DEFAULT_TTT_STEPS}; "
+                     f"{TEST_TIME_TRAINING_STEPS} in train_concept_prompts)")
     run.add_argument("--ttt-learning-rate", type=float, default=TEST_TIME_TRAINING_LEARNING_RATE,
                      help="Adam step relative to the size of an embedding entry "
                      f"(default: {TEST_TIME_TRAINING_LEARNING_RATE})")
     run.add_argument("--ttt-negatives", type=int, default=8, help="negative photos per concept (default: 8)")
+    run.add_argument("--ceiling-margin", type=float, default=CEILING_MARGIN,
+                     help="a task is measurable when the photos in context beat chance by this much, with 95 %% "
+                     f"confidence (default: {CEILING_MARGIN})")
     run.add_argument("--max-new-tokens", type=int, default=None,
                      help="at most this many new tokens for any task (default: per task, enough for its answers)")
     run.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -598,7 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", default="outputs/eval", help="(default: outputs/eval)")
     out.add_argument("--write-docs", metavar="PATH", help="also write the results page here (e.g. docs/results.md)")
-    out.add_argument("--quiet", action="store_true", help="no progress lines")
+    out.add_argument("--quiet", action="store_true", help="no progress bar or lines")
     return parser
 
 
@@ -635,8 +1045,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "mc_llava": benchmarks.load_mc_llava}[args.benchmark]
         episodes, description = loader(args.benchmark_root), f"{args.benchmark} from {args.benchmark_root}"
     else:
-        episodes = world_episodes(args.world_seed, args.world_identities, args.num_episodes or DEFAULT_NUM_EPISODES)
-        description, num_episodes = episodes.description, None
+        if args.num_episodes is not None:
+            raise ValueError("--num-episodes applies to --episodes/--benchmark; the world takes --recognition-questions "
+                             "and --task-questions.")
+        episodes = world_episodes(args.world_seed, args.world_identities, args.recognition_questions,
+                                  args.min_per_split, args.task_questions)
+        description = episodes.description
 
     results = run_evaluation(
         episodes,
@@ -648,9 +1062,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_references=args.num_references,
         reference_counts=args.reference_counts,
         sweep_methods=args.sweep_methods,
+        sweep_questions=args.sweep_questions,
+        ttt_questions=args.ttt_questions,
         ttt_steps=args.ttt_steps,
         ttt_learning_rate=args.ttt_learning_rate,
         ttt_negatives=args.ttt_negatives,
+        ceiling_margin=args.ceiling_margin,
         max_new_tokens=(None if args.max_new_tokens is None
                         else {task: min(n, args.max_new_tokens) for task, n in DEFAULT_MAX_NEW_TOKENS.items()}),
         device=args.device,
@@ -664,8 +1081,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print(f"note: a projector of the preset is missing; train it with: {note}", file=sys.stderr)
     print(render_markdown(results))
-    print(f"\nWrote {Path(args.output_dir) / 'results.json'}, results.md and plots"
-          + (f"; and {args.write_docs}" if args.write_docs else "") + ".")
+    print(f"\nWrote {Path(args.output_dir) / 'results.json'}, outcomes.jsonl, results.md and plots"
+          + (f"; and {args.write_docs}" if args.write_docs else "")
+          + f". Wall time: {results['wall_seconds'] / 60:.1f} minutes.")
     return 0
 
 

@@ -311,7 +311,7 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
             rows.append([name, "skipped"] + ["–"] * (len(header) - 2))
             notes.append(f"- `{name}` skipped: {row['note']}")
             continue
-        deltas = [("(reference)" if name == reference else format_difference(row["difference"]["all"][m]))
+        deltas = [("(reference)" if name == reference else format_difference(row["difference"].get("all", {}).get(m)))
                   for m in headline]
         rows.append([name, str(row["num_questions"]), format_count(row["prompt_tokens_per_concept"]),
                      format_count(row["seconds_per_concept"], 4)]
@@ -337,7 +337,7 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
             if value["mean"] is None:
                 continue
             delta = ("(reference)" if name == reference
-                     else format_difference(methods[name]["difference"][split]["recognition_weighted"]))
+                     else format_difference(methods[name]["difference"].get(split, {}).get("recognition_weighted")))
             table_rows.append([name, _n(value), format_value(methods[name]["results"][split]["recognition_positive"]),
                                format_value(methods[name]["results"][split]["recognition_negative"]),
                                format_value(value), delta])

@@ -1,7 +1,8 @@
 """Plots of the evaluation harness's results (PNG, matplotlib's Agg backend: no display needed).
 
 - `plot_accuracy_vs_prompt_tokens`: one point per method, accuracy against prompt tokens per concept
-  (log scale), with the 95 % intervals over seeds as error bars;
+  (log scale), with the 95 % bootstrap intervals as vertical error bars and the range of tokens over
+  concepts as horizontal ones;
 - `plot_accuracy_vs_references`: accuracy against the number of reference images per concept, one
   line per method.
 
@@ -28,11 +29,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .evaluation_scoring import METRIC_HEADERS  # noqa: E402
 
 
-def _error(value: dict) -> list[list[float]]:
-    """Asymmetric error bar of an aggregate (zero when there is no interval)."""
-    if value.get("low") is None:
+def _error(value: dict, low: str = "low", high: str = "high") -> list[list[float]]:
+    """Asymmetric error bar of an estimate (zero when there is no interval)."""
+    if value.get(low) is None:
         return [[0.0], [0.0]]
-    return [[value["mean"] - value["low"]], [value["high"] - value["mean"]]]
+    return [[value["mean"] - value[low]], [value[high] - value["mean"]]]
 
 
 def _accuracy_axis(axes, metric: str) -> None:
@@ -57,7 +58,7 @@ def plot_accuracy_vs_prompt_tokens(results: dict, path, metric: str = "recogniti
         if accuracy["mean"] is None or tokens["mean"] is None:
             continue
         axes.errorbar(
-            [max(tokens["mean"], 0.5)], [accuracy["mean"]], yerr=_error(accuracy), xerr=_error(tokens),
+            [max(tokens["mean"], 0.5)], [accuracy["mean"]], yerr=_error(accuracy), xerr=_error(tokens, "min", "max"),
             fmt="o", capsize=3, color=f"C{index % 10}", label=name,
         )
         plotted += 1

@@ -1,6 +1,7 @@
 """The evaluation harness (`icpt eval`): scoring, episodes, test-time training, and a whole run on a tiny backbone."""
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,9 +14,9 @@ from PIL import Image
 
 from icpt import evaluation, evaluation_methods
 from icpt.episodes import EPISODE_FEATURES, TASKS
-from icpt.evaluation import CHECKPOINT_METHODS, METHODS, main, world_episodes
+from icpt.evaluation import CHECKPOINT_METHODS, METHODS, main, select_stratified, world_episodes
 from icpt.evaluation_methods import eval_episodes, initial_concept_rows, train_concept_prompts
-from icpt.evaluation_scoring import METRICS, SPLITS, Scorer
+from icpt.evaluation_scoring import METRICS, SPLITS, Scorer, cells, is_positive, question_score
 from icpt.world import World
 from icpt.world_tasks import build_episodes
 from modeling_icpt import ICPTForConditionalGeneration
@@ -62,20 +63,38 @@ def test_scores_on_hand_made_answers(scorer):
     predictions = ["Yes, it is.", "no", "No.", "Maybe", "(B)", "blue", "<b> and <a>", "A hat.", "<a> on a sofa"]
     scores = scorer.score(episodes, predictions)
     overall = scores["all"]
-    assert set(overall) == set(METRICS) and set(SPLITS) <= set(scores)
+    assert set(overall) == set(METRICS) and set(SPLITS) == set(scores)
     assert (overall["recognition_positive"], overall["recognition_negative"]) == (0.5, 0.5)
     assert overall["recognition_weighted"] == 0.5
     assert (overall["vqa"], overall["text_qa"], overall["presence"], overall["attribute"]) == (1.0, 0.0, 1.0, 1.0)
-    # single-concept images: recognition 1 of 3 right (the "Maybe" is wrong), vqa and attribute right: 3 of 5
-    assert overall["single_concept"] == pytest.approx(3 / 5)
-    assert overall["multi_concept"] == 1.0  # the "No." recognition and the presence question
     assert overall["caption_recall"] == 0.5
     shifted = scores["environment_shift"]
     assert (shifted["recognition_positive"], shifted["recognition_negative"], shifted["vqa"]) == (0.0, None, 1.0)
     assert shifted["recognition_weighted"] is None and shifted["text_qa"] is None
     assert scores["look_alike"]["recognition_negative"] == 0.0
-    assert scores["per_concept"]["<a>"]["recognition_weighted"] == 1.0
-    assert scores["per_concept"]["<b>"]["recognition_weighted"] == 0.0
+
+    # the per-question scores the harness bootstraps give exactly the evaluate modules' figures
+    outcomes = [{"question_id": str(i), "task": e.task, "splits": e.tags, "score": question_score(e, p),
+                 "positive": is_positive(e)} for i, (e, p) in enumerate(zip(episodes, predictions))]
+    per_question = cells(outcomes)
+    for split in SPLITS:
+        for metric in METRICS:
+            value, expected = per_question[split][metric], scores[split][metric]
+            assert (value["mean"] is None) == (expected is None), (split, metric)
+            assert expected is None or value["mean"] == pytest.approx(expected), (split, metric)
+            if value["low"] is not None:
+                assert 0.0 <= value["low"] <= value["mean"] <= value["high"] <= 1.0
+
+
+def test_stratified_selection_meets_every_quota_and_balances_answers():
+    rng = np.random.default_rng(0)
+    answers = [bool(rng.random() < 0.5) for _ in range(400)]
+    tags = [[t for t, p in (("rare", 0.08), ("common", 0.4)) if rng.random() < p] for _ in range(400)]
+    chosen = select_stratified(answers, tags, total=100, min_per_split=25, splits=["rare", "common"], seed=1)
+    assert len(chosen) == 100 and len(set(chosen)) == 100
+    assert sum(answers[i] for i in chosen) == 50
+    assert sum("rare" in tags[i] for i in chosen) >= 25 and sum("common" in tags[i] for i in chosen) >= 25
+    assert chosen == select_stratified(answers, tags, total=100, min_per_split=25, splits=["rare", "common"], seed=1)
 
 
 def _concept_dataset(descriptions=True):
@@ -106,11 +125,15 @@ def test_reference_draws_depend_on_the_seed_and_the_concept_only():
         eval_episodes(dataset, num_references=0)
 
 
-def test_world_episodes_are_fresh_held_out_episodes_per_seed():
-    source = world_episodes(world_seed=0, num_identities=60, num_episodes=6)
+def test_world_episodes_are_stratified_held_out_episodes_per_seed():
+    source = world_episodes(world_seed=0, num_identities=60, num_recognition=12, min_per_split=3, task_questions=1)
     first, second = source(0), source(1)
-    assert first.features == EPISODE_FEATURES and len(first) == 6
-    assert sorted(first["task"]) == sorted(["recognition", "presence", "vqa", "text_qa", "attribute", "caption"])
+    assert first.features == EPISODE_FEATURES
+    recognition = [(a, t) for task, a, t in zip(first["task"], first["answer"], first["tags"]) if task == "recognition"]
+    assert len(recognition) >= 12 and sum(a == "Yes" for a, _ in recognition) >= 6
+    for split in ("environment_shift", "look_alike", "multi_concept"):
+        assert sum(split in t for _, t in recognition) >= 3, split
+    assert sorted(t for t in first["task"] if t != "recognition") == sorted(set(TASKS) - {"recognition"})
     assert first["question"] != second["question"]
     assert "held-out" in source.description
 
@@ -202,49 +225,79 @@ def _world_dataset(path, descriptions=True):
     return path
 
 
-def test_preset_run_writes_results_plots_and_the_docs_page(default_preset, tmp_path, monkeypatch, capsys):
+def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_preset, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluation, "DEFAULT_DIR", default_preset.root)
     episodes = _world_dataset(tmp_path / "episodes")
     out, docs = tmp_path / "out", tmp_path / "docs" / "results.md"
+    # an untrained backbone does nothing better than chance: a negative bar makes every task measurable here
     argv = ["--preset", "default", "--ablations-dir", str(default_preset.ablations), "--episodes", str(episodes),
-            "--seeds", "0", "1", "2", "--reference-counts", "1", "2",
+            "--reference-counts", "1", "2", "--sweep-questions", "2", "--ttt-questions", "3", "--ceiling-margin", "-1",
             "--ttt-steps", "2", "--ttt-negatives", "2", "--max-new-tokens", "5", "--output-dir", str(out),
             "--write-docs", str(docs), "--quiet"]
     assert main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
     assert results["schema_version"] == evaluation.SCHEMA_VERSION
-    assert {"command", "backbone", "data", "seeds", "seed_varies", "settings", "metrics", "splits", "methods",
-            "reference_sweep", "plots"} <= results.keys()
-    assert results["seeds"] == [0, 1, 2] and results["data"]["num_episodes"] == [8, 8, 8]
+    assert {"command", "backbone", "data", "seeds", "variance", "settings", "metrics", "splits", "ceiling", "methods",
+            "claims", "reference_sweep", "outcomes", "plots"} <= results.keys()
+    assert results["data"]["num_episodes"] == [8] and results["reference_method"] == "icpt"
+    assert set(results["ceiling"]) == set(TASKS) and all(row["measurable"] for row in results["ceiling"].values())
     assert list(results["methods"]) == list(METHODS)
     for name, row in results["methods"].items():
         assert row["status"] == "ok", (name, row["note"])
+        assert row["num_questions"] == (3 if name == "test_time_training" else 8)
         assert set(row["results"]) == set(SPLITS)
         for split in SPLITS:
             assert set(row["results"][split]) == set(METRICS)
             for value in row["results"][split].values():
-                assert set(value) == {"mean", "low", "high", "per_seed", "num_seeds"} and len(value["per_seed"]) == 3
+                assert {"mean", "low", "high", "n"} <= set(value)
+                if value["low"] is not None:
+                    assert 0.0 <= value["low"] <= value["mean"] <= value["high"] <= 1.0
         weighted = row["results"]["all"]["recognition_weighted"]
-        assert weighted["num_seeds"] >= 1 and 0.0 <= weighted["mean"] <= 1.0
-        assert row["prompt_tokens_per_concept"]["num_seeds"] == 3 and row["seconds_per_concept"]["mean"] > 0
+        if name != "test_time_training":  # its subsample of 3 questions may lack a positive or a negative
+            assert weighted["n_positive"] == 2 and weighted["n_negative"] == 1 and 0.0 <= weighted["mean"] <= 1.0
+        assert row["prompt_tokens_per_concept"]["n"] >= 1 and row["seconds_per_concept"]["mean"] > 0
+        if name != "icpt":
+            difference = row["difference"]["all"]["recognition_weighted"]
+            assert {"difference", "low", "high", "p_value", "n", "discordant", "verdict"} <= set(difference)
+            assert difference["p_value"] is None or 0.0 <= difference["p_value"] <= 1.0
         assert row["examples"] and {"question", "answer", "prediction"} <= row["examples"][0].keys()
     methods = results["methods"]
     for name in CHECKPOINT_METHODS:
         assert methods[name]["checkpoint"] == str(default_preset.checkpoints[name])
         assert "trained on" not in (methods[name]["note"] or "")  # "../backbone" is read from the checkpoint folder
-    tokens = {name: row["prompt_tokens_per_concept"]["mean"] for name, row in methods.items()}
-    assert tokens["icpt_fixed_length"] == 4.0  # the fixed-length ablation always uses max_prompt_length rows
-    assert 1.0 <= tokens["icpt"] <= 4.0
-    assert tokens["test_time_training"] == 16.0
-    assert tokens["raw_references"] >= 16.0  # at least one photo of 16 image tokens per concept
+    tokens = {name: row["prompt_tokens_per_concept"] for name, row in methods.items()}
+    assert tokens["icpt_fixed_length"]["min"] == tokens["icpt_fixed_length"]["max"] == 4.0  # always max_prompt_length
+    assert 1.0 <= tokens["icpt"]["mean"] <= 4.0
+    assert tokens["test_time_training"]["mean"] == 16.0
+    assert tokens["raw_references"]["min"] >= 16.0  # at least one photo of 16 image tokens per concept
+    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 4
     sweep = results["reference_sweep"]
-    assert sweep["counts"] == [1, 2] and set(sweep["methods"]) == set(CHECKPOINT_METHODS) | {"raw_references"}
+    assert sweep["counts"] == [1, 2] and set(sweep["methods"]) == {"icpt", "raw_references"}
+
+    # one line per answer: every method on the same questions (test-time training on a subsample)
+    lines = [json.loads(line) for line in (out / results["outcomes"]).read_text().splitlines()]
+    assert len(lines) == 8 * (len(METHODS) - 1) + 3
+    for line in lines:
+        assert {"episode", "question_id", "task", "splits", "method", "prediction", "score", "prompt_tokens"} <= set(line)
+        assert line["task"] == "caption" or line["correct"] == (line["score"] == 1.0)
+    questions = {}
+    for line in lines:
+        questions.setdefault(line["method"], set()).add(line["question_id"])
+    assert all(ids == questions["icpt"] for name, ids in questions.items() if name != "test_time_training"), {n: len(i) for n, i in questions.items()}
+    assert questions["test_time_training"] < questions["icpt"]
+    # a question's prompt holds only the concepts it names: one for "Can you see <w1> ...", all for a caption
+    for line in lines:
+        if line["method"] == "icpt_fixed_length":
+            assert line["prompt_tokens"] == 4 * len(re.findall(r"<w\d+>", line["question"])), line
+    assert {line["prompt_tokens"] for line in lines if line["method"] == "icpt_fixed_length"
+            and line["task"] == "recognition"} == {4}
 
     markdown = (out / "results.md").read_text()
     assert all(f"| {name} |" in markdown for name in METHODS)
     page = docs.read_text()
-    assert page.startswith("# ICPT results") and "icpt eval --preset default --ablations-dir" in page
+    assert page.startswith("# ICPT results") and "What these numbers say" in page
+    assert "icpt eval --preset default --ablations-dir" in page
     for file in results["plots"].values():
         assert f"results_plots/{file}" in page
         with Image.open(docs.parent / "results_plots" / file) as plot:
@@ -252,19 +305,34 @@ def test_preset_run_writes_results_plots_and_the_docs_page(default_preset, tmp_p
     assert "Main results" in capsys.readouterr().out
 
 
+def test_tasks_below_the_ceiling_are_marked_and_not_run(tiny_llava, tmp_path):
+    from datasets import load_from_disk
+
+    results = evaluation.run_evaluation(
+        load_from_disk(_world_dataset(tmp_path / "episodes")), backbone=tiny_llava,
+        methods=["raw_references", "name_only"], reference_counts=[], ceiling_margin=0.99,
+        max_new_tokens={task: 3 for task in TASKS}, progress=False, output_dir=tmp_path / "out",
+    )
+    assert not any(row["measurable"] for row in results["ceiling"].values())  # nothing beats chance by 0.99
+    assert results["methods"]["raw_references"]["num_questions"] == 8
+    assert results["methods"]["name_only"]["num_questions"] == 0
+    page = (tmp_path / "out" / "results.md").read_text()
+    assert page.count("not measurable on this backbone") == len(TASKS)
+
+
 def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_path):
     from datasets import load_from_disk
 
     results = evaluation.run_evaluation(
         load_from_disk(_world_dataset(tmp_path / "episodes", descriptions=False)), backbone=tiny_llava, methods=["icpt", "name_only", "text_description"],
-        seeds=[0], num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in ("caption", "presence")},
+        num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in ("caption", "presence")},
         progress=False,
     )
     rows = results["methods"]
     assert rows["icpt"]["status"] == "skipped" and "--checkpoint icpt=PATH" in rows["icpt"]["note"]
     assert rows["text_description"]["status"] == "skipped" and "description" in rows["text_description"]["note"]
     assert rows["name_only"]["status"] == "ok" and results["data"]["num_episodes"] == [3]
-    assert rows["name_only"]["results"]["all"]["recognition_weighted"]["low"] is None  # one seed: no interval
+    assert rows["name_only"]["num_questions"] == 3 and results["reference_method"] is None
     assert results["reference_sweep"]["methods"] == {}
 
 
