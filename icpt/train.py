@@ -36,7 +36,6 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from safetensors.torch import load_file
 from transformers import HfArgumentParser, TrainerState, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -65,6 +64,8 @@ class ICPTArguments:
     identity_target_weight: float = field(default=10.0, metadata={"help": "λ_id, weight of the regression onto --identity_targets (recorded in the checkpoint's config; 0 without targets). At 1 the LM loss drowned it on the embedded default (docs/default_model.md)."})
     identity_target_batch: int = field(default=16, metadata={"help": "Identities per step for the regression term."})
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
+    reader_lora_rank: int = field(default=0, metadata={"help": "Rank of a LoRA adapter on the backbone's language model, trained with the projector and saved in the same checkpoint (the reader learns to read the rows); 0 = frozen reader. Added to a --model checkpoint that has none."})
+    reader_lora_alpha: float = field(default=32.0, metadata={"help": "LoRA alpha of the reader adapter (its update is scaled by alpha / rank)."})
 
 
 def load_episodes(args: ICPTArguments):
@@ -101,12 +102,19 @@ def build_model(args: ICPTArguments):
             separation_weight=args.separation_weight,
             separation_margin=args.separation_margin,
             identity_target_weight=args.identity_target_weight if args.identity_targets else 0.0,
+            reader_lora_rank=args.reader_lora_rank,
+            reader_lora_alpha=args.reader_lora_alpha,
         )
         return model, processor
     from icpt.cli import DEFAULT_MODEL, load_model
 
     model, processor = load_model(args.model or DEFAULT_MODEL, backbone=args.backbone)
     model.config.identity_target_weight = args.identity_target_weight if args.identity_targets else 0.0
+    if args.reader_lora_rank > 0 and model.config.reader_lora_rank == 0:
+        model.add_reader_adapter(args.reader_lora_rank, args.reader_lora_alpha)
+    elif args.reader_lora_rank not in (0, model.config.reader_lora_rank):
+        raise ValueError(f"{args.model or DEFAULT_MODEL} already has a reader adapter of rank {model.config.reader_lora_rank}: "
+                         f"continue it (no --reader_lora_rank) or train a new one from a checkpoint without one.")
     return model.train(), processor
 
 
@@ -227,9 +235,7 @@ def main(argv=None):
     if resumed_state is not None and 0 < training_args.max_steps <= resumed_state.global_step:
         # Trainer would run one more step when --max_steps ends inside an epoch; a finished run only saves again
         print(f"{resume} already reached --max_steps {training_args.max_steps}: saving it without training", flush=True)
-        unexpected = model.load_state_dict(load_file(Path(resume) / "model.safetensors"), strict=False).unexpected_keys
-        if unexpected:
-            raise ValueError(f"{resume} holds weights this model does not have: {unexpected[:5]}")
+        trainer._load_from_checkpoint(resume)
         trainer.state = resumed_state
     else:
         trainer.train(resume_from_checkpoint=resume)

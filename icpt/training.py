@@ -11,9 +11,11 @@ Example:
 """
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from transformers import Trainer
 
 
@@ -112,6 +114,18 @@ class ICPTTrainer(Trainer):
                 self._component_sums[name] = self._component_sums.get(name, 0.0) + float(value.detach())
                 self._component_counts[name] = self._component_counts.get(name, 0) + 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume what ICPT trains (the projector, and the reader adapter if any) from a checkpoint's weights."""
+        weights = Path(resume_from_checkpoint) / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{resume_from_checkpoint} holds no model.safetensors: it is not an ICPT training checkpoint.")
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        state_dict = load_file(weights)
+        unexpected = sorted(state_dict.keys() - model.trained_state_dict().keys())
+        if unexpected:
+            raise ValueError(f"{resume_from_checkpoint} holds weights this model does not have: {unexpected[:5]}")
+        model.load_trained_state_dict(state_dict)
 
     def log(self, logs, *args, **kwargs):
         if self._component_counts and "loss" in logs:

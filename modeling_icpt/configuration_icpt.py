@@ -48,6 +48,13 @@ class ICPTConfig(PreTrainedConfig):
         identity_target_weight (`float`):
             λ_id, weight of the regression of the projector's rows onto identity target rows (training only,
             when the batch carries targets: `icpt.identity_targets`); 0 = no such term.
+        reader_lora_rank (`int`):
+            Rank of a LoRA adapter on the backbone's language model, trained with the projector once and
+            shipped in the same checkpoint (the reader learns to read the rows; docs/method.md); 0 = the
+            language model stays exactly the backbone's (a frozen reader).
+        reader_lora_alpha (`float`): LoRA scaling numerator (the update is scaled by alpha / rank).
+        reader_lora_modules (`list[str]`):
+            Names of the language model's linear layers that get the adapter (its attention and MLP projections).
 
     Example:
 
@@ -82,9 +89,14 @@ class ICPTConfig(PreTrainedConfig):
     separation_weight: float = 1.0
     separation_margin: float = 0.1
     identity_target_weight: float = 0.0
+    reader_lora_rank: int = 0
+    reader_lora_alpha: float = 32.0
+    reader_lora_modules: list[str] | tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                        "down_proj")
 
     def __post_init__(self, **kwargs):
         self.vision_layers = list(self.vision_layers)
+        self.reader_lora_modules = list(self.reader_lora_modules)
         problems = []
         for name in ("text_hidden_size", "vision_hidden_size", "projector_hidden_size", "projector_layers",
                      "projector_heads", "min_prompt_length", "max_prompt_length", "max_references"):
@@ -100,7 +112,9 @@ class ICPTConfig(PreTrainedConfig):
             )
         if not self.vision_layers or 0 in self.vision_layers:
             problems.append(f"vision_layers must be a non-empty list of non-zero block indices, got {self.vision_layers}")
-        for name in ("decoupling_weight", "separation_weight", "identity_target_weight", "prompt_norm"):
+        if self.reader_lora_rank > 0 and (not self.reader_lora_modules or self.reader_lora_alpha <= 0):
+            problems.append("a reader adapter (reader_lora_rank > 0) needs reader_lora_modules and reader_lora_alpha > 0")
+        for name in ("decoupling_weight", "separation_weight", "identity_target_weight", "prompt_norm", "reader_lora_rank"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not -1.0 <= self.separation_margin < 1.0:

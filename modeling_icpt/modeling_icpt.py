@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer, GenerationMixin, PreTrainedModel
-from transformers.utils import ModelOutput, cached_file
+from transformers.utils import ModelOutput, cached_file, is_peft_available
 
 from .atomic_save import atomic_destination
 from .concept_bank import BANK_FILENAME, ConceptBank, backbone_fingerprint
@@ -45,8 +45,14 @@ from .reference_features import (
     vision_hidden_size,
 )
 
+if is_peft_available():
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
 # keys of the processor's output that describe references rather than the query
 REFERENCE_PREFIX = "reference_"
+# the saved weights of the reader adapter: `reader_adapter.<name within the language model>`
+READER_ADAPTER_PREFIX = "reader_adapter."
 # keys of a training batch that carry identity targets and the references they are predicted from
 TARGET_PREFIX = "target_"
 # keyword arguments of `from_pretrained` that locate files, for the checkpoint and for its backbone
@@ -153,6 +159,77 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         embeddings.register_forward_pre_hook(self._hide_prompt_slots)
         embeddings.register_forward_hook(self._fill_prompt_slots)
         self.post_init()
+        if config.reader_lora_rank > 0:  # after post_init, which would re-initialize the adapter's zero start
+            self._inject_reader_adapter()
+
+    # ---------------------------------------------------------------- the reader adapter
+
+    def add_reader_adapter(self, rank: int = 16, alpha: float = 32.0, modules=None) -> None:
+        """
+        Add a fresh LoRA adapter to the backbone's language model, to be trained with the projector (a model
+        that reads the rows better; docs/method.md). It starts as the identity: answers do not change until it
+        trains. `save_pretrained` then writes it beside the projector, and `from_pretrained` restores both.
+
+        Example:
+
+        ```python
+        >>> model = ICPTForConditionalGeneration.from_pretrained("icpt/default/projector")  # doctest: +SKIP
+        >>> model.add_reader_adapter(rank=16)  # doctest: +SKIP
+        >>> sum(p.numel() for p in model.parameters() if p.requires_grad)  # projector + adapter  # doctest: +SKIP
+        ```
+        """
+        if self.config.reader_lora_rank > 0:
+            raise ICPTInputError(f"This model already has a reader adapter (rank {self.config.reader_lora_rank}).")
+        self.config.reader_lora_rank, self.config.reader_lora_alpha = int(rank), float(alpha)
+        if modules is not None:
+            self.config.reader_lora_modules = list(modules)
+        self.config.__post_init__()  # the config's own checks
+        self._inject_reader_adapter()
+
+    def trained_state_dict(self, state_dict=None) -> dict[str, torch.Tensor]:
+        """
+        What ICPT trains and saves: the projector (`projector.*`) and the reader adapter, named within the
+        language model (`reader_adapter.*`, so that no backbone's own key renaming applies to it).
+
+        Args:
+            state_dict: the model's full state dict, when one is given (Trainer under FSDP gathers one).
+        """
+        state_dict = self.state_dict() if state_dict is None else state_dict
+        reader = self._language_model_prefix()
+        trained = {}
+        for key, value in state_dict.items():
+            if key.startswith("projector."):
+                trained[key] = value
+            elif ".lora_" in key and key.startswith(reader):
+                trained[READER_ADAPTER_PREFIX + key[len(reader):]] = value
+        return trained
+
+    def load_trained_state_dict(self, state_dict) -> None:
+        """Load what `trained_state_dict` returns (the backbone's own weights stay as they are)."""
+        reader = self._language_model_prefix()
+        names = {key: reader + key[len(READER_ADAPTER_PREFIX):] if key.startswith(READER_ADAPTER_PREFIX) else key
+                 for key in state_dict}
+        self.load_state_dict({names[key]: value for key, value in state_dict.items()}, strict=False)
+
+    def _language_model_prefix(self) -> str:
+        language_model = self.vlm.get_decoder()
+        return next(name for name, module in self.named_modules() if module is language_model) + "."
+
+    def _inject_reader_adapter(self) -> None:
+        if not is_peft_available():
+            raise ImportError("This ICPT checkpoint carries a reader adapter (LoRA), which needs PEFT: pip install peft.")
+        language_model = self.vlm.get_decoder()
+        if any(isinstance(module, BaseTunerLayer) for module in language_model.modules()):
+            raise ICPTInputError(
+                "The backbone's language model already carries an adapter (another ICPT model wrapping the same "
+                "backbone object?): load a fresh backbone for each checkpoint with a reader adapter."
+            )
+        config = self.config
+        lora = LoraConfig(r=config.reader_lora_rank, lora_alpha=config.reader_lora_alpha,
+                          target_modules=list(config.reader_lora_modules), lora_dropout=0.0)
+        inject_adapter_in_model(lora, language_model)
+        for name, parameter in self.vlm.named_parameters():
+            parameter.requires_grad_(".lora_" in name)
 
     # ---------------------------------------------------------------- construction
 
@@ -205,7 +282,8 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
     # ---------------------------------------------------------------- projector-only checkpoints
 
     def save_pretrained(self, save_directory, concepts: ConceptBank | None = None, **kwargs):
-        """Write the projector's weights, `config.json` and the code files -- never the backbone.
+        """Write the projector's weights (and the reader adapter's, if any), `config.json` and the code files --
+        never the backbone.
 
         With `concepts`, the folder also holds that bank (`concept_bank.safetensors`): a personalized
         checkpoint, whose concepts `from_pretrained` loads as `model.concepts` and `ICPTProcessor.from_pretrained`
@@ -229,11 +307,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         if concepts is not None:
             self._check_bank(concepts)
         # a state_dict handed in (Trainer under FSDP/DeepSpeed gathers one) is filtered the same way
-        given = kwargs.pop("state_dict", None)
-        if given is not None:
-            state_dict = {k: v for k, v in given.items() if k.startswith("projector.")}
-        else:
-            state_dict = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        state_dict = self.trained_state_dict(kwargs.pop("state_dict", None))
         backbone = self.config.base_model_name_or_path
         if self._auto_class is not None:  # remote code: both Auto classes a user may reach for load the model
             name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
@@ -252,8 +326,10 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, backbone=None, **kwargs):
         """
-        Load the backbone named in the checkpoint's config (or the one given as `backbone`), then the projector,
-        and the checkpoint's concepts (`model.concepts`) when it carries a bank.
+        Load the backbone named in the checkpoint's config (or the one given as `backbone`: a path, a Hub id or
+        a loaded model), then the projector and, when the checkpoint has one, the reader adapter, and the
+        checkpoint's concepts (`model.concepts`) when it carries a bank. A reader adapter is added to the
+        backbone's language model: give each such checkpoint its own backbone, never one shared with another model.
 
         Keyword arguments such as `dtype`, `device_map` or `attn_implementation` go to the backbone's
         `from_pretrained` (the projector follows the backbone's dtype); `cache_dir`, `token`, `local_files_only`,
@@ -267,11 +343,11 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             kwargs.pop(key)
         if not isinstance(config, ICPTConfig):
             config = ICPTConfig.from_pretrained(path, **hub_kwargs, **checkpoint_kwargs)
-        if backbone is None:
+        if backbone is None or isinstance(backbone, (str, os.PathLike)):
             folder = Path(path, checkpoint_kwargs.get("subfolder", ""))
-            name = resolve_backbone(config.base_model_name_or_path, folder, path)
+            name = resolve_backbone(config.base_model_name_or_path, folder, path) if backbone is None else str(backbone)
             backbone = AutoModelForImageTextToText.from_pretrained(name, **hub_kwargs, **kwargs)
-            config.base_model_name_or_path = name
+            config.base_model_name_or_path = str(Path(name).resolve()) if Path(name).is_dir() else name
         width = text_hidden_size(backbone.config)
         if width != config.text_hidden_size:
             raise ICPTInputError(
@@ -284,7 +360,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         from safetensors.torch import load_file
 
         state_dict = load_file(weights_file)
-        expected = {f"projector.{k}" for k in model.projector.state_dict()}
+        expected = set(model.trained_state_dict())
         missing, unexpected = sorted(expected - state_dict.keys()), sorted(state_dict.keys() - expected)
         if missing or unexpected:
             raise ICPTInputError(
@@ -292,8 +368,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
                 f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}. "
                 "It was saved by a different ICPT configuration or is corrupt; re-save it with save_pretrained."
             )
-        prefix = len("projector.")
-        model.projector.load_state_dict({k[prefix:]: v for k, v in state_dict.items()})
+        model.load_trained_state_dict(state_dict)
         embeddings = backbone.get_input_embeddings().weight
         model.projector.to(device=embeddings.device, dtype=embeddings.dtype)
         bank_file = cached_file(path, BANK_FILENAME, **hub_kwargs, **checkpoint_kwargs,

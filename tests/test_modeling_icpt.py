@@ -306,10 +306,16 @@ def test_unsupported_backbone_names_the_supported_families():
 
 
 def test_checkpoint_loads_as_remote_code_in_a_separate_process(llava, tmp_path):
-    """AutoModel, AutoModelForImageTextToText, AutoProcessor and a pipeline, where the package is not importable."""
+    """AutoModel, AutoModelForImageTextToText, AutoProcessor and a pipeline, where the package is not importable:
+    a checkpoint with a reader adapter and a concept bank loads and answers as the installed package does."""
     ckpt = tmp_path / "ckpt"
+    llava.model.add_reader_adapter(rank=4)  # a trained reader adapter: random, so that it changes the answers
+    with torch.no_grad():
+        for name, parameter in llava.model.named_parameters():
+            if ".lora_B." in name:
+                parameter.normal_(std=0.3)
     bank = llava.bank()
-    llava.model.save_pretrained(ckpt, concepts=bank)  # a personalized checkpoint: projector + concepts
+    llava.model.save_pretrained(ckpt, concepts=bank)  # a personalized checkpoint: projector, adapter, concepts
     llava.processor.save_pretrained(ckpt)
     inputs = llava.query(concepts=bank)
     expected = llava.model.generate(**inputs, concepts=bank, max_new_tokens=5, do_sample=False)

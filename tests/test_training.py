@@ -179,6 +179,35 @@ def test_resumed_training_ends_with_the_same_weights(setup, tmp_path):
 
 
 
+def test_a_reader_adapter_trains_saves_loads_and_resumes_with_the_projector(setup, tmp_path, images):
+    path, processor = setup
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    steps = ["--max_steps", "6", "--save_steps", "3", "--reader_lora_rank", "4"]
+    whole = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
+    trained = whole.model.trained_state_dict()
+    adapter = {k: v for k, v in trained.items() if k.startswith("reader_adapter.")}
+    assert adapter and any(v.abs().sum() > 0 for k, v in adapter.items() if ".lora_B." in k)  # it learned
+    backbone = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4).vlm.state_dict()
+    for name, tensor in whole.model.vlm.state_dict().items():  # the backbone's own weights never move
+        if ".lora_" not in name:
+            assert torch.equal(tensor, backbone[name.replace(".base_layer", "")]), name
+    saved = load_file(tmp_path / "whole" / "model.safetensors")
+    assert saved.keys() == trained.keys() and all(k.startswith(("projector.", "reader_adapter.")) for k in saved)
+
+    # one checkpoint: loading it restores projector and adapter, and answers as the trained model does
+    loaded = ICPTForConditionalGeneration.from_pretrained(tmp_path / "whole").eval()
+    inputs = processor(text=["<image>Is <bo> here?"], images=[[images[0]]], references={"<bo>": images[1:3]})
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, whole.model.eval()(**inputs).logits)
+
+    with training_stops_at(3):
+        train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
+    resumed = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
+                                          "--resume_from_checkpoint", "latest"))
+    for name, tensor in resumed.model.trained_state_dict().items():
+        assert torch.allclose(tensor, trained[name], rtol=0, atol=1e-6), name
+
+
 def test_rerunning_a_finished_run_changes_nothing(setup, tmp_path):
     path, _ = setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
