@@ -65,7 +65,7 @@ Other data: `--episodes DIR` (a `Dataset.save_to_disk` folder with `EPISODE_FEAT
 (`{task: {chance, method, value, measurable}}`), `split_ceiling`, `methods` (per method: `status`, `note`,
 `checkpoint`, `num_questions`, `prompt_tokens_per_concept`, `seconds_per_concept` (`{mean, min, max, n}`),
 `wall_seconds`, `results` `{split: {metric: estimate}}`, `difference` `{split: {metric: paired difference}}`,
-`agreement_with_reference`, `row_difference`, `examples`), `claims`, `reference_sweep`, `outcomes` (the
+`agreement_with_reference`, `row_difference`, `weight_difference`, `examples`), `claims`, `reference_sweep`, `outcomes` (the
 JSON-lines file) and `plots`. An estimate is `{"mean", "low", "high", "n"}` (plus `n_positive`,
 `n_negative` for the weighted recognition); a paired difference `{"difference", "low", "high", "p_value",
 "n", "discordant", "verdict"}`.
@@ -484,6 +484,18 @@ def _row_difference(runner, reference) -> float | None:
     return worst
 
 
+def _weight_difference(model, reference) -> float | None:
+    """Relative L2 distance between two ICPT checkpoints' trained weights (projector and any adapter):
+    ||w - w_ref|| / ||w_ref|| over the parameters outside the shared backbone."""
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("vlm.")}
+    other = {k: v for k, v in reference.state_dict().items() if not k.startswith("vlm.")}
+    if own.keys() != other.keys() or not own:
+        return None
+    distance = sum(float((own[k].float() - other[k].float()).pow(2).sum()) for k in own) ** 0.5
+    norm = sum(float(other[k].float().pow(2).sum()) for k in own) ** 0.5
+    return distance / max(norm, 1e-12)
+
+
 def run_evaluation(
     episodes,
     checkpoints: Mapping[str, str] | None = None,
@@ -660,6 +672,8 @@ def run_evaluation(
                                       if reference is not None and name != REFERENCE_METHOD else None),
             row_difference=(_row_difference(runner, runners[REFERENCE_METHOD])
                             if REFERENCE_METHOD in runners and name != REFERENCE_METHOD else None),
+            weight_difference=(_weight_difference(models[name], models[REFERENCE_METHOD])
+                               if name in models and REFERENCE_METHOD in models and name != REFERENCE_METHOD else None),
             examples=[{k: o[k] for k in ("task", "question", "answer", "prediction", "score")} for o in own[:6]],
         )
         if name == "test_time_training" and len(own) < len(measurable):

@@ -350,13 +350,24 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
     agreement = {name: methods[name].get("agreement_with_reference") for name in ok if name != reference}
     if any(value is not None for value in agreement.values()):
         lines += [f"## Agreement with `{reference}`", "",
-                  (f"Share of the questions both answered on which a method gives the same answer as `{reference}` "
-                   "(after reading it by its task's rule), and the largest difference between its prompt rows and "
-                   f"`{reference}`'s for the same concept (relative, ICPT methods only)."), ""]
+                  (f"Same answer: share of the questions both answered on which a method gives the same answer as "
+                   f"`{reference}` (read by its task's rule). Row difference: the largest relative distance between its "
+                   f"prompt rows and `{reference}`'s for the same concept. Weight difference: the relative distance "
+                   f"between its trained weights and `{reference}`'s (ICPT checkpoints only)."), ""]
+
+        def relative(value):
+            return "–" if value is None else f"{value:.3f}"
+
         rows = [[name, f"{value['share']:.3f} ({value['same']} / {value['n']})" if value else "–",
-                 f"{methods[name]['row_difference']:.3f}" if methods[name].get("row_difference") is not None else "–"]
+                 relative(methods[name].get("row_difference")), relative(methods[name].get("weight_difference"))]
                 for name, value in agreement.items()]
-        lines += _table(["Method", "Same answer", "Row difference"], rows) + [""]
+        lines += _table(["Method", "Same answer", "Row difference", "Weight difference"], rows) + [""]
+        same_reading = [name for name, value in agreement.items() if value and value["share"] >= 0.99
+                        and (methods[name].get("weight_difference") or 0) > 0]
+        if same_reading:
+            lines += [(f"{', '.join(f'`{name}`' for name in same_reading)}: different weights and different rows, yet "
+                       f"the same answer as `{reference}` on at least 99 % of the questions: the backbone reads both "
+                       "prompts alike, so equal cells come from equal answers, not from equal checkpoints."), ""]
 
     sweep = results.get("reference_sweep") or {}
     if sweep.get("methods"):
