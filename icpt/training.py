@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import Trainer
 
+from modeling_icpt.input_checks import LABEL_PATTERN
+
 
 def episode_messages(episode: dict, with_answer: bool) -> list[dict]:
     """The chat turns of an episode: the user's (query image and question), then the answer."""
@@ -28,6 +30,16 @@ def episode_messages(episode: dict, with_answer: bool) -> list[dict]:
     if with_answer:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": episode["answer"]}]})
     return messages
+
+
+def asked_concepts(episode: dict) -> list[dict]:
+    """
+    The concepts of an episode that enter its prompt: those its question names, as the processor picks them
+    from a bank at inference (all of them when the question names none, as a caption request may not).
+    An episode without concepts (a generic question) has none.
+    """
+    named = set(LABEL_PATTERN.findall(episode["question"]))
+    return [c for c in episode["concepts"] if c["name"] in named] or list(episode["concepts"])
 
 
 def drawn_prompt_lengths(episode: dict, low: int, high: int, seed: int) -> dict[str, int]:
@@ -48,6 +60,8 @@ class EpisodeCollator:
     """
     Turns episode rows (`icpt.episodes.EPISODE_FEATURES`) into a training batch via `ICPTProcessor`.
 
+    Only the concepts the question names enter the prompt (`asked_concepts`), as at inference; episodes
+    without concepts (generic questions) train the reader adapter to keep its other answers.
     Every concept gets a prompt length drawn in `[min_prompt_length, max_prompt_length]` (nested
     truncation: the projector learns to put the most identity into the first rows). `labels` are
     the answer tokens only: the concept preamble with its slots, the image tokens, the question,
@@ -71,7 +85,7 @@ class EpisodeCollator:
 
     def __call__(self, episodes: list[dict]):
         references = [[{"name": c["name"], "references": c["references"], "masks": c.get("masks") or None}
-                       for c in e["concepts"]] for e in episodes]
+                       for c in asked_concepts(e)] for e in episodes]
         lengths = [drawn_prompt_lengths(e, self.min_prompt_length, self.max_prompt_length, self.seed) for e in episodes]
         images = [[e["image"]] if e.get("image") is not None else [] for e in episodes]
         batch = self.processor(

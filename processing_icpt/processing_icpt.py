@@ -230,7 +230,8 @@ class ICPTProcessor(ProcessorMixin):
                 with the backbone's chat template; `{"type": "image"}` parts mark where images go.
             concepts: a `ConceptBank`; each sample gets the bank's concepts that its text names, in bank order.
                 Default: the concepts of a personalized checkpoint (`self.concepts`), when it has some.
-            references: `{label: [images]}` for all samples, or a list with one such dict per sample.
+            references: `{label: [images]}` for all samples, or a list with one such dict (or list of
+                concepts, as `prepare_references` takes them) per sample; `[]` for a sample without concepts.
             prompt_lengths: with `references` only: slots per concept, an int or `{label: int}` (or one per
                 sample); defaults to `max_prompt_length`.
             add_generation_prompt: with `messages`: end with the assistant's turn opener.
@@ -381,10 +382,13 @@ class ICPTProcessor(ProcessorMixin):
             flat, per_sample = [], []
             for refs, lengths in zip(per_sample_refs, per_sample_lengths):
                 sample = []
-                for label, images, masks in self._concept_list(refs):
+                # a sample of a batch may have no concepts (an empty list): it gets no preamble
+                for label, images, masks in self._concept_list(refs) if refs != [] else []:
                     sample.append((label, len(flat), self._slot_count(label, lengths)))
                     flat.append((label, images, masks))
                 per_sample.append(sample)
+            if not flat:
+                return per_sample, [], None
         return per_sample, [label for label, _, _ in flat], self._reference_features(flat)
 
     def _slot_count(self, label, lengths):

@@ -117,7 +117,7 @@ def test_short_training_run_lowers_the_loss_and_changes_only_the_projector(setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     episodes = load_from_disk(tmp_path / "episodes")
     batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(8)])
-    trainer = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "30", "--save_steps", "100"))
+    trainer = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "60", "--save_steps", "100"))
     model = trainer.model
     backbone_before = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4).vlm.state_dict()
     for name, tensor in model.vlm.state_dict().items():
