@@ -16,6 +16,7 @@ in a context variable (each thread and asyncio task sees its own), where the hoo
 import math
 import os
 import tempfile
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -47,7 +48,6 @@ from .reference_features import (
 
 if is_peft_available():
     from peft import LoraConfig, inject_adapter_in_model
-    from peft.tuners.tuners_utils import BaseTunerLayer
 
 # keys of the processor's output that describe references rather than the query
 REFERENCE_PREFIX = "reference_"
@@ -147,6 +147,10 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         if config.prompt_token_id is None:
             raise ValueError("config.prompt_token_id is not set: build the model with from_backbone(...).")
         self.vlm = vlm
+        # the ICPT models wrapping this backbone object: a reader adapter may only go into an unshared one
+        if not hasattr(vlm, "_icpt_models"):
+            vlm._icpt_models = weakref.WeakSet()
+        vlm._icpt_models.add(self)
         self.vlm.requires_grad_(False)
         self.vlm.eval()
         self.projector = ConceptProjector(config).to(self.vlm.get_input_embeddings().weight.device)
@@ -161,6 +165,11 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         self.post_init()
         if config.reader_lora_rank > 0:  # after post_init, which would re-initialize the adapter's zero start
             self._inject_reader_adapter()
+        elif self._carries_an_adapter():
+            raise ICPTInputError(
+                "The backbone object given carries another ICPT model's reader adapter, so this model would read "
+                "through it: give this checkpoint its own backbone (a path, or a freshly loaded model)."
+            )
 
     # ---------------------------------------------------------------- the reader adapter
 
@@ -215,19 +224,22 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         language_model = self.vlm.get_decoder()
         return next(name for name, module in self.named_modules() if module is language_model) + "."
 
+    def _carries_an_adapter(self) -> bool:
+        return any(".lora_" in name for name, _ in self.vlm.get_decoder().named_parameters())
+
     def _inject_reader_adapter(self) -> None:
         if not is_peft_available():
             raise ImportError("This ICPT checkpoint carries a reader adapter (LoRA), which needs PEFT: pip install peft.")
-        language_model = self.vlm.get_decoder()
-        if any(isinstance(module, BaseTunerLayer) for module in language_model.modules()):
+        if self._carries_an_adapter() or any(other is not self for other in self.vlm._icpt_models):
             raise ICPTInputError(
-                "The backbone's language model already carries an adapter (another ICPT model wrapping the same "
-                "backbone object?): load a fresh backbone for each checkpoint with a reader adapter."
+                "The backbone object is shared with another ICPT model, which would then read through this "
+                "model's reader adapter (or it already carries one): give each checkpoint with a reader adapter "
+                "its own backbone (a path, or a freshly loaded model)."
             )
         config = self.config
         lora = LoraConfig(r=config.reader_lora_rank, lora_alpha=config.reader_lora_alpha,
                           target_modules=list(config.reader_lora_modules), lora_dropout=0.0)
-        inject_adapter_in_model(lora, language_model)
+        inject_adapter_in_model(lora, self.vlm.get_decoder())
         for name, parameter in self.vlm.named_parameters():
             parameter.requires_grad_(".lora_" in name)
 

@@ -264,6 +264,22 @@ def test_private_loader_keywords_never_reach_the_backbone(llava, tmp_path, monke
     assert seen == {"attn_implementation": "eager"}
 
 
+def test_a_reader_adapter_never_goes_into_a_shared_backbone(llava, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    llava.model.save_pretrained(tmp_path / "frozen")
+    llava.model.add_reader_adapter(rank=2)
+    llava.model.save_pretrained(tmp_path / "adapted")
+    shared = AutoModelForImageTextToText.from_pretrained(llava.model.config.base_model_name_or_path)
+    ICPTForConditionalGeneration.from_pretrained(tmp_path / "frozen", backbone=shared)
+    with pytest.raises(ValueError, match="shared with another ICPT model"):
+        ICPTForConditionalGeneration.from_pretrained(tmp_path / "adapted", backbone=shared)
+    other = AutoModelForImageTextToText.from_pretrained(llava.model.config.base_model_name_or_path)
+    ICPTForConditionalGeneration.from_pretrained(tmp_path / "adapted", backbone=other)
+    with pytest.raises(ValueError, match="carries another ICPT model's reader adapter"):
+        ICPTForConditionalGeneration.from_pretrained(tmp_path / "frozen", backbone=other)
+
+
 def test_checkpoint_with_missing_keys_is_refused(llava, tmp_path):
     llava.model.save_pretrained(tmp_path / "ckpt")
     from safetensors.torch import load_file, save_file
