@@ -143,6 +143,8 @@ def paired_difference(scores, reference_scores, positive=None, seed: int = 0) ->
     if result["discordant"] == 0:
         result["p_value"] = 1.0
         return result
+    if min(len(sample) for sample in differences) < MIN_FOR_INTERVAL:  # too few questions for a test
+        return result
 
     # one sample of paired differences under permutation_type="samples": each sign is flipped at random
     # (the two outcomes of a question swapped); positions stay put, so each question keeps its weight
