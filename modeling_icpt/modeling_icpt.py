@@ -359,7 +359,10 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             folder = Path(path, checkpoint_kwargs.get("subfolder", ""))
             name = resolve_backbone(config.base_model_name_or_path, folder, path) if backbone is None else str(backbone)
             backbone = AutoModelForImageTextToText.from_pretrained(name, **hub_kwargs, **kwargs)
-            config.base_model_name_or_path = str(Path(name).resolve()) if Path(name).is_dir() else name
+        else:  # a loaded model: the checkpoint now names the backbone it wraps (re-saving records that one)
+            name = backbone.config.name_or_path or config.base_model_name_or_path
+        # a local folder is recorded absolute (save_pretrained writes it relative to where it saves)
+        config.base_model_name_or_path = str(Path(name).resolve()) if name and Path(name).is_dir() else name
         width = text_hidden_size(backbone.config)
         if width != config.text_hidden_size:
             raise ICPTInputError(

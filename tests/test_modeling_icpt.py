@@ -439,6 +439,13 @@ def test_relative_backbone_path_is_read_from_the_checkpoint_folder(llava, tmp_pa
     again = ICPTForConditionalGeneration.from_pretrained(tmp_path / "deeper" / "copy")
     assert Path(again.vlm.config.name_or_path).resolve() == (tmp_path / "backbone").resolve()
     assert Path(again.vlm.config.name_or_path).resolve() != (tmp_path / "a" / "backbone").resolve()
+    # loaded around a backbone object, re-saved: it names that backbone (a Trainer's checkpoints do this)
+    from transformers import AutoModelForImageTextToText
+
+    given = ICPTForConditionalGeneration.from_pretrained(
+        tmp_path / "deeper" / "copy", backbone=AutoModelForImageTextToText.from_pretrained(tmp_path / "a" / "backbone"))
+    given.save_pretrained(tmp_path / "resaved")
+    assert json.loads((tmp_path / "resaved" / "config.json").read_text())["base_model_name_or_path"] == "../a/backbone"
     shutil.rmtree(tmp_path / "backbone")
     with pytest.raises(ValueError, match="no such folder"):
         ICPTForConditionalGeneration.from_pretrained(tmp_path / "deeper" / "copy")
