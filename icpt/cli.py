@@ -171,12 +171,11 @@ def encode(model, processor, concepts: dict[str, list], progress: bool = True):
     for label, photos in concepts.items():
         if len(photos) > limit:
             raise ValueError(f"{label} has {len(photos)} photos but this projector takes at most {limit} per concept: keep the {limit} clearest.")
-    bank = None
+    banks = []
     for label, photos in tqdm(concepts.items(), desc="Encoding concepts", unit="concept", disable=not progress):
         references = processor.prepare_references({label: list(photos)}).to(model.device)
-        encoded = model.encode_concepts(**references)
-        bank = encoded if bank is None else bank.merge(encoded)
-    return bank
+        banks.append(model.encode_concepts(**references))
+    return banks[0].merge(*banks[1:])  # one copy at the end, not one per concept
 
 
 def answer(model, processor, question: str, image=None, bank=None, max_new_tokens: int = 48) -> str:

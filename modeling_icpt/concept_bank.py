@@ -166,23 +166,36 @@ class ConceptBank:
         return ConceptBank(labels, self.prompts[idx], self._lengths[idx], self.complexity[idx],
                            self.descriptors[idx], self.base_model_name_or_path, self.backbone_fingerprint)
 
-    def merge(self, other: "ConceptBank") -> "ConceptBank":
-        """This bank's concepts followed by `other`'s; labels must not repeat and widths must match."""
-        if other.hidden_size != self.hidden_size or other.backbone_fingerprint != self.backbone_fingerprint:
-            raise ICPTInputError(
-                f"Cannot merge these banks: they were made for different backbones ({self.base_model_name_or_path}, "
-                f"{other.hidden_size}-wide, and {other.base_model_name_or_path}, {self.hidden_size}-wide); "
-                "encode all concepts with one model."
-            )
-        if self.prompts.shape[1] != other.prompts.shape[1]:
-            raise ICPTInputError(
-                f"Cannot merge banks with {self.prompts.shape[1]} and {other.prompts.shape[1]} rows per concept: "
-                "they come from different projectors; encode all concepts with one model."
-            )
-        return ConceptBank(self.labels + other.labels, torch.cat([self.prompts, other.prompts]),
-                           torch.cat([self._lengths, other._lengths]), torch.cat([self.complexity, other.complexity]),
-                           torch.cat([self.descriptors, other.descriptors]), self.base_model_name_or_path,
-                           self.backbone_fingerprint)
+    def merge(self, *others: "ConceptBank") -> "ConceptBank":
+        """
+        This bank's concepts followed by each of `others`' (one copy, however many banks); labels must not
+        repeat, and every bank must come from the same backbone and projector.
+
+        Example:
+
+        ```python
+        >>> bank = bo_bank.merge(kiki_bank, mia_bank)  # doctest: +SKIP
+        >>> bank.labels  # doctest: +SKIP
+        ['<bo>', '<kiki>', '<mia>']
+        ```
+        """
+        banks = (self, *others)
+        for other in others:
+            if other.hidden_size != self.hidden_size or other.backbone_fingerprint != self.backbone_fingerprint:
+                raise ICPTInputError(
+                    f"Cannot merge these banks: they were made for different backbones ({self.base_model_name_or_path}, "
+                    f"{self.hidden_size}-wide, and {other.base_model_name_or_path}, {other.hidden_size}-wide); "
+                    "encode all concepts with one model."
+                )
+            if other.prompts.shape[1] != self.prompts.shape[1]:
+                raise ICPTInputError(
+                    f"Cannot merge banks with {self.prompts.shape[1]} and {other.prompts.shape[1]} rows per concept: "
+                    "they come from different projectors; encode all concepts with one model."
+                )
+        return ConceptBank([label for bank in banks for label in bank.labels],
+                           torch.cat([bank.prompts for bank in banks]), torch.cat([bank._lengths for bank in banks]),
+                           torch.cat([bank.complexity for bank in banks]), torch.cat([bank.descriptors for bank in banks]),
+                           self.base_model_name_or_path, self.backbone_fingerprint)
 
     def to(self, *args, **kwargs) -> "ConceptBank":
         prompts = self.prompts.to(*args, **kwargs)

@@ -141,6 +141,8 @@ def test_merge_and_select(tmp_path):
     merged = a.merge(b)
     assert merged.labels == ["<bo>", "<kiki>", "<mia>"] and merged.index("<mia>") == 2
     assert merged.select(["<mia>", "<bo>"]).labels == ["<mia>", "<bo>"]
+    three = make_bank(("<a>",)).merge(make_bank(("<b>",)), make_bank(("<c>", "<d>")))
+    assert three.labels == ["<a>", "<b>", "<c>", "<d>"] and three.prompts.shape[0] == 4
     with pytest.raises(ICPTInputError, match="more than once"):
         a.merge(a)
     with pytest.raises(ICPTInputError, match="different backbones"):
