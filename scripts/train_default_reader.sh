@@ -65,6 +65,34 @@ OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py --model "$START" --backbone 
   --report_to none --resume_from_checkpoint latest --output_dir "$OUT/icpt_reader" "${extra[@]}" \
   > "$OUT/icpt_reader.log" 2>&1
 
+# the learning curve, every logged loss term, from the run's last checkpoint
+$PY - "$OUT/icpt_reader" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+run = Path(sys.argv[1])
+state = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))[-1]
+history = [entry for entry in json.loads(state.read_text())["log_history"] if "lm_loss" in entry]
+figure, axis = plt.subplots(figsize=(6, 3.5))
+for term in ("loss", "lm_loss", "decoupling_loss", "separation_loss"):
+    axis.plot([e["step"] for e in history], [e[term] for e in history], label=term)
+axis.set_xlabel("step")
+axis.set_ylabel("training loss (mean of 20 steps)")
+axis.set_title("Reader adapter + projector (scripts/train_default_reader.sh)")
+axis.legend()
+axis.grid(alpha=0.3)
+figure.tight_layout()
+target = Path("docs/default_model_plots/reader_adapter_training.png")
+target.parent.mkdir(parents=True, exist_ok=True)
+figure.savefig(target, dpi=100)
+print(f"learning curve -> {target}")
+EOF
+
 if [ "$INSTALL" = 1 ]; then
   # Shipped checkpoints name the backbone relative to their own folder, so the package can move.
   $PY - "$OUT" "$START" <<'EOF'
