@@ -42,7 +42,7 @@ most k references per concept. Everything lands in an output folder: `results.js
 
 **Regenerating `docs/results.md`** on the embedded default (backbone `icpt/default/backbone`, projector
 `icpt/default/projector`, the ablation projectors in `icpt/default/ablations/<method>`; no number typed by
-hand; 18 minutes measured on a shared 2-core CPU with one thread, with a progress bar and an ETA that
+hand; 17 minutes measured (17:12 wall) on a shared 2-core CPU with one thread, with a progress bar and an ETA that
 is right once the ceiling phase is done; `--threads 1` because two spinning threads on a shared 2-core
 machine ran several times slower):
 
@@ -967,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="icpt eval",
         description="Evaluate ICPT, its ablations and the baselines on the same questions and backbone; write "
         "results.json, outcomes.jsonl, results.md and plots.",
-        epilog="Regenerate docs/results.md on the embedded default (about 18 minutes on 2 CPU cores):\n"
+        epilog="Regenerate docs/results.md on the embedded default (about 17 minutes on 2 CPU cores):\n"
         "  icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
