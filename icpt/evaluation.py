@@ -1,9 +1,10 @@
 """The evaluation harness (`icpt eval`): ICPT, its ablations and the baselines, on the same questions and backbone.
 
 One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt` and the ablations
-`icpt_fixed_length`, `icpt_no_decoupling`, `icpt_no_separation`, `icpt_no_identity_targets`, trained by
-`examples/train_icpt.py` with that part switched off), and has every method of `METHODS` answer the same
-questions:
+`icpt_frozen_reader`, `icpt_fixed_length`, `icpt_no_decoupling`, `icpt_no_separation`, `icpt_no_identity_targets`,
+trained by `examples/train_icpt.py` with that part switched off; a checkpoint with a reader adapter gets a backbone
+of its own, since the adapter changes the backbone it is added to), and has every method of `METHODS` answer the
+same questions:
 
 | method | what the backbone sees for each concept a question names | its prompt tokens per concept |
 |---|---|---|
@@ -13,6 +14,7 @@ questions:
 | `raw_references` | "<bo> is <photo><photo>." -- the ceiling, and its cost | the image tokens of its photos |
 | `raw_references_plain_noun` | "the object is <photo><photo>.", the question asked about "the object" | the same |
 | `test_time_training` | its label and 16 rows trained per concept (Yo'LLaVA-style), on a stated subsample | 16 |
+| `name_only_adapted`, `raw_references_adapted` | as `name_only`, `raw_references`, through `icpt`'s reader adapter (when it has one) | the same |
 
 Every method asks as users do: a question's prompt holds only the concepts the question names.
 
@@ -134,8 +136,13 @@ from .evaluation_scoring import (
 from .evaluation_statistics import CONFIDENCE, N_RESAMPLES, estimate
 
 SCHEMA_VERSION = 2
-CHECKPOINT_METHODS = ("icpt", "icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets")
-BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_references_plain_noun", "test_time_training")
+CHECKPOINT_METHODS = ("icpt", "icpt_frozen_reader", "icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation",
+                      "icpt_no_identity_targets")
+BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_references_plain_noun", "test_time_training",
+                    "name_only_adapted", "raw_references_adapted")
+# Baselines asked through `icpt`'s reader adapter (its language model with the adapter), when it has one: what
+# the adapter does to answers without ICPT's rows (`name_only_adapted`: an answer prior or a scene cue it learned)
+ADAPTED_BASELINES = {"name_only_adapted": "name_only", "raw_references_adapted": "raw_references"}
 METHODS = CHECKPOINT_METHODS + BASELINE_METHODS
 # The photos in context: what decides whether a task is measurable on the backbone at all.
 CEILING_METHODS = ("raw_references", "raw_references_plain_noun")
@@ -146,6 +153,7 @@ REFERENCE_METHODS = CHECKPOINT_METHODS + ("raw_references",)
 DEFAULT_SWEEP_METHODS = ("icpt", "raw_references")
 # What each ablation checkpoint must have been trained with (config field, value), and the training flag.
 ABLATIONS = {
+    "icpt_frozen_reader": ("reader_lora_rank", 0, "--reader_lora_rank 0"),
     "icpt_fixed_length": ("adaptive_length", False, "--adaptive_length false"),
     "icpt_no_decoupling": ("decoupling_weight", 0.0, "--decoupling_weight 0"),
     "icpt_no_separation": ("separation_weight", 0.0, "--separation_weight 0"),
@@ -351,9 +359,11 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
             notes[method] = (notes[method] + "; " if method in notes else "") + (
                 f"trained on {_display_path(trained_on)}, evaluated on {_display_path(backbone)}"
             )
+        # a reader adapter changes the backbone it is added to: such a checkpoint gets a backbone of its own
+        own = AutoModelForImageTextToText.from_pretrained(backbone).to(device) if config.reader_lora_rank else vlm
         models[method] = ICPTForConditionalGeneration.from_pretrained(checkpoints[method], config=config,
-                                                                      backbone=vlm).eval()
-    injector = next(iter(models.values()), None)
+                                                                      backbone=own).eval()
+    injector = next((model for model in models.values() if model.vlm is vlm), None)
     if injector is None:  # no checkpoint: an untrained wrapper only injects test-time-trained rows
         injector = ICPTForConditionalGeneration.from_backbone(vlm, prompt_token_id=processor.prompt_token_id).eval()
     return BackboneContext(vlm, processor, injector), models, notes
@@ -407,6 +417,11 @@ def _describe(episodes: list) -> dict:
 
 
 def _build_runner(name, context, models, ttt_steps, ttt_learning_rate, ttt_negatives):
+    if name in ADAPTED_BASELINES:  # the same baseline, through icpt's language model with its reader adapter
+        adapted = BackboneContext(models["icpt"].vlm, context.processor, models["icpt"], context.max_new_tokens)
+        runner = _build_runner(ADAPTED_BASELINES[name], adapted, models, ttt_steps, ttt_learning_rate, ttt_negatives)
+        runner.name = name
+        return runner
     if name in CHECKPOINT_METHODS:
         return ICPTMethod(context, models[name], name=name)
     if name == "name_only":
@@ -587,6 +602,10 @@ def run_evaluation(
                 f"no checkpoint given: train one with examples/train_icpt.py {flag}".rstrip()
                 + f" and pass it with --checkpoint {name}=PATH"))
             continue
+        if name in ADAPTED_BASELINES and not ("icpt" in models and models["icpt"].config.reader_lora_rank):
+            rows[name].update(status="skipped", note="icpt has no reader adapter: this baseline equals "
+                                                     f"{ADAPTED_BASELINES[name]}")
+            continue
         if name == "text_description":
             missing = sum(1 for e in prepared for c in e.named_concepts if not c.description)
             if missing:
@@ -595,6 +614,8 @@ def run_evaluation(
                     f"{missing} of {total} named concepts in the episodes carry no description "
                     "(the `description` field of EPISODE_FEATURES)"))
                 continue
+        if name in models:
+            rows[name]["reader_lora_rank"] = models[name].config.reader_lora_rank
         runners[name] = _build_runner(name, context, models, ttt_steps, ttt_learning_rate, ttt_negatives)
     ceiling_names = [name for name in CEILING_METHODS if name in runners]
     other_names = [name for name in runners if name not in ceiling_names]
@@ -821,6 +842,11 @@ def claims(results: dict) -> list[dict]:
             if entry["verdict"] != "supported":
                 entry["verdict"] = "cannot decide"
         found.append(entry)
+
+    # 5. with a reader adapter: does the reader's learning help?
+    if "icpt_frozen_reader" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0:
+        found.append(_ablation_claim("A reader adapter trained with the projector helps", methods, ok,
+                                     "icpt_frozen_reader", "all", metric))
     return found
 
 
@@ -829,6 +855,11 @@ def _ablation_claim(claim, methods, ok, name, split, metric) -> dict:
     diff = methods[name]["difference"].get(split, {}).get(metric) if name in ok and "icpt" in ok else None
     if not diff or diff["difference"] is None:
         return {"claim": claim, "verdict": "cannot decide", "evidence": f"{name} did not run on this split"}
+    if (name != "icpt_frozen_reader" and methods[name].get("reader_lora_rank", 0) == 0
+            and methods["icpt"].get("reader_lora_rank", 0) > 0):
+        return {"claim": claim, "verdict": "cannot decide", "evidence": (
+            f"{name} was trained with the frozen reader and icpt with a reader adapter: they differ in two parts "
+            f"({name} − icpt on {split.replace('_', ' ')} = {format_difference(diff)})")}
     evidence = f"{name} − icpt on {split.replace('_', ' ')} = {format_difference(diff)} weighted recognition"
     verdict = {"worse": "supported", "better": "refuted"}.get(diff["verdict"], "cannot decide")
     if verdict == "cannot decide":

@@ -24,7 +24,8 @@ from processing_icpt import ICPTProcessor
 
 TINY = {"max_prompt_length": 4, "min_prompt_length": 1, "projector_hidden_size": 32, "projector_heads": 2,
         "projector_layers": 1}
-ABLATION_OVERRIDES = {"icpt": {}, "icpt_fixed_length": {"adaptive_length": False},
+# icpt with a (fresh) reader adapter, as shipped; its frozen-reader ablation has none
+ABLATION_OVERRIDES = {"icpt": {"reader_lora_rank": 2}, "icpt_frozen_reader": {}, "icpt_fixed_length": {"adaptive_length": False},
                       "icpt_no_decoupling": {"decoupling_weight": 0.0}, "icpt_no_separation": {"separation_weight": 0.0},
                       "icpt_no_identity_targets": {"identity_target_weight": 0.0}}
 
@@ -271,7 +272,10 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
     assert 1.0 <= tokens["icpt"]["mean"] <= 4.0
     assert tokens["test_time_training"]["mean"] == 16.0
     assert tokens["raw_references"]["min"] >= 16.0  # at least one photo of 16 image tokens per concept
-    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 4
+    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 5
+    # the reader adapter: icpt has its own backbone; the adapted baselines ask through its language model
+    assert methods["icpt"]["reader_lora_rank"] == 2 and methods["icpt_frozen_reader"]["reader_lora_rank"] == 0
+    assert "differ in two parts" in results["claims"][2]["evidence"]  # a frozen-reader ablation against icpt
     sweep = results["reference_sweep"]
     assert sweep["counts"] == [1, 2] and set(sweep["methods"]) == {"icpt", "raw_references"}
 
