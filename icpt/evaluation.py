@@ -777,7 +777,7 @@ def _capped_key(concept, k: int, seed: int) -> str:
 
 
 def claims(results: dict) -> list[dict]:
-    """What the numbers say about the method's four claims: `[{claim, verdict, evidence}]`.
+    """What the numbers say about the method's claims (four, and a fifth with a reader adapter): `[{claim, verdict, evidence}]`.
 
     `verdict` is "supported", "refuted" or "cannot decide", read off paired differences to `icpt` on
     weighted recognition (`MATCH_MARGIN` for "matches raw references"; p < 0.05 for "helps").
@@ -906,7 +906,7 @@ def _page(results: dict, title: str, plots_prefix: str) -> str:
     verdicts = results.get("claims") or []
     if verdicts:
         counts = Counter(entry["verdict"] for entry in verdicts)
-        lines += [("**What these numbers say.** Of the method's four claims, on the embedded backbone and its "
+        lines += [(f"**What these numbers say.** Of the method's {len(verdicts)} claims, on the embedded backbone and its "
                    f"generated world: {counts['supported']} supported, {counts['refuted']} refuted, "
                    f"{counts['cannot decide']} cannot be decided. "
                    + " ".join(f"*{entry['claim']}*: **{entry['verdict']}** ({entry['evidence']})." for entry in verdicts)),

@@ -96,7 +96,6 @@ EOF
 if [ "$INSTALL" = 1 ]; then
   # Shipped checkpoints name the backbone relative to their own folder, so the package can move.
   $PY - "$OUT" "$START" <<'EOF'
-import shutil
 import sys
 from pathlib import Path
 
@@ -105,15 +104,17 @@ from processing_icpt import ICPTProcessor
 
 out, start = Path(sys.argv[1]), Path(sys.argv[2])
 frozen = Path("icpt/default/ablations/icpt_frozen_reader")
+def install(source, target):
+    """Re-save a checkpoint into the package: it names the backbone relative to its new folder."""
+    ICPTForConditionalGeneration.from_pretrained(source).save_pretrained(target)
+    ICPTProcessor.from_pretrained(source).save_pretrained(target)
+    for code in Path(target).glob("*.py"):  # the package carries the code; a copy would go stale
+        code.unlink()
+    print(f"installed {source} -> {target}")
+
+
 if start.resolve() == Path("icpt/default/projector").resolve() and not frozen.exists():
-    shutil.copytree(start, frozen)  # the projector the adapter started from: the frozen-reader ablation
-    print(f"kept {start} -> {frozen}")
-model = ICPTForConditionalGeneration.from_pretrained(out / "icpt_reader")
-model.config.base_model_name_or_path = str(Path("icpt/default/backbone").resolve())
-model.save_pretrained("icpt/default/projector")
-ICPTProcessor.from_pretrained(out / "icpt_reader").save_pretrained("icpt/default/projector")
-for code in Path("icpt/default/projector").glob("*.py"):  # the package carries the code; a copy would go stale
-    code.unlink()
-print(f"installed {out / 'icpt_reader'} -> icpt/default/projector")
+    install(start, frozen)  # the projector the adapter started from: the frozen-reader ablation
+install(out / "icpt_reader", "icpt/default/projector")
 EOF
 fi
