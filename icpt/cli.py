@@ -6,6 +6,7 @@
     icpt train --backbone PATH_OR_REPO --output_dir outputs/projector --max_steps 600
     icpt eval ...                                                # the evaluation harness (icpt.evaluation)
     icpt demo                                                    # the embedded default on three new concepts
+    icpt serve                                                   # the web app, http://127.0.0.1:7860
 
 `encode`, `ask`, `chat` and `train` take `--model PATH_OR_REPO`, an ICPT checkpoint (a folder written by
 `save_pretrained` or a Hub repository); by default the embedded checkpoint `DEFAULT_MODEL`. Errors are printed
@@ -35,6 +36,7 @@ DELEGATED = {
     "train": ("icpt.train", "train a projector (transformers.Trainer; `icpt train --help` lists every option)"),
     "eval": ("icpt.evaluation", "run the evaluation harness (`icpt eval --help`)"),
     "demo": ("icpt.demo", "personalize the embedded default with three new concepts (`icpt demo --help`)"),
+    "serve": ("icpt.serve", "start the web app (Gradio): add concepts from photos, ask, save banks (`icpt serve --help`)"),
 }
 EXIT_ERROR = 2
 CHAT_HELP = "Type a question about the current photo; /image PATH switches the photo, /quit ends."

@@ -25,12 +25,16 @@ class ProjectorBlock(nn.Module):
             nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(), nn.Linear(4 * hidden_size, hidden_size)
         )
 
-    def forward(self, queries, patches, patch_padding):
+    def forward(self, queries, patches, patch_padding, output_attentions: bool = False):
+        """The updated queries; with `output_attentions`, also the cross-attention weights `(C, L, T)`, mean over heads."""
         x = self.cross_norm(queries)
-        queries = queries + self.cross_attn(x, patches, patches, key_padding_mask=patch_padding, need_weights=False)[0]
+        attended, weights = self.cross_attn(x, patches, patches, key_padding_mask=patch_padding,
+                                            need_weights=output_attentions)
+        queries = queries + attended
         x = self.self_norm(queries)
         queries = queries + self.self_attn(x, x, x, need_weights=False)[0]
-        return queries + self.mlp(self.mlp_norm(queries))
+        queries = queries + self.mlp(self.mlp_norm(queries))
+        return (queries, weights) if output_attentions else queries
 
 
 class ConceptProjector(nn.Module):
@@ -75,16 +79,20 @@ class ConceptProjector(nn.Module):
         # rows are unit vectors times a learned scale that starts at the LM's typical token norm
         self.log_row_norm = nn.Parameter(torch.tensor(math.log(max(config.prompt_norm, 1e-6))))
 
-    def forward(self, patch_features, patch_mask, reference_index, name_embeddings):
+    def forward(self, patch_features, patch_mask, reference_index, name_embeddings, output_attentions: bool = False):
         """
         Args:
             patch_features: `(C, T, d_in)` patch features of each concept's references, padded.
             patch_mask: `(C, T)` bool, True where a patch is real (False = padding / left out).
             reference_index: `(C, T)` long, which reference of the concept each patch came from.
             name_embeddings: `(C, d_lm)` mean LM input embedding of each label's tokens.
+            output_attentions: also return, per block, the weights with which each prompt row's query read
+                each patch (what a row "looks at"; returned, never stored, so concurrent calls stay apart).
 
         Returns:
-            `(C, max_prompt_length, d_lm)` prompt rows.
+            `(C, max_prompt_length, d_lm)` prompt rows; with `output_attentions`, a tuple `(rows, attentions)`
+            where `attentions` holds one `(C, max_prompt_length, T)` tensor per block (mean over heads, zero
+            on padding).
         """
         dtype = self.patch_proj.weight.dtype
         patches = self.patch_proj(self.patch_norm(patch_features.to(dtype)))
@@ -94,10 +102,15 @@ class ConceptProjector(nn.Module):
         # a concept whose patches are all masked would make attention NaN: let it see one padding token
         padding = ~patch_mask
         padding[:, 0] &= patch_mask.any(dim=1)
+        attentions = []
         for block in self.blocks:
-            queries = block(queries, patches, padding)
+            queries = block(queries, patches, padding, output_attentions=output_attentions)
+            if output_attentions:
+                queries, weights = queries
+                attentions.append(weights)
         rows = self.out_proj(self.out_norm(queries))
-        return nn.functional.normalize(rows, dim=-1) * self.log_row_norm.exp()
+        rows = nn.functional.normalize(rows, dim=-1) * self.log_row_norm.exp()
+        return (rows, tuple(attentions)) if output_attentions else rows
 
 
 def concept_complexity(features: torch.Tensor) -> torch.Tensor:

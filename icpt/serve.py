@@ -1,0 +1,424 @@
+"""`icpt serve`: a web app (Gradio) to personalize a model from photos in the browser.
+
+In the page: add a concept from a few uploaded photos and a name (`<bo>`), see the concepts of your bank with the
+patches of each photo that its prompt rows read, ask a question about a new photo that names concepts and see which
+concepts entered the prompt and how many tokens each took, and save or load a concept bank file. Bad input (a
+missing or damaged image, a bad or repeated label, no photos, a damaged bank) is shown in the page with the
+library's message, and the app keeps running.
+
+One model object serves every visitor (ICPT's calls carry their concepts with them, so concurrent calls do not mix);
+each browser session has its own bank (`gr.State`), so visitors never see each other's concepts.
+
+    icpt serve                                   # the embedded default, http://127.0.0.1:7860
+    icpt serve --model PATH_OR_REPO --port 8080  # any ICPT checkpoint
+
+Python:
+
+```python
+>>> from icpt.serve import ConceptApp
+>>> app = ConceptApp.from_pretrained()          # the embedded default  # doctest: +SKIP
+>>> app.build().launch()                         # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+# no telemetry, no update check: the app must not reach the network unless a user asks it to
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from icpt.cli import DEFAULT_MODEL, OneLineParser, _add_model_arguments, answer, load_model
+
+STATUS_ID, CONCEPTS_ID, PICTURES_ID, ANSWER_ID, PROMPT_ID = (
+    "icpt-status", "icpt-concepts", "icpt-pictures", "icpt-answer", "icpt-prompt")
+# colours of concepts in the pictures (cycled), and of the other parts of a prompt
+PALETTE = [(230, 97, 0), (93, 58, 155), (0, 140, 120), (200, 30, 90), (30, 110, 200), (150, 120, 0)]
+TEXT_COLOUR, IMAGE_COLOUR = (200, 200, 200), (150, 190, 230)
+CSS = f"#{STATUS_ID} .error-text {{ color: #b00020; font-weight: 600; }}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What one browser session holds: its bank, and for concepts added from photos, their picture and photo count.
+
+    Frozen: every change makes a new `Session`, so an event never sees another event's half-made change.
+    """
+
+    bank: object = None  # a ConceptBank, or None before the first concept
+    pictures: dict = dataclasses.field(default_factory=dict)  # label -> PIL image (photos over attention maps)
+    photos: dict = dataclasses.field(default_factory=dict)  # label -> number of photos (absent: loaded from a bank)
+
+
+# ---------------------------------------------------------------- what the projector looks at
+
+
+@torch.no_grad()
+def concept_attention(model, references, lengths: dict[str, int]) -> list[list[torch.Tensor]]:
+    """
+    For each concept of `references` (`processor.prepare_references(...)`), for each of its photos, how strongly its
+    prompt rows read each patch of that photo: the projector's cross-attention weights, averaged over its blocks and
+    over the rows the concept keeps (`lengths`, from its `ConceptBank`); each concept's weights sum to 1 over its
+    patches.
+
+    Example:
+
+    ```python
+    >>> references = processor.prepare_references({"<bo>": photos})  # doctest: +SKIP
+    >>> bank = model.encode_concepts(**references)  # doctest: +SKIP
+    >>> [w.shape for w in concept_attention(model, references, bank.lengths)[0]]  # doctest: +SKIP
+    [torch.Size([64]), torch.Size([64]), torch.Size([64])]
+    ```
+    """
+    from modeling_icpt.modeling_icpt import REFERENCE_PREFIX
+
+    image_inputs = {k[len(REFERENCE_PREFIX):]: v for k, v in references.items() if k.startswith(REFERENCE_PREFIX)}
+    # the projector's padded inputs, as encode_concepts builds them; the projector is re-run (it is tiny) to
+    # return its attention, so the bank still comes from the public `encode_concepts`
+    _, inputs, _ = model._encode(references["concept_name_ids"], references["concept_name_mask"],
+                                 references["reference_concept_index"], **image_inputs)
+    inputs = {k: v for k, v in inputs.items() if k != "background"}
+    _, attentions = model.projector(**inputs, output_attentions=True)
+    weights = torch.stack(attentions).mean(0)  # (C, rows, T)
+    per_concept = []
+    for c, label in enumerate(references["concept_names"]):
+        read = weights[c, : lengths[label]].mean(0).float().cpu()
+        mask, which = inputs["patch_mask"][c].cpu(), inputs["reference_index"][c].cpu()
+        photos = int(which[mask].max()) + 1 if mask.any() else 0
+        per_concept.append([read[mask & (which == i)] for i in range(photos)])
+    return per_concept
+
+
+def attention_picture(photos: list[Image.Image], weights: list[torch.Tensor], cell: int = 160) -> Image.Image:
+    """
+    The photos of one concept in a row, and under each the same photo lit where its prompt rows read: patches the rows
+    read most stay bright, the others go dark (one scale for all photos of the concept, so a photo the rows read
+    little stays dark). Patches are drawn on a square grid over the (squared) photo; a backbone whose patches of
+    one photo do not form a square grid (tiles, merged patches) gets the photos alone.
+    """
+    top = max((float(w.max()) for w in weights if w.numel()), default=0.0) or 1.0
+    canvas = Image.new("RGB", (len(photos) * (cell + 8) + 8, 2 * cell + 24), "white")
+    for i, (photo, read) in enumerate(zip(photos, weights)):
+        x = 8 + i * (cell + 8)
+        square = photo.convert("RGB").resize((cell, cell), Image.BICUBIC)
+        canvas.paste(square, (x, 8))
+        side = int(round(read.numel() ** 0.5))
+        if side == 0 or side * side != read.numel():
+            continue
+        heat = (read / top).clamp(0, 1).view(side, side).numpy()
+        light = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((cell, cell), Image.NEAREST)) / 255
+        lit = np.asarray(square, dtype=np.float32) * (0.15 + 0.85 * light[..., None])
+        canvas.paste(Image.fromarray(lit.astype(np.uint8)), (x, cell + 16))
+    return canvas
+
+
+# ---------------------------------------------------------------- what entered the prompt
+
+
+def prompt_parts(model, inputs) -> tuple[list[tuple[str, int]], list[str]]:
+    """
+    The first sequence of the processor's output as runs `[(part, tokens)]` in order, where a part is a concept's
+    label, `"image"` or `"text"`; and the concepts that entered the prompt, in order.
+    """
+    ids = inputs["input_ids"][0].tolist()
+    slot = model.config.prompt_token_id
+    image = getattr(model.vlm.config, "image_token_id", None)
+    names = inputs.get("concept_names") or []
+    order = [names[i] for i in inputs["prompt_concepts"][0].tolist() if i >= 0] if "prompt_concepts" in inputs else []
+    runs, concepts = [], iter(order)
+    for position, token in enumerate(ids):
+        if token == slot:
+            # a run of slots is one concept's prompt; runs follow `prompt_concepts`' order
+            if position > 0 and ids[position - 1] == slot:
+                runs[-1][1] += 1
+            else:
+                runs.append([next(concepts), 1])
+            continue
+        part = "image" if token == image else "text"
+        if runs and runs[-1][0] == part:
+            runs[-1][1] += 1
+        else:
+            runs.append([part, 1])
+    return [tuple(run) for run in runs], order
+
+
+def prompt_picture(runs: list[tuple[str, int]], colours: dict[str, tuple], width: int = 720) -> Image.Image:
+    """A strip with one cell per prompt token, coloured by what it is (a concept, the photo, text), and a legend."""
+    total = sum(tokens for _, tokens in runs) or 1
+    counts = {}
+    for name, tokens in runs:
+        counts[name] = counts.get(name, 0) + tokens
+    legend = [name for name in counts if name in colours] + [name for name in ("image", "text") if name in counts]
+    canvas = Image.new("RGB", (width + 16, 64 + 20 * len(legend)), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 8.0
+    for name, tokens in runs:
+        draw.rectangle([x, 8, x + tokens * width / total - 1, 40], fill=_colour(name, colours))
+        x += tokens * width / total
+    draw.text((8, 46), f"the prompt, left to right: {total} tokens", fill="black")
+    for i, name in enumerate(legend):
+        y = 64 + 20 * i
+        draw.rectangle([8, y, 22, y + 14], fill=_colour(name, colours))
+        what = {"image": "the photo", "text": "text"}.get(name, f"{name}'s prompt")
+        draw.text((30, y + 2), f"{what}: {counts[name]} tokens", fill="black")
+    return canvas
+
+
+def _colour(name, colours):
+    return colours.get(name, IMAGE_COLOUR if name == "image" else TEXT_COLOUR)
+
+
+def concept_colours(labels) -> dict[str, tuple]:
+    """One colour per label, in bank order (the same in every picture of a session)."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+
+
+# ---------------------------------------------------------------- the app
+
+
+def as_label(name: str) -> str:
+    """The label a user means: `bo` and `<bo>` both give `<bo>` (whether it is a valid label, the processor checks)."""
+    name = (name or "").strip()
+    if not name:
+        from modeling_icpt import ICPTInputError
+
+        raise ICPTInputError("Give the concept a name, like <bo> (one word; the brackets are added if missing).")
+    return name if name.startswith("<") and name.endswith(">") else f"<{name}>"
+
+
+def shown_errors(outputs: int):
+    """
+    Decorator for an event handler whose first output is a status line in plain text (shown escaped: labels look
+    like HTML tags). Bad input (`ValueError`, which covers `ICPTInputError`, or `OSError`) becomes an error message
+    in the status line, and every other output is left as it was: the app keeps running.
+    """
+    import functools
+    import html
+
+    import gradio as gr
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def wrapped(*args):
+            try:
+                status, *rest = handler(*args)
+            except (ValueError, OSError) as error:
+                message = html.escape(" ".join(str(error).split()))
+                return (f'<span class="error-text">Error: {message}</span>',) + (gr.skip(),) * (outputs - 1)
+            return (html.escape(status), *rest)
+        return wrapped
+    return decorate
+
+
+class ConceptApp:
+    """
+    The app's work, apart from the page: one model and processor for every session, and handlers that take a
+    session's `Session` and return a new one. `build()` lays out the page.
+
+    Args:
+        model: an `ICPTForConditionalGeneration` (in eval mode).
+        processor: its `ICPTProcessor`.
+        max_new_tokens: longest answer.
+        title: the page's heading.
+    """
+
+    def __init__(self, model, processor, max_new_tokens: int = 24, title: str = "ICPT: your concepts, in a frozen VLM"):
+        self.model, self.processor = model, processor
+        self.max_new_tokens = max_new_tokens
+        self.title = title
+
+    @classmethod
+    def from_pretrained(cls, model=DEFAULT_MODEL, backbone=None, device=None, **kwargs) -> "ConceptApp":
+        """The app on an ICPT checkpoint (default: the embedded one), loaded with `icpt.cli.load_model`."""
+        return cls(*load_model(model, backbone, device), **kwargs)
+
+    # ------------------------------------------------------------ handlers (state in, state out)
+
+    def add_concept(self, session: Session, files, name: str) -> tuple[Session, str]:
+        """Encode a concept from uploaded photos (`files`: paths) and a name; returns the new session and a status."""
+        from processing_icpt import load_image
+
+        from modeling_icpt import ICPTInputError
+
+        label = as_label(name)
+        bank = session.bank
+        if bank is not None and label in bank:
+            raise ICPTInputError(f"{label} is already a concept of this bank: choose another name, or remove all concepts first.")
+        paths = [getattr(f, "name", f) for f in (files or [])]
+        photos = [load_image(path, f"photo {Path(path).name} of {label}") for path in paths]
+        started = time.perf_counter()
+        references = self.processor.prepare_references({label: photos}).to(self.model.device)
+        concept = self.model.encode_concepts(**references)
+        seconds = time.perf_counter() - started
+        weights = concept_attention(self.model, references, concept.lengths)[0]
+        session = Session(bank=concept if bank is None else bank.merge(concept),
+                          pictures={**session.pictures, label: attention_picture(photos, weights)},
+                          photos={**session.photos, label: len(photos)})
+        status = (f"Added {label}: {len(photos)} photo(s) -> {concept.lengths[label]} prompt tokens, "
+                  f"encoded in {seconds * 1000:.0f} ms.")
+        return session, status
+
+    def ask(self, session: Session, image, question: str) -> tuple[str, str, Image.Image | None, str]:
+        """The answer to `question` about `image`, with a table and a picture of what entered the prompt, and a status."""
+        from modeling_icpt import ICPTInputError
+
+        if image is None:
+            raise ICPTInputError("Upload a photo to ask about.")
+        if not (question or "").strip():
+            raise ICPTInputError("Type a question, naming your concepts by label, e.g. Is <bo> in this photo?")
+        # (retrieval, "who is in this photo?", would pick the bank's concepts for a question that names none here)
+        content = [{"type": "image"}, {"type": "text", "text": question}]
+        inputs = self.processor(messages=[{"role": "user", "content": content}], images=[[image]], concepts=session.bank)
+        reply = answer(self.model, self.processor, question, image, session.bank, self.max_new_tokens)
+        runs, used = prompt_parts(self.model, inputs)
+        lengths = session.bank.lengths if session.bank is not None else {}
+        if used:
+            table = "| concept in the prompt | prompt tokens |\n|---|---|\n" + "".join(
+                f"| `{label}` | {lengths[label]} |\n" for label in used)
+        else:
+            table = "No concept entered the prompt: the question names none of this bank's concepts."
+        table += f"\n\nThe whole prompt: {sum(tokens for _, tokens in runs)} tokens."
+        bank_labels = session.bank.labels if session.bank is not None else []
+        picture = prompt_picture(runs, concept_colours(bank_labels))
+        return "Answered.", reply, picture, table
+
+    def save_bank(self, session: Session) -> tuple[str, str]:
+        """Write the session's bank to a new file to download; returns a status and the file's path."""
+        from modeling_icpt import ICPTInputError
+
+        if session.bank is None:
+            raise ICPTInputError("The bank is empty: add a concept first.")
+        path = Path(tempfile.mkdtemp(prefix="icpt-bank-")) / "concepts.safetensors"
+        session.bank.save(path)
+        return f"Saved {len(session.bank)} concept(s): download concepts.safetensors below.", str(path)
+
+    def load_bank(self, session: Session, file) -> tuple[Session, str]:
+        """Add the concepts of a bank file (from `icpt encode` or this app) to the session's bank."""
+        from modeling_icpt import ConceptBank, ICPTInputError
+
+        if file is None:
+            raise ICPTInputError("Choose a bank file (.safetensors, from `icpt encode` or the Save button) to load.")
+        loaded = ConceptBank.load(getattr(file, "name", file))
+        self.model._check_bank(loaded)  # a bank of another backbone fails here, not at the first question
+        clash = sorted(set(loaded.labels) & set(session.bank.labels if session.bank is not None else []))
+        if clash:
+            raise ICPTInputError(f"This bank already holds {clash}: remove all concepts first, or load another bank.")
+        bank = loaded if session.bank is None else session.bank.merge(loaded)
+        return dataclasses.replace(session, bank=bank), f"Loaded {len(loaded)} concept(s): {', '.join(loaded.labels)}."
+
+    def clear(self, session: Session) -> tuple[Session, str]:
+        return Session(), "Removed all concepts."
+
+    # ------------------------------------------------------------ views of a session
+
+    @staticmethod
+    def concept_table(session: Session) -> str:
+        """The session's concepts as a Markdown table."""
+        bank = session.bank
+        if bank is None:
+            return "No concepts yet: add one from a few photos, or load a bank file."
+        lengths = bank.lengths
+        rows = "".join(
+            f"| `{label}` | {session.photos.get(label, 'from a bank file')} | {lengths[label]} | "
+            f"{float(bank.complexity[i]):.2f} |\n" for i, label in enumerate(bank.labels))
+        return "| concept | photos | prompt tokens | visual complexity |\n|---|---|---|---|\n" + rows
+
+    @staticmethod
+    def concept_pictures(session: Session) -> list[tuple[Image.Image, str]]:
+        """For each concept added from photos: its photos, and under them the patches its prompt rows read, lit."""
+        bank = session.bank
+        labels = bank.labels if bank is not None else []
+        return [(session.pictures[label], f"{label}: {session.photos[label]} photo(s), {bank.lengths[label]} prompt "
+                 "tokens; below, lit, the patches its prompt rows read") for label in labels if label in session.pictures]
+
+    # ------------------------------------------------------------ the page
+
+    def build(self):
+        """The Gradio page (a `gr.Blocks`); `.launch()` it, or use `ConceptApp.launch`."""
+        import gradio as gr
+
+        config = self.model.config
+        with gr.Blocks(title="ICPT") as page:
+            session = gr.State(Session())
+            gr.Markdown(f"# {self.title}\n"
+                        "Add your concepts from a few photos each, then ask about a new photo, naming them by label "
+                        f"(`<bo>`). Model: `{config.base_model_name_or_path or 'ICPT'}` + ICPT projector, up to "
+                        f"{config.max_references} photos and {config.max_prompt_length} prompt tokens per concept. "
+                        "Your photos stay in this session; a saved bank holds vectors, never photos.")
+            status = gr.Markdown("Ready.", elem_id=STATUS_ID)
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("## 1. Add a concept")
+                    photos = gr.File(label="Photos of the concept", file_count="multiple", file_types=["image"],
+                                     elem_id="icpt-photos")
+                    name = gr.Textbox(label="Name (label)", placeholder="<bo>", elem_id="icpt-name")
+                    add = gr.Button("Add concept", variant="primary", elem_id="icpt-add")
+                with gr.Column():
+                    gr.Markdown("## 2. Ask about a photo")
+                    image = gr.Image(label="Photo", type="pil", sources=["upload", "clipboard"], elem_id="icpt-image")
+                    question = gr.Textbox(label="Question", placeholder="Is <bo> in this photo?", elem_id="icpt-question")
+                    ask = gr.Button("Ask", variant="primary", elem_id="icpt-ask")
+                    reply = gr.Textbox(label="Answer", interactive=False, elem_id=ANSWER_ID)
+                    used = gr.Markdown(elem_id=PROMPT_ID)
+                    prompt = gr.Image(label="What entered the prompt", type="pil", interactive=False, elem_id="icpt-prompt-picture")
+            gr.Markdown("## Your concepts")
+            concepts = gr.Markdown(self.concept_table(Session()), elem_id=CONCEPTS_ID)
+            pictures = gr.Gallery(label="Each concept's photos; below, lit, the patches its prompt rows read",
+                                  columns=2, height="auto", elem_id=PICTURES_ID)
+            with gr.Row():
+                save = gr.Button("Save bank", elem_id="icpt-save")
+                saved = gr.File(label="Bank file to download", interactive=False, elem_id="icpt-saved")
+                bank_file = gr.File(label="Bank file to load (.safetensors)", file_types=[".safetensors"], elem_id="icpt-bank-file")
+                load = gr.Button("Load bank", elem_id="icpt-load")
+                clear = gr.Button("Remove all concepts", variant="stop", elem_id="icpt-clear")
+
+            def refreshed(handler):
+                # a handler that changes the session: then show its concepts and pictures again
+                @shown_errors(outputs=4)
+                def run(current, *args):
+                    new, message = handler(current, *args)
+                    return message, new, self.concept_table(new), self.concept_pictures(new)
+                return run
+
+            views = [status, session, concepts, pictures]
+            add.click(refreshed(self.add_concept), [session, photos, name], views)
+            load.click(refreshed(self.load_bank), [session, bank_file], views)
+            clear.click(refreshed(self.clear), [session], views)
+            save.click(shown_errors(outputs=2)(self.save_bank), [session], [status, saved])
+            ask.click(shown_errors(outputs=4)(self.ask), [session, image, question], [status, reply, prompt, used])
+            question.submit(shown_errors(outputs=4)(self.ask), [session, image, question], [status, reply, prompt, used])
+        return page
+
+    def launch(self, host: str = "127.0.0.1", port: int | None = None, **kwargs):
+        """Build the page and serve it (no share link; `kwargs` go to `gr.Blocks.launch`)."""
+        return self.build().launch(server_name=host, server_port=port, share=False, css=CSS, **kwargs)
+
+
+# ---------------------------------------------------------------- `icpt serve`
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog="icpt serve", description=__doc__.split("\n\n")[0])
+    _add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="longest answer in tokens (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    app = ConceptApp.from_pretrained(args.model, args.backbone, args.device, max_new_tokens=args.max_new_tokens)
+    app.launch(args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
