@@ -35,7 +35,8 @@ from .concept_losses import (
     separation_loss,
     subset_invariance_loss,
 )
-from .concept_projector import ConceptProjector, concept_complexity, prompt_lengths
+from .concept_projector import ConceptProjector, prompt_lengths
+from .concept_retrieval import concept_keys, image_keys
 from .configuration_icpt import ICPTConfig
 from .input_checks import ICPTInputError, looks_like_local_path
 from .reference_features import (
@@ -110,6 +111,25 @@ def resolve_backbone(name, folder: Path, checkpoint: str) -> str:
             "pass backbone=... or set base_model_name_or_path in its config.json to the backbone's Hub id or path."
         )
     return str(name)
+
+
+def batched_complexity(patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
+    """
+    `concept_complexity` of C concepts in one batched SVD: `patches` `(C, T, d)` padded, `patch_mask` `(C, T)` True
+    where a patch is real. Padding rows are zero after centering, so they add no singular value.
+    """
+    features = patches.float()
+    mask = patch_mask.unsqueeze(-1).to(features.dtype)
+    count = mask.sum(1)  # (C, 1)
+    centered = (features - (features * mask).sum(1, keepdim=True) / count.clamp_min(1).unsqueeze(1)) * mask
+    energy = torch.linalg.svdvals(centered).pow(2)
+    total = energy.sum(-1)
+    max_rank = torch.clamp(torch.minimum(count.squeeze(-1), torch.tensor(float(features.shape[-1]))) - 1, min=0)
+    p = energy / total.clamp_min(1e-30).unsqueeze(-1)
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+    kappa = ((entropy.exp() - 1) / (max_rank - 1).clamp_min(1)).clamp(0, 1)
+    flat = (max_rank < 1) | (total <= 1e-12 * (features * mask).pow(2).sum((1, 2)).clamp_min(1e-30))
+    return torch.where(flat, torch.zeros_like(kappa), kappa)
 
 
 class ICPTPreTrainedModel(PreTrainedModel):
@@ -482,9 +502,17 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             view_inputs = self._projector_inputs([[v] for v in views], name_embeddings[concept])
             view_inputs["reference_index"] = position[:, None].expand_as(view_inputs["reference_index"])
             inputs["background"] = (view_inputs, concept, position)
-        complexity = torch.stack([concept_complexity(torch.cat(refs)) for refs in per_concept])
+        complexity = self._complexity(inputs["patch_features"], inputs["patch_mask"])
         projector_inputs = {k: v for k, v in inputs.items() if k != "background"}
         return self.projector(**projector_inputs), inputs, complexity.to(device)
+
+    def _complexity(self, patches, patch_mask):
+        """Each concept's visual complexity, all concepts at once; NaN (not measured) when it cannot change the length."""
+        config = self.config
+        if not config.adaptive_length or config.min_prompt_length == config.max_prompt_length:
+            # every concept gets max_prompt_length whatever its complexity: skip the SVD
+            return torch.full((patches.shape[0],), float("nan"), device=patches.device)
+        return batched_complexity(patches, patch_mask)
 
     def _projector_inputs(self, per_concept, name_embeddings):
         """Pad each concept's patches (all its references, one after another) into the projector's inputs."""
@@ -583,11 +611,50 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         ```
         """
         image_inputs = {k[len(REFERENCE_PREFIX):]: v for k, v in image_inputs.items() if k.startswith(REFERENCE_PREFIX)}
-        rows, _, complexity = self._encode(concept_name_ids, concept_name_mask, reference_concept_index, **image_inputs)
-        lengths = prompt_lengths(complexity, self.config)
-        descriptors = torch.stack([rows[c, : lengths[c]].mean(0) for c in range(rows.shape[0])])
+        rows, inputs, complexity = self._encode(concept_name_ids, concept_name_mask, reference_concept_index,
+                                                **image_inputs)
+        lengths = prompt_lengths(complexity.nan_to_num(), self.config)  # NaN: not measured, the length is fixed
+        used = (torch.arange(rows.shape[1], device=rows.device) < lengths[:, None].to(rows.device)).unsqueeze(-1)
+        descriptors = (rows * used).sum(1) / used.sum(1)
+        # what retrieval compares a query photo with (half precision: it only ranks)
+        keys = concept_keys(inputs["patch_features"], inputs["patch_mask"], self.config.vision_hidden_size).half()
         return ConceptBank(concept_names, rows, lengths, complexity, descriptors, self.config.base_model_name_or_path,
-                           self.backbone_fingerprint)
+                           self.backbone_fingerprint, keys)
+
+    @torch.no_grad()
+    def retrieve_concepts(self, concepts: ConceptBank, top_k: int = 5, return_scores: bool = False,
+                          retrieval_sample_index=None, **retrieval_inputs):
+        """
+        The `top_k` concepts of a bank that each query photo most likely shows, best first (the retrieval step of
+        RAP): the photo's pooled vision features against each concept's retrieval key (see `concept_retrieval`).
+
+        Args:
+            concepts: the `ConceptBank` to search.
+            top_k: concepts per sample.
+            return_scores: also return the `(samples, top_k)` cosine similarities.
+            retrieval_sample_index, **retrieval_inputs: the processor's `prepare_retrieval(images)` output; a sample
+                with several photos is searched with the mean of their keys.
+
+        Returns:
+            One list of labels per sample (and the scores); pass it to the processor as `retrieved=`.
+
+        Example:
+
+        ```python
+        >>> retrieved = model.retrieve_concepts(bank, top_k=2, **processor.prepare_retrieval([photo]))  # doctest: +SKIP
+        >>> inputs = processor(messages=[who_is_here], images=[[photo]], concepts=bank, retrieved=retrieved)  # doctest: +SKIP
+        >>> model.generate(**inputs, concepts=bank, max_new_tokens=20)  # doctest: +SKIP
+        ```
+        """
+        self._check_bank(concepts)
+        image_inputs = {k[len("retrieval_"):]: v for k, v in retrieval_inputs.items() if k.startswith("retrieval_")}
+        if not image_inputs or retrieval_sample_index is None:
+            raise ICPTInputError("retrieve_concepts needs photos: pass **processor.prepare_retrieval(images).")
+        features = reference_features(self.vlm, image_inputs, self.config.vision_layers)
+        keys = image_keys(features, self.config.vision_hidden_size)
+        samples = int(retrieval_sample_index.max()) + 1
+        pooled = keys.new_zeros(samples, keys.shape[1]).index_add_(0, retrieval_sample_index.to(keys.device), keys)
+        return concepts.retrieve(torch.nn.functional.normalize(pooled, dim=-1), top_k, return_scores)
 
     # ---------------------------------------------------------------- filling the prompt slots
 
@@ -761,7 +828,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             result.prompt_lengths = lengths
         if encoding is not None:
             projector_inputs, complexity = encoding
-            result.prompt_lengths = prompt_lengths(complexity, self.config)
+            result.prompt_lengths = prompt_lengths(complexity.nan_to_num(), self.config)
             if labels is not None:
                 result.decoupling_loss, result.separation_loss = self._regularizers(
                     prompts, projector_inputs, result.prompt_lengths, concept_names)
