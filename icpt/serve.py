@@ -23,6 +23,7 @@ Python:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -34,7 +35,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from icpt.cli import DEFAULT_MODEL, OneLineParser, _add_model_arguments, answer, load_model
 
@@ -43,7 +44,8 @@ STATUS_ID, CONCEPTS_ID, PICTURES_ID, ANSWER_ID, PROMPT_ID = (
 # colours of concepts in the pictures (cycled), and of the other parts of a prompt
 PALETTE = [(230, 97, 0), (93, 58, 155), (0, 140, 120), (200, 30, 90), (30, 110, 200), (150, 120, 0)]
 TEXT_COLOUR, IMAGE_COLOUR = (200, 200, 200), (150, 190, 230)
-CSS = f"#{STATUS_ID} .error-text {{ color: #b00020; font-weight: 600; }}"
+CSS = (f"#{STATUS_ID} {{ border-left: 4px solid #999; padding-left: 8px; }} "
+       f"#{STATUS_ID} .error-text {{ color: #b00020; font-weight: 600; }}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,18 +159,18 @@ def prompt_picture(runs: list[tuple[str, int]], colours: dict[str, tuple], width
     for name, tokens in runs:
         counts[name] = counts.get(name, 0) + tokens
     legend = [name for name in counts if name in colours] + [name for name in ("image", "text") if name in counts]
-    canvas = Image.new("RGB", (width + 16, 64 + 20 * len(legend)), "white")
-    draw = ImageDraw.Draw(canvas)
+    canvas = Image.new("RGB", (width + 16, 72 + 24 * len(legend)), "white")
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=16)
     x = 8.0
     for name, tokens in runs:
         draw.rectangle([x, 8, x + tokens * width / total - 1, 40], fill=_colour(name, colours))
         x += tokens * width / total
-    draw.text((8, 46), f"the prompt, left to right: {total} tokens", fill="black")
+    draw.text((8, 46), f"the prompt, left to right: {total} tokens", fill="black", font=font)
     for i, name in enumerate(legend):
-        y = 64 + 20 * i
-        draw.rectangle([8, y, 22, y + 14], fill=_colour(name, colours))
+        y = 72 + 24 * i
+        draw.rectangle([8, y, 24, y + 16], fill=_colour(name, colours))
         what = {"image": "the photo", "text": "text"}.get(name, f"{name}'s prompt")
-        draw.text((30, y + 2), f"{what}: {counts[name]} tokens", fill="black")
+        draw.text((32, y), f"{what}: {counts[name]} tokens", fill="black", font=font)
     return canvas
 
 
@@ -192,6 +194,19 @@ def as_label(name: str) -> str:
 
         raise ICPTInputError("Give the concept a name, like <bo> (one word; the brackets are added if missing).")
     return name if name.startswith("<") and name.endswith(">") else f"<{name}>"
+
+
+@contextlib.contextmanager
+def uploaded_name(path):
+    """Errors about an uploaded file name it as the user did (its file name), not by the server's upload folder."""
+    from modeling_icpt import ICPTInputError
+
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        path = str(path)
+        message = str(error).replace(f" {path!r}", "").replace(path, Path(path).name)
+        raise ICPTInputError(message) from None
 
 
 def shown_errors(outputs: int):
@@ -228,16 +243,22 @@ class ConceptApp:
         processor: its `ICPTProcessor`.
         max_new_tokens: longest answer.
         title: the page's heading.
+        model_name: what the page calls the model (default: the backbone its config names).
     """
 
-    def __init__(self, model, processor, max_new_tokens: int = 24, title: str = "ICPT: your concepts, in a frozen VLM"):
+    def __init__(self, model, processor, max_new_tokens: int = 24, title: str = "ICPT: your concepts, in a frozen VLM",
+                 model_name: str | None = None):
         self.model, self.processor = model, processor
         self.max_new_tokens = max_new_tokens
         self.title = title
+        self.model_name = model_name or f"`{model.config.base_model_name_or_path}` + an ICPT projector"
 
     @classmethod
     def from_pretrained(cls, model=DEFAULT_MODEL, backbone=None, device=None, **kwargs) -> "ConceptApp":
         """The app on an ICPT checkpoint (default: the embedded one), loaded with `icpt.cli.load_model`."""
+        if Path(model).resolve() == DEFAULT_MODEL:
+            kwargs.setdefault("model_name", "the embedded default (a 4.4 M-parameter LLaVA-class model trained on the "
+                                            "project's generated world, with its ICPT projector)")
         return cls(*load_model(model, backbone, device), **kwargs)
 
     # ------------------------------------------------------------ handlers (state in, state out)
@@ -252,8 +273,10 @@ class ConceptApp:
         bank = session.bank
         if bank is not None and label in bank:
             raise ICPTInputError(f"{label} is already a concept of this bank: choose another name, or remove all concepts first.")
-        paths = [getattr(f, "name", f) for f in (files or [])]
-        photos = [load_image(path, f"photo {Path(path).name} of {label}") for path in paths]
+        photos = []
+        for path in [getattr(f, "name", f) for f in (files or [])]:
+            with uploaded_name(path):
+                photos.append(load_image(path, f"photo {Path(path).name} of {label}"))
         started = time.perf_counter()
         references = self.processor.prepare_references({label: photos}).to(self.model.device)
         concept = self.model.encode_concepts(**references)
@@ -288,7 +311,7 @@ class ConceptApp:
         table += f"\n\nThe whole prompt: {sum(tokens for _, tokens in runs)} tokens."
         bank_labels = session.bank.labels if session.bank is not None else []
         picture = prompt_picture(runs, concept_colours(bank_labels))
-        return "Answered.", reply, picture, table
+        return f"Answered ({len(used)} concept(s) in the prompt).", reply, picture, table
 
     def save_bank(self, session: Session) -> tuple[str, str]:
         """Write the session's bank to a new file to download; returns a status and the file's path."""
@@ -306,7 +329,9 @@ class ConceptApp:
 
         if file is None:
             raise ICPTInputError("Choose a bank file (.safetensors, from `icpt encode` or the Save button) to load.")
-        loaded = ConceptBank.load(getattr(file, "name", file))
+        path = getattr(file, "name", file)
+        with uploaded_name(path):
+            loaded = ConceptBank.load(path)
         self.model._check_bank(loaded)  # a bank of another backbone fails here, not at the first question
         clash = sorted(set(loaded.labels) & set(session.bank.labels if session.bank is not None else []))
         if clash:
@@ -332,12 +357,25 @@ class ConceptApp:
         return "| concept | photos | prompt tokens | visual complexity |\n|---|---|---|---|\n" + rows
 
     @staticmethod
-    def concept_pictures(session: Session) -> list[tuple[Image.Image, str]]:
-        """For each concept added from photos: its photos, and under them the patches its prompt rows read, lit."""
+    def concept_pictures(session: Session) -> Image.Image | None:
+        """
+        One picture of every concept added from photos, one under the other: its label, its photos, and under them
+        the same photos lit where its prompt rows read. `None` when no concept has photos (e.g. all came from a bank).
+        """
         bank = session.bank
-        labels = bank.labels if bank is not None else []
-        return [(session.pictures[label], f"{label}: {session.photos[label]} photo(s), {bank.lengths[label]} prompt "
-                 "tokens; below, lit, the patches its prompt rows read") for label in labels if label in session.pictures]
+        labels = [label for label in (bank.labels if bank is not None else []) if label in session.pictures]
+        if not labels:
+            return None
+        font = ImageFont.load_default(size=16)
+        parts = [session.pictures[label] for label in labels]
+        sheet = Image.new("RGB", (max(p.width for p in parts), sum(p.height + 28 for p in parts)), "white")
+        draw, y = ImageDraw.Draw(sheet), 0
+        for label, part in zip(labels, parts):
+            draw.text((8, y + 6), f"{label}: {session.photos[label]} photo(s), {bank.lengths[label]} prompt tokens",
+                      fill="black", font=font)
+            sheet.paste(part, (0, y + 28))
+            y += part.height + 28
+        return sheet
 
     # ------------------------------------------------------------ the page
 
@@ -350,7 +388,7 @@ class ConceptApp:
             session = gr.State(Session())
             gr.Markdown(f"# {self.title}\n"
                         "Add your concepts from a few photos each, then ask about a new photo, naming them by label "
-                        f"(`<bo>`). Model: `{config.base_model_name_or_path or 'ICPT'}` + ICPT projector, up to "
+                        f"(`<bo>`). Model: {self.model_name}; up to "
                         f"{config.max_references} photos and {config.max_prompt_length} prompt tokens per concept. "
                         "Your photos stay in this session; a saved bank holds vectors, never photos.")
             status = gr.Markdown("Ready.", elem_id=STATUS_ID)
@@ -358,40 +396,49 @@ class ConceptApp:
                 with gr.Column():
                     gr.Markdown("## 1. Add a concept")
                     photos = gr.File(label="Photos of the concept", file_count="multiple", file_types=["image"],
-                                     elem_id="icpt-photos")
-                    name = gr.Textbox(label="Name (label)", placeholder="<bo>", elem_id="icpt-name")
-                    add = gr.Button("Add concept", variant="primary", elem_id="icpt-add")
+                                     height=140, elem_id="icpt-photos")
+                    with gr.Row():
+                        name = gr.Textbox(label="Name (label)", placeholder="<bo>", scale=2, elem_id="icpt-name")
+                        add = gr.Button("Add concept", variant="primary", scale=1, elem_id="icpt-add")
+                    gr.Markdown("## Your concepts")
+                    concepts = gr.Markdown(self.concept_table(Session()), elem_id=CONCEPTS_ID)
+                    gr.Markdown("Each concept's photos; below them, lit, the patches its prompt rows read:")
+                    pictures = gr.Image(type="pil", interactive=False, show_label=False, elem_id=PICTURES_ID)
+                    with gr.Accordion("Save or load a bank file", open=True):
+                        with gr.Row():
+                            save = gr.Button("Save bank", elem_id="icpt-save")
+                            load = gr.Button("Load bank", elem_id="icpt-load")
+                            clear = gr.Button("Remove all concepts", variant="stop", elem_id="icpt-clear")
+                        with gr.Row():
+                            saved = gr.File(label="Bank file to download", interactive=False, height=100,
+                                            elem_id="icpt-saved")
+                            bank_file = gr.File(label="Bank file to load (.safetensors)", file_types=[".safetensors"],
+                                                height=100, elem_id="icpt-bank-file")
                 with gr.Column():
                     gr.Markdown("## 2. Ask about a photo")
-                    image = gr.Image(label="Photo", type="pil", sources=["upload", "clipboard"], elem_id="icpt-image")
+                    image = gr.Image(label="Photo", type="pil", sources=["upload", "clipboard"], height=240,
+                                     elem_id="icpt-image")
                     question = gr.Textbox(label="Question", placeholder="Is <bo> in this photo?", elem_id="icpt-question")
                     ask = gr.Button("Ask", variant="primary", elem_id="icpt-ask")
                     reply = gr.Textbox(label="Answer", interactive=False, elem_id=ANSWER_ID)
                     used = gr.Markdown(elem_id=PROMPT_ID)
-                    prompt = gr.Image(label="What entered the prompt", type="pil", interactive=False, elem_id="icpt-prompt-picture")
-            gr.Markdown("## Your concepts")
-            concepts = gr.Markdown(self.concept_table(Session()), elem_id=CONCEPTS_ID)
-            pictures = gr.Gallery(label="Each concept's photos; below, lit, the patches its prompt rows read",
-                                  columns=2, height="auto", elem_id=PICTURES_ID)
-            with gr.Row():
-                save = gr.Button("Save bank", elem_id="icpt-save")
-                saved = gr.File(label="Bank file to download", interactive=False, elem_id="icpt-saved")
-                bank_file = gr.File(label="Bank file to load (.safetensors)", file_types=[".safetensors"], elem_id="icpt-bank-file")
-                load = gr.Button("Load bank", elem_id="icpt-load")
-                clear = gr.Button("Remove all concepts", variant="stop", elem_id="icpt-clear")
+                    prompt = gr.Image(label="What entered the prompt", type="pil", interactive=False, height=200,
+                                      elem_id="icpt-prompt-picture")
 
-            def refreshed(handler):
-                # a handler that changes the session: then show its concepts and pictures again
-                @shown_errors(outputs=4)
+            def refreshed(handler, *cleared):
+                # a handler that changes the session: then show its concepts and pictures again, and empty the
+                # `cleared` inputs it used (on an error they keep their content, to be fixed)
+                @shown_errors(outputs=4 + len(cleared))
                 def run(current, *args):
                     new, message = handler(current, *args)
-                    return message, new, self.concept_table(new), self.concept_pictures(new)
-                return run
+                    return (message, new, self.concept_table(new), self.concept_pictures(new)) + (None,) * len(cleared)
+                return run, [status, session, concepts, pictures, *cleared]
 
-            views = [status, session, concepts, pictures]
-            add.click(refreshed(self.add_concept), [session, photos, name], views)
-            load.click(refreshed(self.load_bank), [session, bank_file], views)
-            clear.click(refreshed(self.clear), [session], views)
+            for button, handler, inputs, cleared in ((add, self.add_concept, [photos, name], [photos, name]),
+                                                     (load, self.load_bank, [bank_file], [bank_file]),
+                                                     (clear, self.clear, [], [])):
+                run, outputs = refreshed(handler, *cleared)
+                button.click(run, [session, *inputs], outputs)
             save.click(shown_errors(outputs=2)(self.save_bank), [session], [status, saved])
             ask.click(shown_errors(outputs=4)(self.ask), [session, image, question], [status, reply, prompt, used])
             question.submit(shown_errors(outputs=4)(self.ask), [session, image, question], [status, reply, prompt, used])
