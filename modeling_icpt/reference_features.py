@@ -18,6 +18,9 @@ features per reference image. Each family lays out its images differently (squar
 flattened variable-size patch sequences, split images with a global view, padded crops); this module hides that.
 """
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextvars import ContextVar
 
@@ -325,6 +328,84 @@ def _split_image_features(vlm, tower, blocks, indices, image_inputs) -> list[tor
     return outputs
 
 
+class ReferenceFeatureCache:
+    """
+    The vision tower's patch features of recently seen images, keyed by image content (a hash of the processed
+    pixels), so that references given again -- the same photos in every call of `references=`, a concept encoded
+    twice, one photo in many rows of a batch -- are not encoded again.
+
+    Entries are dropped least recently used first once they hold more than `max_bytes`; `max_bytes = 0` turns the
+    cache off. A key also holds the tower's identity, its weights' version counters and the layers read, so features
+    of a tower whose weights changed in place (training, `load_state_dict`) are never returned. Thread-safe; the
+    returned tensors are shared with the cache: do not modify them in place.
+
+    Example:
+
+    ```python
+    >>> from modeling_icpt.reference_features import REFERENCE_FEATURE_CACHE
+    >>> REFERENCE_FEATURE_CACHE.max_bytes = 64 * 2**20  # or 0 to switch it off
+    >>> REFERENCE_FEATURE_CACHE.clear()
+    ```
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = max_bytes
+        self.hits = self.misses = 0
+        self._entries: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key, value) -> None:
+        size = sum(t.numel() * t.element_size() for t in (value if isinstance(value, list) else [value]))
+        with self._lock:
+            if size > self.max_bytes or key in self._entries:
+                return
+            self._entries[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= sum(t.numel() * t.element_size() for t in (dropped if isinstance(dropped, list) else [dropped]))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
+
+    def __len__(self):
+        return len(self._entries)
+
+
+# the features of recently seen reference (and query) images, shared by every model of the process
+REFERENCE_FEATURE_CACHE = ReferenceFeatureCache()
+
+
+def _content_digest(*tensors) -> str:
+    """A hash of the tensors' shapes, dtypes and bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in tensors:
+        tensor = tensor.detach().contiguous()
+        digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).reshape(-1).cpu().numpy().data if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _tower_state(tower: nn.Module, indices: list[int]) -> tuple:
+    """What cached features depend on besides the image: this tower, its weights' in-place versions, the layers."""
+    parameters = list(tower.parameters())
+    return id(tower), parameters[0].data_ptr(), sum(p._version for p in parameters), tuple(indices)
+
+
 def reference_features(vlm, image_inputs: dict[str, torch.Tensor], layers: Sequence[int]) -> list[torch.Tensor]:
     """Patch features of R reference images from the backbone's frozen vision encoder, one tensor per image.
 
@@ -356,7 +437,34 @@ def reference_features(vlm, image_inputs: dict[str, torch.Tensor], layers: Seque
     indices = _block_indices(list(layers), num_layers)
     tower = _vision_tower(vlm)
     blocks = _encoder_blocks(tower, num_layers)
+    cache = REFERENCE_FEATURE_CACHE
+    if cache.max_bytes <= 0:
+        return _compute_features(vlm, family, tower, blocks, indices, image_inputs)
+    state = _tower_state(tower, indices)
+    if family == "llava":  # one crop per image: each image is looked up, and only the new ones encoded
+        pixel_values = image_inputs["pixel_values"]
+        keys = [(state, _content_digest(image)) for image in pixel_values]
+        found = [cache.get(key) for key in keys]
+        missing = [i for i, feature in enumerate(found) if feature is None]
+        if missing:
+            computed = _compute_features(vlm, family, tower, blocks, indices,
+                                         {**image_inputs, "pixel_values": pixel_values[missing]})
+            for i, feature in zip(missing, computed):
+                found[i] = feature.clone()  # its own storage, not a view that keeps the whole batch alive
+                cache.put(keys[i], found[i])
+        return found
+    # other families lay several crops or a flat patch sequence per image: the whole call is one entry
+    key = (state, family, _content_digest(*(image_inputs[name] for name in sorted(image_inputs)
+                                            if isinstance(image_inputs[name], torch.Tensor))),
+           repr({name: value for name, value in sorted(image_inputs.items()) if not isinstance(value, torch.Tensor)}))
+    features = cache.get(key)
+    if features is None:
+        features = _compute_features(vlm, family, tower, blocks, indices, image_inputs)
+        cache.put(key, features)
+    return list(features)
 
+
+def _compute_features(vlm, family, tower, blocks, indices, image_inputs) -> list[torch.Tensor]:
     with torch.no_grad():
         if family == "llava":
             pixel_values = image_inputs["pixel_values"]

@@ -46,6 +46,18 @@ class ConceptSlots:
             raise ICPTInputError(f"Concept bank {path} has {len(labels)} labels for {len(lengths)} lengths; re-encode the concepts.")
         return cls(labels, dict(zip(labels, lengths)))
 
+    def __post_init__(self):
+        self._positions = {label: i for i, label in enumerate(self.labels)}
+
+    def __contains__(self, label):
+        return label in self._positions
+
+    def index(self, label: str) -> int:
+        return self._positions[label]
+
+    def length(self, label: str) -> int:
+        return self.lengths[label]
+
 
 class ICPTProcessor(ProcessorMixin):
     r"""
@@ -138,6 +150,40 @@ class ICPTProcessor(ProcessorMixin):
         concepts = self._concept_list(references)
         return self._reference_features(concepts)
 
+    def prepare_retrieval(self, images) -> BatchFeature:
+        """
+        Process query photos for `model.retrieve_concepts(bank, **output)`, which finds the bank's concepts each
+        sample most likely shows (the "who is in this photo?" flow: nobody is named, retrieval chooses).
+
+        Args:
+            images: one image per sample, or one list of images per sample (PIL images, arrays or paths).
+
+        Returns:
+            `BatchFeature` with `retrieval_*` (the backbone image processor's output for all images, prefixed) and
+            `retrieval_sample_index` (which sample each image belongs to).
+
+        Example:
+
+        ```python
+        >>> retrieved = model.retrieve_concepts(bank, top_k=2, **processor.prepare_retrieval([photo]))  # doctest: +SKIP
+        >>> retrieved  # doctest: +SKIP
+        [['<bo>', '<kiki>']]
+        ```
+        """
+        samples = images if isinstance(images, (list, tuple)) else [images]
+        flat, sample_index = [], []
+        for s, sample in enumerate(samples):
+            for image in sample if isinstance(sample, (list, tuple)) else [sample]:
+                flat.append(load_image(image, "query image"))
+                sample_index.append(s)
+        if not flat or len(set(sample_index)) != len(samples):
+            raise ICPTInputError("prepare_retrieval needs at least one photo per sample: give one image (or a list) each.")
+        with backbone_errors_as_input_errors():
+            pixels = process_reference_images(self.backbone_processor, flat)
+        data = {f"retrieval_{k}": v for k, v in pixels.items()}
+        data["retrieval_sample_index"] = torch.tensor(sample_index, dtype=torch.long)
+        return BatchFeature(data=data)
+
     def _concept_list(self, references) -> list[tuple[str, list, list | None]]:
         """`[(label, images, masks or None)]`, checked."""
         if isinstance(references, dict):
@@ -218,7 +264,7 @@ class ICPTProcessor(ProcessorMixin):
     # ---------------------------------------------------------------- queries
 
     def __call__(self, text=None, images=None, messages=None, concepts=None, references=None, prompt_lengths=None,
-                 add_generation_prompt=True, return_tensors="pt", **kwargs) -> BatchFeature:
+                 add_generation_prompt=True, return_tensors="pt", retrieved=None, **kwargs) -> BatchFeature:
         """
         Process query text (or chat messages) and images, with each concept's prompt slots.
 
@@ -235,6 +281,9 @@ class ICPTProcessor(ProcessorMixin):
             prompt_lengths: with `references` only: slots per concept, an int or `{label: int}` (or one per
                 sample); defaults to `max_prompt_length`.
             add_generation_prompt: with `messages`: end with the assistant's turn opener.
+            retrieved: with `concepts`: labels of the bank that enter the prompt besides those the text names, one
+                list per sample (or one list for all), as `model.retrieve_concepts` returns them; the user then
+                asks "Who is in this photo?" without naming anyone.
             **kwargs: passed to the backbone's processor (e.g. `padding_side="left"`).
 
         Returns:
@@ -244,7 +293,7 @@ class ICPTProcessor(ProcessorMixin):
             model checks `concept_names` against the bank it is given.
         """
         texts, per_sample, concept_names, reference_inputs = self._prompt_texts(
-            text, messages, concepts, references, prompt_lengths, add_generation_prompt)
+            text, messages, concepts, references, prompt_lengths, add_generation_prompt, retrieved)
         batch_size = len(texts)
         if images is not None:
             images = [[load_image(im, "query image") for im in (sample or [])] if isinstance(sample, (list, tuple))
@@ -302,7 +351,7 @@ class ICPTProcessor(ProcessorMixin):
                       add_generation_prompt=add_generation_prompt, return_tensors=return_tensors, **(processor_kwargs or {}))
         return inputs if return_dict else inputs["input_ids"]
 
-    def _prompt_texts(self, text, messages, concepts, references, prompt_lengths, add_generation_prompt):
+    def _prompt_texts(self, text, messages, concepts, references, prompt_lengths, add_generation_prompt, retrieved=None):
         """The texts to tokenize (preambles in place), and what `_sample_concepts` returns."""
         if (text is None) == (messages is None):
             raise ICPTInputError("Pass exactly one of text= or messages=.")
@@ -326,7 +375,7 @@ class ICPTProcessor(ProcessorMixin):
             concepts = self.concepts
         sample_texts = [_message_texts(c) for c in conversations] if messages is not None else [[t] for t in texts]
         per_sample, concept_names, reference_inputs = self._sample_concepts(
-            sample_texts, concepts, references, prompt_lengths)
+            sample_texts, concepts, references, prompt_lengths, retrieved)
         for t, sample in zip(sample_texts, per_sample):
             self._check_mentions(t, sample)
         if messages is not None:
@@ -341,24 +390,30 @@ class ICPTProcessor(ProcessorMixin):
             texts = [self._preamble(sample) + t for t, sample in zip(texts, per_sample)]
         return texts, per_sample, concept_names, reference_inputs
 
-    def _sample_concepts(self, sample_texts, concepts, references, prompt_lengths):
+    def _sample_concepts(self, sample_texts, concepts, references, prompt_lengths, retrieved=None):
         """
         For each sample, its concepts as (label, index in `concept_names`, slot count); `concept_names`; and
         with `references` their processed reference inputs.
         """
         batch_size = len(sample_texts)
+        if retrieved is not None and concepts is None:
+            raise ICPTInputError("retrieved= names concepts of a bank: pass the bank as concepts= too.")
         if concepts is not None:
             if prompt_lengths is not None:
                 raise ICPTInputError("prompt_lengths applies to references=; a ConceptBank carries its own lengths.")
             if not hasattr(concepts, "labels") or not hasattr(concepts, "lengths"):
                 raise ICPTInputError(f"concepts must be a ConceptBank (from model.encode_concepts), got {type(concepts).__name__}.")
-            lengths = concepts.lengths
-            # only the concepts a text names enter its prompt: a bank of many concepts costs a question
-            # only the slots of those it asks about
-            named = [{m for t in texts for m in LABEL_PATTERN.findall(t)} for texts in sample_texts]
-            used = [label for label in concepts.labels if any(label in n for n in named)]
+            # only the concepts a text names (or retrieval chose) enter its prompt, looked up by label: a question
+            # costs the slots and the time of those concepts, whatever the size of the bank
+            wanted = [{m for t in texts for m in LABEL_PATTERN.findall(t)} for texts in sample_texts]
+            for sample, extra in zip(wanted, self._retrieved_per_sample(retrieved, concepts, batch_size)):
+                sample.update(extra)
+            per_sample_labels = [sorted((label for label in sample if label in concepts), key=concepts.index)
+                                 for sample in wanted]
+            used = sorted({label for sample in per_sample_labels for label in sample}, key=concepts.index)
             position = {label: i for i, label in enumerate(used)}
-            per_sample = [[(label, position[label], lengths[label]) for label in used if label in n] for n in named]
+            per_sample = [[(label, position[label], concepts.length(label)) for label in sample]
+                          for sample in per_sample_labels]
             return per_sample, used, None
         if references is None:
             return [[] for _ in range(batch_size)], [], None
@@ -390,6 +445,24 @@ class ICPTProcessor(ProcessorMixin):
             if not flat:
                 return per_sample, [], None
         return per_sample, [label for label, _, _ in flat], self._reference_features(flat)
+
+    @staticmethod
+    def _retrieved_per_sample(retrieved, concepts, batch_size) -> list[list[str]]:
+        """`retrieved` as one list of labels per sample, each checked against the bank."""
+        if retrieved is None:
+            return [[] for _ in range(batch_size)]
+        if not isinstance(retrieved, (list, tuple)):
+            raise ICPTInputError(f"retrieved must be a list of labels (or one list per sample), got {type(retrieved).__name__}.")
+        if all(isinstance(label, str) for label in retrieved):
+            retrieved = [list(retrieved)] * batch_size
+        if len(retrieved) != batch_size or not all(isinstance(sample, (list, tuple)) for sample in retrieved):
+            raise ICPTInputError(f"retrieved must hold one list of labels per sample ({batch_size}), got {retrieved!r:.80}.")
+        unknown = sorted({label for sample in retrieved for label in sample if label not in concepts})
+        if unknown:
+            raise ICPTInputError(
+                f"retrieved names {unknown[:5]}, which the bank does not hold: pass the bank the labels were retrieved from."
+            )
+        return retrieved
 
     def _slot_count(self, label, lengths):
         count = lengths.get(label, self.max_prompt_length) if isinstance(lengths, dict) else (lengths or self.max_prompt_length)

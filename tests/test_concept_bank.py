@@ -175,3 +175,94 @@ def test_a_bank_of_another_backbone_of_the_same_width_is_refused(tiny_backbone_d
     inputs = processor(text=[IMAGE_PLACEHOLDERS["llava"] + "Is <bo> here?"], images=[[images[3]]], concepts=bank)
     with pytest.raises(ICPTInputError, match="made for another backbone"):
         ours.generate(**inputs, concepts=bank, max_new_tokens=2)
+
+
+def keyed_bank(labels, width=8, rows=4, fingerprint="f" * 16) -> ConceptBank:
+    count = len(labels)
+    keys = torch.nn.functional.normalize(torch.randn(count, 6), dim=-1).half()
+    return ConceptBank(list(labels), torch.randn(count, rows, width), torch.randint(1, rows + 1, (count,)),
+                       torch.rand(count), torch.randn(count, width), "some/backbone", fingerprint, keys)
+
+
+def expected_rows(banks, label):
+    for bank in banks:
+        if label in bank:
+            return bank.rows(label)
+    raise KeyError(label)
+
+
+def test_add_remove_rename_in_place_keep_every_concept_whole():
+    first, second, third = keyed_bank(["<a>", "<b>"]), keyed_bank(["<c>"]), keyed_bank(["<d>", "<e>", "<f>"])
+    originals = [first.select(first.labels), second, third]  # copies: `first` changes below
+    bank = first
+    assert bank.add(second) is bank and bank.add(third) is bank
+    assert bank.labels == ["<a>", "<b>", "<c>", "<d>", "<e>", "<f>"] and len(bank) == 6
+    capacity = bank._storage["prompts"].shape[0]
+    assert capacity >= 6  # storage grows ahead: the next add writes into reserved room
+    for label in bank.labels:
+        assert torch.equal(bank.rows(label), expected_rows(originals, label))
+    bank.remove("<b>")  # the last concept takes its place
+    assert bank.labels == ["<a>", "<f>", "<c>", "<d>", "<e>"] and bank.index("<f>") == 1 and "<b>" not in bank
+    bank.rename("<c>", "<cat>")
+    assert bank.index("<cat>") == 2 and "<c>" not in bank
+    assert torch.equal(bank.rows("<cat>"), expected_rows(originals, "<c>"))
+    assert torch.equal(bank.keys[1], third.keys[2]) and bank._storage["prompts"].shape[0] == capacity
+    assert bank.lengths == {label: int(bank._lengths[i]) for i, label in enumerate(bank.labels)}
+    # the caller's tensors are never written to
+    assert second.labels == ["<c>"] and torch.equal(second.rows("<c>"), originals[1].rows("<c>"))
+
+
+def test_changes_are_refused_with_a_reason():
+    bank = keyed_bank(["<a>", "<b>"])
+    with pytest.raises(ICPTInputError, match="more than once.*rename"):
+        bank.add(keyed_bank(["<b>"]))
+    with pytest.raises(ICPTInputError, match="different backbones"):
+        bank.add(keyed_bank(["<z>"], fingerprint="0" * 16))
+    with pytest.raises(ICPTInputError, match="already holds '<b>'"):
+        bank.rename("<a>", "<b>")
+    with pytest.raises(ICPTInputError, match="angle brackets"):
+        bank.rename("<a>", "a")
+    with pytest.raises(ICPTInputError, match="at least one concept"):
+        bank.remove("<a>", "<b>")
+    with pytest.raises(KeyError, match="Unknown concept"):
+        bank.remove("<zz>")
+    assert bank.labels == ["<a>", "<b>"]  # nothing changed
+
+
+def test_a_loaded_bank_is_mapped_and_changing_it_leaves_the_file_alone(tmp_path):
+    path = tmp_path / "bank.safetensors"
+    bank = keyed_bank([f"<c{i}>" for i in range(5)])
+    bank.save(path)
+    loaded = ConceptBank.load(path)
+    assert torch.equal(loaded.keys, bank.keys) and loaded.keys.dtype == torch.float16
+    before = path.read_bytes()
+    loaded.remove("<c0>").add(keyed_bank(["<new>"])).rename("<c1>", "<one>")
+    assert path.read_bytes() == before
+    again = ConceptBank.load(path)
+    assert again.labels == bank.labels and torch.equal(again.prompts, bank.prompts)
+
+
+def test_a_bank_without_keys_cannot_retrieve_and_says_so():
+    bank = make_bank()
+    assert bank.keys is None
+    with pytest.raises(ICPTInputError, match="no retrieval keys"):
+        bank.retrieve(torch.randn(1, 6))
+    keyed = keyed_bank(["<a>", "<b>"])
+    assert keyed.merge(bank).keys is None  # merging with a keyless bank drops the keys
+    with pytest.raises(ICPTInputError, match="do not match"):
+        keyed.retrieve(torch.randn(1, 5))
+
+
+def test_retrieve_ranks_by_cosine_similarity():
+    bank = keyed_bank([f"<c{i}>" for i in range(20)])
+    labels, scores = bank.retrieve(bank.keys[[4, 11]].float(), top_k=3, return_scores=True)
+    assert [row[0] for row in labels] == ["<c4>", "<c11>"] and scores.shape == (2, 3)
+    assert torch.all(scores[:, :-1] >= scores[:, 1:])  # best first
+    assert len(bank.retrieve(bank.keys[:1], top_k=50)[0]) == 20  # never more than the bank holds
+
+
+def test_complexity_not_measured_is_allowed_infinite_is_not():
+    bank = make_bank()
+    ConceptBank(bank.labels, bank.prompts, bank._lengths, torch.full((2,), float("nan")), bank.descriptors)
+    with pytest.raises(ICPTInputError, match="infinite"):
+        ConceptBank(bank.labels, bank.prompts, bank._lengths, torch.full((2,), float("inf")), bank.descriptors)

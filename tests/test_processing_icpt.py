@@ -126,3 +126,16 @@ def test_bad_labels(processor, images):
 def test_prompt_token_written_by_the_user_is_refused(processor, images):
     with pytest.raises(ICPTInputError, match="reserved prompt token"):
         processor(text=["<image><icpt> Is <bo> here?"], images=[[images[0]]], concepts=fake_bank({"<bo>": 2}))
+
+
+def test_a_large_bank_costs_a_question_only_the_concepts_it_names(processor, images):
+    lengths = {f"<c{i}>": 1 + i % 4 for i in range(100)}
+    large, small = fake_bank(lengths), fake_bank({"<c37>": lengths["<c37>"]})
+    text = ["<image>Is <c37> here?", "<image>Is <c5> with <c37>?"]
+    from_large = processor(text=text[:1], images=[[images[0]]], concepts=large)
+    from_small = processor(text=text[:1], images=[[images[0]]], concepts=small)
+    assert torch.equal(from_large["input_ids"], from_small["input_ids"]) and from_large["concept_names"] == ["<c37>"]
+    both = processor(text=text, images=[[images[0]], [images[1]]], concepts=large)
+    assert both["concept_names"] == ["<c5>", "<c37>"]  # bank order
+    assert both["prompt_concepts"].tolist() == [[1, -1], [0, 1]]
+    assert [slot_runs(ids, processor.prompt_token_id) for ids in both["input_ids"]] == [[2], [2, 2]]
