@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -351,9 +352,11 @@ class ConceptApp:
         if bank is None:
             return "No concepts yet: add one from a few photos, or load a bank file."
         lengths = bank.lengths
-        rows = "".join(
-            f"| `{label}` | {session.photos.get(label, 'from a bank file')} | {lengths[label]} | "
-            f"{float(bank.complexity[i]):.2f} |\n" for i, label in enumerate(bank.labels))
+        rows = ""
+        for label, complexity in zip(bank.labels, bank.complexity.tolist()):
+            # NaN: not measured, a projector whose prompt length is fixed does not use it
+            complexity = "n/a (fixed length)" if math.isnan(complexity) else f"{complexity:.2f}"
+            rows += f"| `{label}` | {session.photos.get(label, 'from a bank file')} | {lengths[label]} | {complexity} |\n"
         return "| concept | photos | prompt tokens | visual complexity |\n|---|---|---|---|\n" + rows
 
     @staticmethod
