@@ -180,9 +180,10 @@ def encode(model, processor, concepts: dict[str, list], progress: bool = True):
     return banks[0].merge(*banks[1:])  # one copy at the end, not one per concept
 
 
-def answer(model, processor, question: str, image=None, bank=None, max_new_tokens: int = 48) -> str:
+def answer(model, processor, question: str, image=None, bank=None, max_new_tokens: int = 48, retrieved=None) -> str:
     """
     The model's greedy answer to `question` about `image` (a path or PIL image; `None` for a text-only question).
+    `retrieved`: labels of `bank` that enter the prompt although the question does not name them.
 
     Example:
 
@@ -193,7 +194,8 @@ def answer(model, processor, question: str, image=None, bank=None, max_new_token
     """
     content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
     inputs = processor(messages=[{"role": "user", "content": content}],
-                       images=[[image]] if image is not None else None, concepts=bank).to(model.device)
+                       images=[[image]] if image is not None else None, concepts=bank,
+                       retrieved=[list(retrieved)] if retrieved else None).to(model.device)
     out = model.generate(**inputs, concepts=bank, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
@@ -249,9 +251,19 @@ def run_ask(args) -> int:
     from processing_icpt import load_image
 
     image = load_image(args.image, "photo")
+    if args.retrieve is not None and (args.bank is None or args.retrieve < 1):
+        raise ValueError("--retrieve K needs --bank (the concepts to retrieve from) and K >= 1.")
     bank = load_bank(args.bank)
     model, processor = load_model(args.model, args.backbone, args.device)
-    print(answer(model, processor, args.question, image, bank, args.max_new_tokens))
+    retrieved = None
+    if args.retrieve:
+        # the RAP flow: the bank's concepts most likely in the photo enter the prompt, named or not
+        retrieval = processor.prepare_retrieval([image]).to(model.device)
+        labels, scores = model.retrieve_concepts(bank, top_k=args.retrieve, return_scores=True, **retrieval)
+        retrieved = labels[0]
+        print("Retrieved: " + ", ".join(f"{label} ({score:.2f})" for label, score in zip(retrieved, scores[0].tolist())),
+              file=sys.stderr)
+    print(answer(model, processor, args.question, image, bank, args.max_new_tokens, retrieved))
     return 0
 
 
@@ -337,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask_parser.add_argument("question", help='the question, naming concepts by label, e.g. "Is <bo> in this photo?"')
     ask_parser.add_argument("--bank", help="concept bank: a file from `icpt encode`, a folder or a Hub repo id")
     ask_parser.add_argument("--max-new-tokens", type=int, default=48, help="longest answer in tokens (default: %(default)s)")
+    ask_parser.add_argument("--retrieve", type=int, metavar="K",
+                            help="let retrieval put the K concepts of --bank most likely in the photo into the prompt, "
+                                 'so the question need not name them (e.g. "Who is in this photo?")')
     _add_model_arguments(ask_parser)
 
     chat_parser = commands.add_parser("chat", help="ask questions interactively",

@@ -198,6 +198,39 @@ class ConceptBank:
     def _gathered(self, idx: torch.Tensor) -> dict:
         return {name: None if tensor is None else tensor[idx.to(tensor.device)] for name, tensor in self._storage.items()}
 
+    @classmethod
+    def encode(cls, model, processor, references: dict, batch_size: int = 32) -> "ConceptBank":
+        """
+        Encode many concepts, `batch_size` at a time (one vision-tower and projector pass per batch), into one bank
+        that grows in place: building a bank of N concepts costs N times one concept, and memory holds one batch
+        of photos at a time.
+
+        Args:
+            model: an `ICPTForConditionalGeneration`.
+            processor: its `ICPTProcessor`.
+            references: `{label: [photos]}`.
+            batch_size: concepts per pass.
+
+        Example:
+
+        ```python
+        >>> bank = ConceptBank.encode(model, processor, {"<bo>": ["bo1.jpg"], "<kiki>": ["kiki1.jpg", "kiki2.jpg"]})  # doctest: +SKIP
+        >>> len(bank)  # doctest: +SKIP
+        2
+        ```
+        """
+        if not references:
+            raise ICPTInputError("No concepts to encode: give {label: [photos]}.")
+        if batch_size < 1:
+            raise ICPTInputError(f"batch_size must be at least 1, got {batch_size}.")
+        items = list(references.items())
+        bank = None
+        for start in range(0, len(items), batch_size):
+            inputs = processor.prepare_references(dict(items[start : start + batch_size])).to(model.device)
+            part = model.encode_concepts(**inputs)
+            bank = part if bank is None else bank.add(part)
+        return bank
+
     # ---------------------------------------------------------------- retrieval
 
     def retrieve(self, query_keys: torch.Tensor, top_k: int = 5, return_scores: bool = False):

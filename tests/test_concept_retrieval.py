@@ -86,3 +86,31 @@ def test_fixed_length_skips_the_complexity_and_batched_complexity_matches_the_lo
         patches[i, : len(f)], mask[i, : len(f)] = f, True
     expected = torch.stack([concept_complexity(f) for f in features])
     assert torch.allclose(batched_complexity(patches, mask), expected, atol=1e-5)
+
+
+def test_bulk_encoding_in_batches_equals_one_pass(tiny):
+    from modeling_icpt import ConceptBank
+
+    model, processor = tiny
+    references = {f"<c{i}>": [random_image(200 + i)] for i in range(5)}
+    REFERENCE_FEATURE_CACHE.clear()
+    in_batches = ConceptBank.encode(model, processor, references, batch_size=2)
+    at_once = model.encode_concepts(**processor.prepare_references(references))
+    assert in_batches.labels == at_once.labels and in_batches.lengths == at_once.lengths
+    assert torch.allclose(in_batches.prompts, at_once.prompts, atol=1e-5)
+    assert torch.allclose(in_batches.keys.float(), at_once.keys.float(), atol=1e-3)
+
+
+def test_icpt_ask_lets_retrieval_choose_the_concepts(tmp_path, capsys):
+    from icpt.cli import main
+    from icpt.demo import load_default
+
+    model, processor = load_default()
+    photos = {f"<p{i}>": random_image(300 + i, size=(64, 64)) for i in range(4)}
+    model.encode_concepts(**processor.prepare_references({k: [v] for k, v in photos.items()})).save(tmp_path / "b.safetensors")
+    photos["<p2>"].save(tmp_path / "query.png")
+    assert main(["ask", str(tmp_path / "query.png"), "Who is in this photo?", "--bank", str(tmp_path / "b.safetensors"),
+                 "--retrieve", "2", "--max-new-tokens", "2"]) == 0
+    assert "Retrieved: <p2> (1.00)" in capsys.readouterr().err
+    assert main(["ask", str(tmp_path / "query.png"), "Who is in this photo?", "--retrieve", "2"]) != 0
+    assert "--retrieve K needs --bank" in capsys.readouterr().err
