@@ -134,10 +134,11 @@ from .evaluation_scoring import (
     render_markdown,
 )
 from .evaluation_statistics import CONFIDENCE, N_RESAMPLES, estimate
+from .metrics.recognition.recognition import read_yes_no
 
 SCHEMA_VERSION = 2
-CHECKPOINT_METHODS = ("icpt", "icpt_frozen_reader", "icpt_fixed_length", "icpt_no_decoupling", "icpt_no_separation",
-                      "icpt_no_identity_targets")
+CHECKPOINT_METHODS = ("icpt", "icpt_frozen_reader", "icpt_fixed_length", "icpt_adaptive_length", "icpt_no_decoupling",
+                      "icpt_no_separation", "icpt_no_identity_targets")
 BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_references_plain_noun", "test_time_training",
                     "name_only_adapted", "raw_references_adapted")
 # Baselines asked through `icpt`'s reader adapter (its language model with the adapter), when it has one: what
@@ -155,6 +156,8 @@ DEFAULT_SWEEP_METHODS = ("icpt", "raw_references")
 ABLATIONS = {
     "icpt_frozen_reader": ("reader_lora_rank", 0, "--reader_lora_rank 0"),
     "icpt_fixed_length": ("adaptive_length", False, "--adaptive_length false"),
+    # the one ablation that switches a part on: for a projector shipped with min = max prompt length
+    "icpt_adaptive_length": ("adaptive_length", True, "--min_prompt_length 2 --max_prompt_length 8"),
     "icpt_no_decoupling": ("decoupling_weight", 0.0, "--decoupling_weight 0"),
     "icpt_no_separation": ("separation_weight", 0.0, "--separation_weight 0"),
     "icpt_no_identity_targets": ("identity_target_weight", 0.0, "--identity_target_weight 0"),
@@ -180,9 +183,19 @@ DEFAULT_WORLD_IDENTITIES = 1000
 DEFAULT_RECOGNITION_QUESTIONS = 1200
 DEFAULT_MIN_PER_SPLIT = 320
 DEFAULT_TASK_QUESTIONS = 100
+# Generic questions without concepts (the backbone's own describe-object/scene questions): what a reader
+# adapter costs the answers that need no concept.
+DEFAULT_GENERIC_QUESTIONS = 200
 DEFAULT_TTT_QUESTIONS = 120
 DEFAULT_TTT_STEPS = 10
 DEFAULT_SWEEP_QUESTIONS = 240
+# The swap test: positive recognition questions asked again with the concept's photos replaced by another
+# identity's (same label); a method whose rows carry the identity changes its answer on most of them.
+DEFAULT_SWAP_QUESTIONS = 200
+DEFAULT_SWAP_METHODS = ("icpt", "raw_references")
+SWAP_TARGET = 0.80
+# What a reader adapter may cost the answers it was not trained for (paired, weighted recognition / word F1).
+ADAPTER_COST_MARGIN = 0.01
 DEFAULT_REFERENCE_COUNTS = (1, 3, 5)
 SWEEP_METRIC = "recognition_weighted"
 NON_RECOGNITION_TASKS = ("presence", "vqa", "text_qa", "attribute", "caption")
@@ -222,19 +235,22 @@ def select_stratified(answers: Sequence[bool], tags: Sequence[Sequence[str]], to
 
 def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = DEFAULT_WORLD_IDENTITIES,
                    num_recognition: int = DEFAULT_RECOGNITION_QUESTIONS, min_per_split: int = DEFAULT_MIN_PER_SPLIT,
-                   task_questions: int = DEFAULT_TASK_QUESTIONS) -> Callable:
+                   task_questions: int = DEFAULT_TASK_QUESTIONS,
+                   generic_questions: int = DEFAULT_GENERIC_QUESTIONS) -> Callable:
     """A function `seed -> Dataset` of the generated world's held-out episodes (one question each).
 
     Held-out identities only (never seen by the backbone or the projectors); references from environment
     set A, queries from A or B (tagged `environment_shift`). `num_recognition` recognition questions, half
     positive, drawn stratified (`select_stratified`) from a larger pool so that each split (environment
     shift, look-alikes, multi-concept scenes) has at least `min_per_split`; plus `task_questions` questions
-    of each other task, on which the ceiling decides whether the task is measurable.
+    of each other task, on which the ceiling decides whether the task is measurable; and `generic_questions`
+    questions that name no concept (`generic_episodes`), on which methods asked through a reader adapter
+    show what it costs the backbone's own answers.
     """
     from datasets import concatenate_datasets
 
     from .world import World
-    from .world_tasks import build_episodes
+    from .world_tasks import build_episodes, generic_episodes
 
     world = World(seed=world_seed, num_identities=num_identities)
     splits = [split for split in SPLITS if split != "all"]
@@ -258,12 +274,14 @@ def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = D
         if task_questions:
             parts.append(build_episodes(world, "held_out", task_questions * len(NON_RECOGNITION_TASKS),
                                         seed=seed * 1000 + 999, tasks=NON_RECOGNITION_TASKS))
+        if generic_questions:
+            parts.append(generic_episodes(world, "held_out", generic_questions, seed=seed * 1000 + 998))
         return concatenate_datasets(parts)
 
     episodes.description = (
         f"generated world (seed {world_seed}, {num_identities} identities), held-out identities: {num_recognition} "
         f"recognition questions (half positive, at least {min_per_split} per split) and {task_questions} of each "
-        "other task"
+        f"other task, {generic_questions} generic questions without concepts"
     )
     return episodes
 
@@ -325,7 +343,8 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
             )
         if method in ABLATIONS:
             field, value, flag = ABLATIONS[method]
-            if getattr(config, field) != value:
+            if getattr(config, field) != value or (
+                    method == "icpt_adaptive_length" and config.min_prompt_length == config.max_prompt_length):
                 raise ValueError(
                     f"The {method} checkpoint {checkpoints[method]} was trained with {field}={getattr(config, field)}: "
                     f"the ablation needs {field}={value} (train it with examples/train_icpt.py {flag})."
@@ -485,20 +504,63 @@ def _agreement(episodes_by_id: dict, outcomes: list[dict], reference: list[dict]
     return {"same": same, "n": len(common), "share": same / len(common)}
 
 
-def _row_difference(runner, reference) -> float | None:
-    """The largest relative difference between two ICPT methods' prompt rows for the same concepts."""
-    if not (isinstance(runner, ICPTMethod) and isinstance(reference, ICPTMethod)):
-        return None
-    common = [key for key in runner._added if key in reference._added]
+def _row_difference(added: dict, reference: dict) -> float | None:
+    """The largest relative difference between two ICPT methods' prompt rows for the same concepts
+    (`added`: what each method made of each concept key)."""
+    common = [key for key in added if key in reference and hasattr(added[key], "prompts")
+              and hasattr(reference[key], "prompts")]
     if not common:
         return None
     worst = 0.0
     for key in common:
-        rows, reference_rows = runner._added[key].prompts, reference._added[key].prompts
+        rows, reference_rows = added[key].prompts, reference[key].prompts
         if rows.shape != reference_rows.shape:
             return 1.0
         worst = max(worst, float((rows - reference_rows).norm() / reference_rows.norm().clamp_min(1e-12)))
     return worst
+
+
+def swap_references(episodes: list, pool: list, seed: int) -> list:
+    """`episodes` with each named concept's references replaced by another identity's, under the same label.
+
+    The other identity is drawn (with `seed`) from the concepts of `pool` whose description differs from the
+    concept's own (the world's description names the identity; look-alikes differ in one detail).
+    """
+    rng = np.random.default_rng([seed, 17])
+    candidates = list({c.key: c for episode in pool for c in episode.concepts if c.description}.values())
+    swapped = []
+    for episode in episodes:
+        concepts = []
+        for concept in episode.concepts:
+            if concept in episode.named_concepts:
+                others = [c for c in candidates if c.description != concept.description]
+                if not others:
+                    raise ValueError("The swap test needs concepts of at least two identities (descriptions).")
+                other = others[int(rng.integers(len(others)))]
+                concept = type(concept)(concept.name, f"{concept.name}|swap|{other.key}", other.reference_values,
+                                        other.description)
+            concepts.append(concept)
+        swapped.append(type(episode)(**{**episode.__dict__, "concepts": concepts}))
+    return swapped
+
+
+def _is_yes_answer(prediction: str) -> bool:
+    return read_yes_no(prediction) == "yes"
+
+
+def _adapter_cost(outcomes: dict, seed: int) -> dict:
+    """What `icpt`'s reader adapter costs the answers it was not trained for, as paired differences: generic
+    questions without concepts (icpt − raw_references: the same question through the adapted and the frozen
+    language model) and raw photos in context (raw_references_adapted − raw_references)."""
+    cost = {}
+    if "icpt" in outcomes and "raw_references" in outcomes:
+        diff = differences(outcomes["icpt"], outcomes["raw_references"], metrics=("generic_f1",), seed=seed)
+        cost["generic_f1"] = diff["all"]["generic_f1"]
+    if "raw_references_adapted" in outcomes and "raw_references" in outcomes:
+        diff = differences(outcomes["raw_references_adapted"], outcomes["raw_references"],
+                           metrics=("recognition_weighted",), seed=seed)
+        cost["raw_references_recognition"] = diff["all"]["recognition_weighted"]
+    return {"margin": ADAPTER_COST_MARGIN, **{k: v for k, v in cost.items() if v and v["difference"] is not None}}
 
 
 def _weight_difference(model, reference) -> float | None:
@@ -524,6 +586,8 @@ def run_evaluation(
     reference_counts: Sequence[int] = DEFAULT_REFERENCE_COUNTS,
     sweep_methods: Sequence[str] | None = None,
     sweep_questions: int = DEFAULT_SWEEP_QUESTIONS,
+    swap_methods: Sequence[str] | None = None,
+    swap_questions: int = DEFAULT_SWAP_QUESTIONS,
     ttt_questions: int | None = DEFAULT_TTT_QUESTIONS,
     ttt_steps: int = DEFAULT_TTT_STEPS,
     ttt_learning_rate: float = TEST_TIME_TRAINING_LEARNING_RATE,
@@ -551,6 +615,8 @@ def run_evaluation(
         reference_counts: the k of the reference sweep (empty: no sweep).
         sweep_methods: methods of the sweep (default: `icpt` and `raw_references`, those that run).
         sweep_questions: recognition questions of the sweep (a random subsample).
+        swap_methods: methods of the swap test (default: `icpt` and `raw_references`, those that run).
+        swap_questions: positive recognition questions of the swap test (a random subsample; 0: no test).
         ttt_questions: questions test-time training answers (a random subsample; None: all).
         ttt_steps, ttt_learning_rate, ttt_negatives: the test-time-training budget per concept (see
             `train_concept_prompts`; the learning rate is relative to the size of an embedding entry).
@@ -574,6 +640,10 @@ def run_evaluation(
     bad_sweep = [m for m in sweep_methods if m not in REFERENCE_METHODS]
     if bad_sweep:
         raise ValueError(f"The reference sweep varies references: {bad_sweep} read none (choose among {REFERENCE_METHODS}).")
+    swap_methods = [m for m in (swap_methods if swap_methods is not None else DEFAULT_SWAP_METHODS) if m in methods]
+    bad_swap = [m for m in swap_methods if m not in REFERENCE_METHODS]
+    if bad_swap:
+        raise ValueError(f"The swap test replaces references: {bad_swap} read none (choose among {REFERENCE_METHODS}).")
     context, models, checkpoint_notes = load_models(
         {m: p for m, p in checkpoints.items() if m in methods}, backbone=backbone, device=device
     )
@@ -622,12 +692,15 @@ def run_evaluation(
 
     bar = tqdm(total=len(prepared) * len(runners), desc="icpt eval", unit="answer", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
-    outcomes, wall = {}, {}
+    outcomes, wall, added = {}, {}, {}
 
     def run(name, chosen):
         begin = time.perf_counter()
         outcomes[name] = _answer(runners[name], [prepared[i] for i in chosen], [ids[i] for i in chosen], seed, bar)
         wall[name] = time.perf_counter() - begin
+        # what the method made of each concept on the main questions (the swap test and the sweep add others)
+        runner = runners[name]
+        added[name] = (dict(runner.prompt_tokens), dict(runner.seconds), dict(runner._added))
         _log(progress, f"{name} answered {len(chosen)} questions in {wall[name]:.0f} s")
 
     # 1. the ceiling on every question, which decides the measurable tasks
@@ -655,13 +728,32 @@ def run_evaluation(
     sweep_chosen = (sorted(int(i) for i in rng.choice(recognition, size=min(sweep_questions, len(recognition)),
                                                       replace=False)) if recognition else [])
     sweep_names = [name for name in sweep_methods if name in runners] if reference_counts and sweep_chosen else []
+    positives = [i for i in recognition if is_positive(prepared[i])]
+    swap_chosen = (sorted(int(i) for i in rng.choice(positives, size=min(swap_questions, len(positives)), replace=False))
+                   if positives and swap_questions > 0 else [])
+    swap_names = [name for name in swap_methods if name in runners] if swap_chosen else []
     bar.total = (len(prepared) * len(ceiling_names) + sum(len(chosen) for chosen in plans.values())
-                 + len(sweep_chosen) * len(reference_counts) * len(sweep_names))
+                 + len(sweep_chosen) * len(reference_counts) * len(sweep_names) + len(swap_chosen) * len(swap_names))
     bar.refresh()
     for name in other_names:
         run(name, plans[name])
 
-    # 3. the reference sweep, on a subsample of the measurable recognition questions
+    # 3. the swap test: positives asked again with each named concept's photos replaced by another identity's
+    swap = {}
+    if swap_names:
+        swapped = swap_references([prepared[i] for i in swap_chosen], prepared, seed)
+        for name in swap_names:
+            before = {o["question_id"]: o for o in outcomes[name]}
+            answered = _answer(runners[name], swapped, [ids[i] for i in swap_chosen], seed, bar)
+            pairs = [(before[qid], after) for (_, qid), after in zip((ids[i] for i in swap_chosen), answered)
+                     if qid in before]
+            changed = [float(read_yes_no(a["prediction"]) != read_yes_no(b["prediction"])) for b, a in pairs]
+            swap[name] = {"changed": estimate(changed, seed=seed),
+                          "yes_before": estimate([float(_is_yes_answer(b["prediction"])) for b, _ in pairs], seed=seed),
+                          "yes_after": estimate([float(_is_yes_answer(a["prediction"])) for _, a in pairs], seed=seed)}
+        _log(progress, f"swap test on {len(swap_chosen)} positives done")
+
+    # 4. the reference sweep, on a subsample of the measurable recognition questions
     sweep = {name: {} for name in sweep_names}
     if sweep_names:
         subset = [prepared[i] for i in sweep_chosen]
@@ -678,22 +770,22 @@ def run_evaluation(
         _log(progress, f"reference sweep k = {list(reference_counts)} done")
     bar.close()
 
-    # 4. cells, differences, agreement
+    # 5. cells, differences, agreement
     reference = outcomes.get(REFERENCE_METHOD)
     headline = [TASK_METRIC[task] for task in tasks if ceiling[task]["measurable"]]
     for name, runner in runners.items():
         own = outcomes[name]
         rows[name].update(
             num_questions=len(own),
-            prompt_tokens_per_concept=_spread(runner.prompt_tokens.values()),
-            seconds_per_concept=_spread(runner.seconds.values()),
+            prompt_tokens_per_concept=_spread(added[name][0].values()),
+            seconds_per_concept=_spread(added[name][1].values()),
             wall_seconds=wall[name],
             results=cells(own, seed=seed),
             difference=(differences(own, reference, metrics=headline, seed=seed)
                         if reference is not None and name != REFERENCE_METHOD else {}),
             agreement_with_reference=(_agreement(episodes_by_id, own, reference)
                                       if reference is not None and name != REFERENCE_METHOD else None),
-            row_difference=(_row_difference(runner, runners[REFERENCE_METHOD])
+            row_difference=(_row_difference(added[name][2], added[REFERENCE_METHOD][2])
                             if REFERENCE_METHOD in runners and name != REFERENCE_METHOD else None),
             weight_difference=(_weight_difference(models[name], models[REFERENCE_METHOD])
                                if name in models and REFERENCE_METHOD in models and name != REFERENCE_METHOD else None),
@@ -749,6 +841,15 @@ def run_evaluation(
             "methods": sweep,
             "note": "" if sweep_names else "no reference sweep: no measurable recognition question or no reference-using method",
         },
+        "swap_test": {
+            "num_questions": len(swap_chosen) if swap_names else 0,
+            "target": SWAP_TARGET,
+            "methods": swap,
+            "note": ("each positive recognition question asked again with the photos of the concept it names "
+                     "replaced by those of another held-out identity (another description), under the same label"
+                     if swap_names else "no swap test: no positive recognition question or no reference-using method"),
+        },
+        "adapter_cost": _adapter_cost(outcomes, seed),
         "outcomes": "outcomes.jsonl",
         "plots": {},
     }
@@ -818,7 +919,14 @@ def claims(results: dict) -> list[dict]:
         found.append({"claim": claim, "verdict": "cannot decide", "evidence": "icpt did not run"})
     else:
         tokens = methods["icpt"]["prompt_tokens_per_concept"]
-        if tokens["min"] == tokens["max"]:
+        if tokens["min"] == tokens["max"] and "icpt_adaptive_length" in ok:
+            # icpt ships with the length fixed: the ablation switches the rule on
+            entry = _ablation_claim(claim, methods, ok, "icpt_adaptive_length", "all", metric)
+            entry["verdict"] = {"supported": "refuted", "refuted": "supported"}.get(entry["verdict"], entry["verdict"])
+            entry["evidence"] += (f" (icpt gives every concept {tokens['min']:.0f} rows; icpt_adaptive_length "
+                                  f"{methods['icpt_adaptive_length']['prompt_tokens_per_concept']['mean']:.1f} on average)")
+            found.append(entry)
+        elif tokens["min"] == tokens["max"]:
             evidence = (f"every concept got {tokens['min']:.0f} rows from the adaptive rule (the projector has "
                         "min_prompt_length = max_prompt_length), so there is no length to adapt")
             if "icpt_fixed_length" in ok and methods["icpt_fixed_length"]["agreement_with_reference"]:
@@ -843,10 +951,44 @@ def claims(results: dict) -> list[dict]:
                 entry["verdict"] = "cannot decide"
         found.append(entry)
 
-    # 5. with a reader adapter: does the reader's learning help?
+    # 5. with a reader adapter: does the reader's learning help, and 6. what does it cost?
     if "icpt_frozen_reader" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0:
         found.append(_ablation_claim("A reader adapter trained with the projector helps", methods, ok,
                                      "icpt_frozen_reader", "all", metric))
+    cost = results.get("adapter_cost", {})
+    if "icpt" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0 and "generic_f1" in cost:
+        margin = cost["margin"]
+        parts = [("generic questions without concepts, icpt − raw_references (word F1)", cost["generic_f1"])]
+        if "raw_references_recognition" in cost:
+            parts.append(("photos in context, raw_references_adapted − raw_references (weighted recognition)",
+                          cost["raw_references_recognition"]))
+        lows = [d["low"] for _, d in parts]
+        highs = [d["high"] for _, d in parts]
+        if all(low is not None and low >= -margin for low in lows):
+            verdict = "supported"
+        elif any(high is not None and high < -margin for high in highs):
+            verdict = "refuted"
+        else:
+            verdict = "cannot decide"
+        found.append({"claim": f"The reader adapter costs the answers it was not trained for at most {margin:.2f}",
+                      "verdict": verdict,
+                      "evidence": "; ".join(f"{what} = {format_difference(d)}" for what, d in parts)})
+
+    # 7. the rows carry the identity: swapping the photos changes the answer
+    swap = results.get("swap_test", {}).get("methods", {}).get("icpt")
+    if swap and swap["changed"]["mean"] is not None:
+        target = results["swap_test"]["target"]
+        changed = swap["changed"]
+        verdict = ("supported" if changed["low"] is not None and changed["low"] >= target else
+                   "refuted" if changed["high"] is not None and changed["high"] < target else "cannot decide")
+        evidence = (f"icpt changed {format_value(changed)} of {changed['n']} positive answers when the concept's photos "
+                    f"were another identity's (yes {format_value(swap['yes_before'])} before, "
+                    f"{format_value(swap['yes_after'])} after)")
+        raw = results["swap_test"]["methods"].get("raw_references")
+        if raw and raw["changed"]["mean"] is not None:
+            evidence += f"; the photos in context changed {format_value(raw['changed'])}"
+        found.append({"claim": f"A concept's rows carry its identity: swapping its photos changes at least "
+                               f"{target:.0%} of positive answers", "verdict": verdict, "evidence": evidence})
     return found
 
 
@@ -938,8 +1080,9 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     """The embedded default: its backbone, the projector checkpoints that exist, and how to train the missing ones.
 
     The projector is `icpt/default/projector` (the one `icpt ask` uses); the ablations are looked up in
-    `ablations_dir/<method>`. Without an `icpt_fixed_length` folder, a projector trained with
-    `min_prompt_length == max_prompt_length` stands for its own fixed-length ablation (see `load_models`).
+    `ablations_dir/<method>`. A projector trained with `min_prompt_length == max_prompt_length` has no
+    fixed-length ablation (it is one) but an adaptive-length one (`icpt_adaptive_length`); a projector with
+    the length rule has the fixed-length ablation instead.
     """
     backbone = DEFAULT_DIR / "backbone"
     if not (backbone / "config.json").is_file():
@@ -948,12 +1091,12 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
             "`python examples/pretrain_world_backbone.py` (it saves there)."
         )
     paths = {"icpt": DEFAULT_DIR / "projector", **{m: Path(ablations_dir) / m for m in ABLATIONS}}
+    # a projector with one length has no length rule to switch off, but one to switch on (and vice versa)
+    del paths[_inapplicable_length_ablation(paths["icpt"])]
     checkpoints, missing = {}, []
     for method, path in paths.items():
         if (path / "config.json").is_file():
             checkpoints[method] = path
-        elif method == "icpt_fixed_length" and _fixed_anyway(paths["icpt"]):
-            checkpoints[method] = paths["icpt"]
         else:
             flag = ABLATIONS[method][2] if method in ABLATIONS else ""
             missing.append(
@@ -962,6 +1105,11 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     if "icpt" not in checkpoints:
         raise FileNotFoundError(f"The embedded default projector is not at {paths['icpt']}: train it with `{missing[0]}`.")
     return backbone, checkpoints, missing
+
+
+def _inapplicable_length_ablation(checkpoint: Path) -> str:
+    """The length ablation that would not change a projector: fixed length for one with a single length."""
+    return "icpt_fixed_length" if _fixed_anyway(checkpoint) else "icpt_adaptive_length"
 
 
 def _fixed_anyway(checkpoint: Path) -> bool:
@@ -1011,8 +1159,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"an ICPT checkpoint for one of {', '.join(CHECKPOINT_METHODS)} (repeatable; "
                         "overrides the preset's)")
     models.add_argument("--backbone", help="the frozen backbone (default: the one the checkpoints name)")
-    models.add_argument("--methods", type=_parse_methods, default=list(METHODS),
-                        help="comma-separated methods, or 'all' (default: all)")
+    models.add_argument("--methods", type=_parse_methods, default=None,
+                        help="comma-separated methods, or 'all' (default: all; with --preset, all that apply to its "
+                        "projector)")
     data = parser.add_argument_group("data (default: the generated world's held-out episodes)")
     data.add_argument("--episodes", help="an episode dataset folder written by Dataset.save_to_disk")
     data.add_argument("--benchmark", choices=["yollava", "myvlm", "mc_llava"], help="a public benchmark's layout")
@@ -1027,6 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"world: at least this many recognition questions per split (default: {DEFAULT_MIN_PER_SPLIT})")
     data.add_argument("--task-questions", type=int, default=DEFAULT_TASK_QUESTIONS,
                       help=f"world: questions of each other task (default: {DEFAULT_TASK_QUESTIONS})")
+    data.add_argument("--generic-questions", type=int, default=DEFAULT_GENERIC_QUESTIONS,
+                      help=f"world: generic questions without concepts (default: {DEFAULT_GENERIC_QUESTIONS})")
     data.add_argument("--num-episodes", type=int, default=None, help="--episodes/--benchmark: at most this many (default: all)")
     data.add_argument("--num-references", type=int, default=None, help="at most this many references per concept (default: all)")
     run = parser.add_argument_group("run")
@@ -1037,6 +1188,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"methods of the reference sweep (default: {', '.join(DEFAULT_SWEEP_METHODS)})")
     run.add_argument("--sweep-questions", type=int, default=DEFAULT_SWEEP_QUESTIONS,
                      help=f"recognition questions of the sweep (default: {DEFAULT_SWEEP_QUESTIONS})")
+    run.add_argument("--swap-methods", type=_parse_methods, default=None,
+                     help=f"methods of the swap test (default: {', '.join(DEFAULT_SWAP_METHODS)})")
+    run.add_argument("--swap-questions", type=int, default=DEFAULT_SWAP_QUESTIONS,
+                     help=f"positive recognition questions of the swap test (default: {DEFAULT_SWAP_QUESTIONS}; 0: none)")
     run.add_argument("--ttt-questions", type=int, default=DEFAULT_TTT_QUESTIONS,
                      help=f"questions test-time training answers, a random subsample (default: {DEFAULT_TTT_QUESTIONS})")
     run.add_argument("--ttt-steps", type=int, default=DEFAULT_TTT_STEPS,
@@ -1074,6 +1229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         backbone = backbone or str(preset_backbone)
         checkpoints = {**{m: str(p) for m, p in preset_checkpoints.items()}, **checkpoints}
         notes = missing
+        if args.methods is None:  # of the two length ablations, only the one that changes the projector applies
+            args.methods = [m for m in METHODS if m != _inapplicable_length_ablation(preset_checkpoints["icpt"])]
     if args.benchmark and not args.benchmark_root:
         raise ValueError(f"--benchmark {args.benchmark} needs --benchmark-root DIR (the local copy of the benchmark).")
     if args.episodes and args.benchmark:
@@ -1097,7 +1254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--num-episodes applies to --episodes/--benchmark; the world takes --recognition-questions "
                              "and --task-questions.")
         episodes = world_episodes(args.world_seed, args.world_identities, args.recognition_questions,
-                                  args.min_per_split, args.task_questions)
+                                  args.min_per_split, args.task_questions, args.generic_questions)
         description = episodes.description
 
     results = run_evaluation(
@@ -1111,6 +1268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference_counts=args.reference_counts,
         sweep_methods=args.sweep_methods,
         sweep_questions=args.sweep_questions,
+        swap_methods=args.swap_methods,
+        swap_questions=args.swap_questions,
         ttt_questions=args.ttt_questions,
         ttt_steps=args.ttt_steps,
         ttt_learning_rate=args.ttt_learning_rate,

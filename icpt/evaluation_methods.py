@@ -59,6 +59,7 @@ DEFAULT_MAX_NEW_TOKENS = {
     "attribute": 12,
     "presence": 24,
     "caption": 48,
+    "generic": 64,
 }
 
 

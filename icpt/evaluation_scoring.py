@@ -3,7 +3,8 @@
 - `question_score(episode, prediction)`: the score of one answer by its task's rule, the rule of the
   project's `evaluate` metrics (`icpt.metrics`): yes/no read from the first word (recognition), the option
   picked (two-option VQA and text QA), exact match after normalization (attribute, presence as a set of
-  names), the share of the present concepts a caption names (caption recall). `Scorer` computes the same
+  names), the share of the present concepts a caption names (caption recall), word F1 for the generic
+  questions that name no concept (what a reader adapter costs the backbone's own answers). `Scorer` computes the same
   figures with the `evaluate` modules themselves (the tests check that both agree).
 - `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
   episodes (`icpt.evaluation_statistics.estimate`); `differences(outcomes, reference_outcomes)`: the paired
@@ -29,6 +30,7 @@ from .evaluation_statistics import estimate, paired_difference, verdict
 from .metrics import load_metric, normalize_answer
 from .metrics.caption_recall.caption_recall import caption_score
 from .metrics.option_match.option_match import pick_option
+from .metrics.word_f1.word_f1 import word_f1
 from .metrics.recognition.recognition import read_yes_no
 
 # Flat metric names, in table order, and the task each is computed on.
@@ -41,6 +43,7 @@ METRICS = (
     "attribute",  # short-answer questions, exact match after normalization
     "presence",  # "which of them are here?", the set of names must match
     "caption_recall",  # share of the present concepts' names a caption mentions
+    "generic_f1",  # questions without concepts (describe an object or a scene), SQuAD word F1
 )
 METRIC_TASK = {
     "recognition_positive": "recognition",
@@ -51,13 +54,15 @@ METRIC_TASK = {
     "attribute": "attribute",
     "presence": "presence",
     "caption_recall": "caption",
+    "generic_f1": "generic",
 }
 # The metric that stands for each task (its ceiling and its headline column).
 TASK_METRIC = {"recognition": "recognition_weighted", "vqa": "vqa", "text_qa": "text_qa", "attribute": "attribute",
-               "presence": "presence", "caption": "caption_recall"}
+               "presence": "presence", "caption": "caption_recall", "generic": "generic_f1"}
 # What answering at random (or always the same) scores: 0.5 for yes/no (weighted) and two options; free
-# answers, name sets and caption names have no guessing floor worth counting.
-CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.0, "caption": 0.0}
+# answers, name sets, caption names and free descriptions have no guessing floor worth counting.
+CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.0, "caption": 0.0,
+          "generic": 0.0}
 # Subsets of the questions reported separately: "all" is every question (all of held-out identities).
 SPLITS = ("all", "environment_shift", "look_alike", "multi_concept")
 SPLIT_TITLES = {
@@ -102,9 +107,12 @@ def canonical_prediction(episode, prediction: str) -> str:
 
 
 def question_score(episode, prediction: str) -> float | None:
-    """The score of one answer: 1.0 right, 0.0 wrong; a caption's recall in [0, 1] (None without names)."""
+    """The score of one answer: 1.0 right, 0.0 wrong; a caption's recall in [0, 1] (None without names); a
+    generic answer's word F1 in [0, 1]."""
     if episode.task == "caption":
         return caption_score(prediction, list(episode.present))
+    if episode.task == "generic":
+        return word_f1(prediction, episode.answer)
     return float(canonical_prediction(episode, prediction) == canonical_answer(episode))
 
 
@@ -124,6 +132,7 @@ class Scorer:
         self.recognition = load_metric("recognition", keep_in_memory=True)
         self.option_match = load_metric("option_match", keep_in_memory=True)
         self.caption_recall = load_metric("caption_recall", keep_in_memory=True)
+        self.word_f1 = load_metric("word_f1", keep_in_memory=True)
 
     def score(self, episodes: list, predictions: list[str]) -> dict:
         """`{split: {metric: value or None}}` for every split of `SPLITS` and metric of `METRICS`."""
@@ -168,6 +177,10 @@ class Scorer:
                 predictions=[p for _, p in captions], references=[e.present for e, _ in captions]
             )
             result["caption_recall"] = out["recall"]
+        generic = by_task["generic"]
+        if generic:
+            out = self.word_f1.compute(predictions=[p for _, p in generic], references=[e.answer for e, _ in generic])
+            result["generic_f1"] = out["f1"]
         return result
 
 
@@ -229,6 +242,7 @@ METRIC_HEADERS = {
     "attribute": "Attribute",
     "presence": "Presence",
     "caption_recall": "Caption recall",
+    "generic_f1": "Generic (word F1)",
 }
 
 
@@ -368,6 +382,30 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
             lines += [(f"{', '.join(f'`{name}`' for name in same_reading)}: different weights and different rows, yet "
                        f"the same answer as `{reference}` on at least 99 % of the questions: the backbone reads both "
                        "prompts alike, so equal cells come from equal answers, not from equal checkpoints."), ""]
+
+    swap = results.get("swap_test") or {}
+    if swap.get("methods"):
+        lines += ["## Swap test: do the rows carry the identity?", "",
+                  (f"{swap['num_questions']} positive recognition questions asked again with {swap['note'].split('with ', 1)[-1]}. "
+                   f"Changed: the share of answers that changed (yes/no); a method whose prompt carries the identity "
+                   f"changes most of them (target {swap['target']:.0%}). Yes before / after: the share of yes answers."), ""]
+        rows = [[name, format_value(row["changed"]), format_value(row["yes_before"]), format_value(row["yes_after"])]
+                for name, row in swap["methods"].items()]
+        lines += _table(["Method", "Changed", "Yes before", "Yes after"], rows) + [""]
+
+    cost = results.get("adapter_cost") or {}
+    if "generic_f1" in cost or "raw_references_recognition" in cost:
+        lines += ["## What the reader adapter costs", "",
+                  ("Paired differences on the answers the adapter was not trained for (the margin allowed: "
+                   f"{cost['margin']:.2f})."), ""]
+        rows = []
+        if "generic_f1" in cost:
+            rows.append(["generic questions without concepts (word F1)", "icpt − raw_references (the same question "
+                         "through the adapted and the frozen language model)", format_difference(cost["generic_f1"])])
+        if "raw_references_recognition" in cost:
+            rows.append(["photos in context (weighted recognition)", "raw_references_adapted − raw_references",
+                         format_difference(cost["raw_references_recognition"])])
+        lines += _table(["Answers", "Difference", "Value [95 % CI], p"], rows) + [""]
 
     sweep = results.get("reference_sweep") or {}
     if sweep.get("methods"):

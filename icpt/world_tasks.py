@@ -668,3 +668,36 @@ def build_episodes(
 
     rows = list(iter_episodes(world, split, num_episodes, seed, tasks, max_references))
     return Dataset.from_list(rows, features=EPISODE_FEATURES)
+
+
+GENERIC_TASKS = ("describe_object", "describe_scene")
+
+
+def generic_episodes(world: World, split: str, num_episodes: int, seed: int = 0):
+    """A `datasets.Dataset` of episodes without concepts (task "generic", `EPISODE_FEATURES` columns).
+
+    The backbone's own pretraining questions ("Describe the object.", "Describe the scene."), alternating,
+    about ``split``'s identities in environment set A: what a reader adapter must leave intact (the harness
+    scores them with word F1; the reader's training mixes them in). The draw is `pretraining_dataset`'s for
+    the same world, seed and tasks.
+
+    Example:
+
+    ```python
+    >>> from icpt.world import World
+    >>> episodes = generic_episodes(World(num_identities=60), "held_out", num_episodes=2)
+    >>> list(episodes["task"]), list(episodes["concepts"])
+    (['generic', 'generic'], [[], []])
+    ```
+    """
+    from datasets import Dataset
+
+    world_tasks = WorldTasks(world, split)
+    rng = np.random.default_rng([world.seed, 4, seed])
+    rows = []
+    for index in range(num_episodes):
+        example = world_tasks.sample(rng, GENERIC_TASKS[index % len(GENERIC_TASKS)])
+        rows.append({"concepts": [], "image": Image.fromarray(np.asarray(example.images[-1])),
+                     "question": example.question, "answer": example.answer, "task": "generic", "target": "",
+                     "options": [], "present": [], "tags": []})
+    return Dataset.from_list(rows, features=EPISODE_FEATURES)

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Trains the embedded default's reader adapter: a LoRA adapter on the backbone's language model, trained
-# jointly with the shipped projector (which it starts from), so that the model learns to read the rows.
-#   $OUT/icpt_reader          projector + adapter, one checkpoint (installed as icpt/default/projector;
-#                             the frozen-reader projector it started from moves to
-#                             icpt/default/ablations/icpt_frozen_reader)
+# jointly with a frozen-reader projector (which it starts from), so that the model learns to read the rows.
+# The same stage, from the same start or from the frozen-reader ablation projectors, gives every ablation
+# of the final recipe (each differs from the method in one part only):
+#   $OUT/icpt                      icpt/default/ablations/icpt_frozen_reader + adapter -> icpt/default/projector
+#   $OUT/icpt_no_decoupling        frozen_reader/icpt_no_decoupling (lambda_dec = 0) + adapter
+#   $OUT/icpt_no_separation        frozen_reader/icpt_no_separation (lambda_sep = 0) + adapter
+#   $OUT/icpt_no_identity_targets  frozen_reader/icpt_no_identity_targets (no identity targets) + adapter
+#   $OUT/icpt_adaptive_length      icpt_frozen_reader, 2..8 rows by visual complexity instead of 8 + adapter
+# (ablations install as icpt/default/ablations/<name>; the frozen-reader starts are trained by
+# scripts/train_default_projectors.sh and ship under icpt/default/ablations/frozen_reader/).
 # Episodes: recognition and attribute questions on training identities (environment set A), each asking
 # about the concepts its question names, as users ask; plus GENERIC_SHARE generic questions without
 # concepts (describe an object or a scene, the backbone's own pretraining formats), so the adapter keeps
 # the answers that need no concept (docs/default_model.md measures what it costs them).
 #
-#   bash scripts/train_default_reader.sh     # 1200 steps, about 28 minutes on this CPU beside another job; resumable
+#   bash scripts/train_default_reader.sh     # 5 runs of 1200 steps, two at a time with one thread each
+#                                            # (about 28 minutes per pair on this CPU); resumable
+#   RUNS="icpt_no_separation" bash scripts/train_default_reader.sh   # some of them
 #   STEPS=10 NUM_EPISODES=64 OUT=/tmp/r INSTALL=0 bash scripts/train_default_reader.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +29,10 @@ RANK=${RANK:-16}
 OUT=${OUT:-outputs/default_reader}
 INSTALL=${INSTALL:-1}
 THREADS=${THREADS:-1}  # one: two threads beside another job ran 10x slower here
+PARALLEL=${PARALLEL:-2}  # runs at a time
+RUNS=${RUNS:-icpt icpt_no_decoupling icpt_no_separation icpt_no_identity_targets icpt_adaptive_length}
 read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=icpt/default/backbone
-START=${START:-icpt/default/projector}
 EPISODES=$OUT/episodes_${NUM_EPISODES}_generic_${GENERIC_SHARE}
 mkdir -p "$OUT"
 
@@ -34,11 +43,10 @@ import multiprocessing
 import sys
 from pathlib import Path
 
-from datasets import Dataset, concatenate_datasets
+from datasets import concatenate_datasets
 
 from icpt.demo import world_for
-from icpt.episodes import EPISODE_FEATURES
-from icpt.world_tasks import build_episodes, pretraining_dataset
+from icpt.world_tasks import build_episodes, generic_episodes
 
 backbone, count, share, target = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
 world = world_for(Path(backbone))
@@ -48,25 +56,59 @@ sizes = [(count - generic_count) // shards + (shard < (count - generic_count) % 
 jobs = [(world, "train", size, shard, ("recognition", "attribute")) for shard, size in enumerate(sizes)]
 with multiprocessing.get_context("fork").Pool(min(multiprocessing.cpu_count(), shards)) as pool:
     parts = pool.starmap(build_episodes, jobs)
-# generic questions as episodes without concepts: the query image is the example's last image
-generic = pretraining_dataset(world, generic_count, seed=7, tasks=("describe_object", "describe_scene"))
-rows = [{"concepts": [], "image": row["images"][-1], "question": row["question"], "answer": row["answer"],
-         "task": row["task"], "target": "", "options": [], "present": [], "tags": []} for row in generic]
-parts.append(Dataset.from_list(rows, features=EPISODE_FEATURES))
+parts.append(generic_episodes(world, "train", generic_count, seed=7))  # questions without concepts
 concatenate_datasets(parts).shuffle(seed=0).flatten_indices().save_to_disk(str(target) + ".tmp")
 Path(str(target) + ".tmp").rename(target)  # a complete folder or none
 EOF
 fi
 
-echo "training the reader adapter (rank $RANK, $STEPS steps) from $START -> $OUT/icpt_reader (log: $OUT/icpt_reader.log)"
-OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py --model "$START" --backbone "$BACKBONE" --episodes "$EPISODES" \
-  --reader_lora_rank "$RANK" --max_steps "$STEPS" --per_device_train_batch_size 16 --learning_rate 6e-4 \
-  --lr_scheduler_type cosine --warmup_steps 30 --logging_steps 20 --save_steps 100 --save_total_limit 1 --seed 0 \
-  --report_to none --resume_from_checkpoint latest --output_dir "$OUT/icpt_reader" "${extra[@]}" \
-  >> "$OUT/icpt_reader.log" 2>&1  # appended: a resumed run keeps the earlier sittings
+FROZEN=icpt/default/ablations
+start_of() {  # the frozen-reader projector a run starts from
+  case $1 in
+    icpt) echo "$FROZEN/icpt_frozen_reader" ;;
+    icpt_adaptive_length) echo "$OUT/start_icpt_adaptive_length" ;;
+    *) echo "$FROZEN/frozen_reader/$1" ;;
+  esac
+}
+if [[ " $RUNS " == *" icpt_adaptive_length "* && ! -d "$OUT/start_icpt_adaptive_length" ]]; then
+  # the method's frozen-reader projector with the length rule free to choose 2..8 rows (it was trained at 8)
+  $PY - "$FROZEN/icpt_frozen_reader" "$OUT/start_icpt_adaptive_length" <<'EOF'
+import sys
+from modeling_icpt import ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+source, target = sys.argv[1:]
+model = ICPTForConditionalGeneration.from_pretrained(source)
+model.config.min_prompt_length, model.config.adaptive_length = 2, True
+model.save_pretrained(target)
+ICPTProcessor.from_pretrained(source).save_pretrained(target)
+EOF
+fi
+
+train() {
+  local name=$1 start
+  start=$(start_of "$name")
+  echo "training $name: reader adapter (rank $RANK, $STEPS steps) from $start -> $OUT/$name (log: $OUT/$name.log)"
+  OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py --model "$start" --backbone "$BACKBONE" --episodes "$EPISODES" \
+    --reader_lora_rank "$RANK" --max_steps "$STEPS" --per_device_train_batch_size 16 --learning_rate 6e-4 \
+    --lr_scheduler_type cosine --warmup_steps 30 --logging_steps 20 --save_steps 100 --save_total_limit 1 --seed 0 \
+    --report_to none --resume_from_checkpoint latest --output_dir "$OUT/$name" "${extra[@]}" \
+    >> "$OUT/$name.log" 2>&1  # appended: a resumed run keeps the earlier sittings
+}
+pids=()
+failed=0
+for run in $RUNS; do
+  train "$run" &
+  pids+=($!)
+  if [ "${#pids[@]}" -ge "$PARALLEL" ]; then
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    pids=()
+  fi
+done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&2; exit 1; fi
 
 # the learning curve, every logged loss term, from the run's last checkpoint
-$PY - "$OUT/icpt_reader" <<'EOF'
+[[ " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
 import json
 import sys
 from pathlib import Path
@@ -95,26 +137,20 @@ EOF
 
 if [ "$INSTALL" = 1 ]; then
   # Shipped checkpoints name the backbone relative to their own folder, so the package can move.
-  $PY - "$OUT" "$START" <<'EOF'
+  $PY - "$OUT" $RUNS <<'EOF'
 import sys
 from pathlib import Path
 
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
-out, start = Path(sys.argv[1]), Path(sys.argv[2])
-frozen = Path("icpt/default/ablations/icpt_frozen_reader")
-def install(source, target):
-    """Re-save a checkpoint into the package: it names the backbone relative to its new folder."""
-    ICPTForConditionalGeneration.from_pretrained(source).save_pretrained(target)
-    ICPTProcessor.from_pretrained(source).save_pretrained(target)
-    for code in Path(target).glob("*.py"):  # the package carries the code; a copy would go stale
+out, runs = Path(sys.argv[1]), sys.argv[2:]
+for name in runs:
+    target = Path("icpt/default/projector" if name == "icpt" else f"icpt/default/ablations/{name}")
+    ICPTForConditionalGeneration.from_pretrained(out / name).save_pretrained(target)
+    ICPTProcessor.from_pretrained(out / name).save_pretrained(target)
+    for code in target.glob("*.py"):  # the package carries the code; a copy would go stale
         code.unlink()
-    print(f"installed {source} -> {target}")
-
-
-if start.resolve() == Path("icpt/default/projector").resolve() and not frozen.exists():
-    install(start, frozen)  # the projector the adapter started from: the frozen-reader ablation
-install(out / "icpt_reader", "icpt/default/projector")
+    print(f"installed {out / name} -> {target}")
 EOF
 fi

@@ -18,7 +18,7 @@ from icpt.evaluation import CHECKPOINT_METHODS, METHODS, main, select_stratified
 from icpt.evaluation_methods import eval_episodes, initial_concept_rows, train_concept_prompts
 from icpt.evaluation_scoring import METRICS, SPLITS, Scorer, cells, is_positive, question_score
 from icpt.world import World
-from icpt.world_tasks import build_episodes
+from icpt.world_tasks import build_episodes, generic_episodes
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -127,14 +127,17 @@ def test_reference_draws_depend_on_the_seed_and_the_concept_only():
 
 
 def test_world_episodes_are_stratified_held_out_episodes_per_seed():
-    source = world_episodes(world_seed=0, num_identities=60, num_recognition=12, min_per_split=3, task_questions=1)
+    source = world_episodes(world_seed=0, num_identities=60, num_recognition=12, min_per_split=3, task_questions=1,
+                            generic_questions=2)
     first, second = source(0), source(1)
     assert first.features == EPISODE_FEATURES
     recognition = [(a, t) for task, a, t in zip(first["task"], first["answer"], first["tags"]) if task == "recognition"]
     assert len(recognition) >= 12 and sum(a == "Yes" for a, _ in recognition) >= 6
     for split in ("environment_shift", "look_alike", "multi_concept"):
         assert sum(split in t for _, t in recognition) >= 3, split
-    assert sorted(t for t in first["task"] if t != "recognition") == sorted(set(TASKS) - {"recognition"})
+    assert sorted(t for t in first["task"] if t not in ("recognition", "generic")) == sorted(set(TASKS) - {"recognition"})
+    generic = [i for i, task in enumerate(first["task"]) if task == "generic"]
+    assert len(generic) == 2 and all(first[i]["concepts"] == [] and first[i]["answer"] for i in generic)
     assert first["question"] != second["question"]
     assert "held-out" in source.description
 
@@ -243,7 +246,8 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
             "claims", "reference_sweep", "outcomes", "plots"} <= results.keys()
     assert results["data"]["num_episodes"] == [8] and results["reference_method"] == "icpt"
     assert set(results["ceiling"]) == set(TASKS) and all(row["measurable"] for row in results["ceiling"].values())
-    assert list(results["methods"]) == list(METHODS)
+    # icpt has the length rule, so its adaptive-length ablation does not apply
+    assert list(results["methods"]) == [m for m in METHODS if m != "icpt_adaptive_length"]
     for name, row in results["methods"].items():
         assert row["status"] == "ok", (name, row["note"])
         assert row["num_questions"] == (3 if name == "test_time_training" else 8)
@@ -265,6 +269,8 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
         assert row["examples"] and {"question", "answer", "prediction"} <= row["examples"][0].keys()
     methods = results["methods"]
     for name in CHECKPOINT_METHODS:
+        if name == "icpt_adaptive_length":
+            continue
         assert methods[name]["checkpoint"] == str(default_preset.checkpoints[name])
         assert "trained on" not in (methods[name]["note"] or "")  # "../backbone" is read from the checkpoint folder
     tokens = {name: row["prompt_tokens_per_concept"] for name, row in methods.items()}
@@ -272,7 +278,13 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
     assert 1.0 <= tokens["icpt"]["mean"] <= 4.0
     assert tokens["test_time_training"]["mean"] == 16.0
     assert tokens["raw_references"]["min"] >= 16.0  # at least one photo of 16 image tokens per concept
-    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 5
+    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 6
+    # the swap test: icpt's and the photos' positives asked again with another identity's photos
+    swap = results["swap_test"]
+    assert swap["num_questions"] == 2 and set(swap["methods"]) == {"icpt", "raw_references"}
+    assert all(0.0 <= row["changed"]["mean"] <= 1.0 for row in swap["methods"].values())
+    assert "swapping its photos" in results["claims"][-1]["claim"]
+    assert "raw_references_recognition" in results["adapter_cost"]  # no generic question in these episodes
     # the reader adapter: icpt has its own backbone; the adapted baselines ask through its language model
     assert methods["icpt"]["reader_lora_rank"] == 2 and methods["icpt_frozen_reader"]["reader_lora_rank"] == 0
     assert "differ in two parts" in results["claims"][2]["evidence"]  # a frozen-reader ablation against icpt
@@ -281,7 +293,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
 
     # one line per answer: every method on the same questions (test-time training on a subsample)
     lines = [json.loads(line) for line in (out / results["outcomes"]).read_text().splitlines()]
-    assert len(lines) == 8 * (len(METHODS) - 1) + 3
+    assert len(lines) == 8 * (len(METHODS) - 2) + 3  # less test-time training and icpt_adaptive_length
     for line in lines:
         assert {"episode", "question_id", "task", "splits", "method", "prediction", "score", "prompt_tokens"} <= set(line)
         assert line["task"] == "caption" or line["correct"] == (line["score"] == 1.0)
@@ -298,7 +310,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
             and line["task"] == "recognition"} == {4}
 
     markdown = (out / "results.md").read_text()
-    assert all(f"| {name} |" in markdown for name in METHODS)
+    assert all(f"| {name} |" in markdown for name in results["methods"])
     page = docs.read_text()
     assert page.startswith("# ICPT results") and "What these numbers say" in page
     assert "icpt eval --preset default --ablations-dir" in page
@@ -322,6 +334,55 @@ def test_tasks_below_the_ceiling_are_marked_and_not_run(tiny_llava, tmp_path):
     assert results["methods"]["name_only"]["num_questions"] == 0
     page = (tmp_path / "out" / "results.md").read_text()
     assert page.count("not measurable on this backbone") == len(TASKS)
+
+
+def test_generic_questions_show_what_a_reader_adapter_costs(tiny_llava, tmp_path):
+    from datasets import concatenate_datasets, load_from_disk
+
+    processor = ICPTProcessor.from_backbone(tiny_llava, max_prompt_length=4)
+    torch.manual_seed(0)
+    model = ICPTForConditionalGeneration.from_backbone(tiny_llava, prompt_token_id=processor.prompt_token_id,
+                                                       reader_lora_rank=2, **TINY)
+    with torch.no_grad():  # a reader adapter that changes the language model's answers
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    model.save_pretrained(tmp_path / "icpt")
+    generic = generic_episodes(World(seed=0, num_identities=60), "held_out", num_episodes=6)
+    episodes = concatenate_datasets([load_from_disk(_world_dataset(tmp_path / "episodes")), generic])
+    results = evaluation.run_evaluation(
+        episodes, checkpoints={"icpt": tmp_path / "icpt"}, backbone=tiny_llava,
+        methods=["icpt", "raw_references", "raw_references_adapted"], reference_counts=[], swap_questions=0,
+        ceiling_margin=-1, max_new_tokens={task: 3 for task in (*TASKS, "generic")}, progress=False,
+    )
+    for name in ("icpt", "raw_references"):
+        assert results["methods"][name]["results"]["all"]["generic_f1"]["n"] == 6
+    cost = results["adapter_cost"]
+    assert cost["generic_f1"]["n"] == 6 and cost["raw_references_recognition"]["n"] == 3
+    assert cost["generic_f1"]["difference"] == pytest.approx(
+        results["methods"]["icpt"]["results"]["all"]["generic_f1"]["mean"]
+        - results["methods"]["raw_references"]["results"]["all"]["generic_f1"]["mean"])
+    claim = next(c for c in results["claims"] if c["claim"].startswith("The reader adapter costs"))
+    assert claim["verdict"] in ("supported", "refuted", "cannot decide") and "word F1" in claim["evidence"]
+    assert results["swap_test"]["num_questions"] == 0
+
+
+def test_swap_references_gives_each_named_concept_another_identitys_photos(tmp_path):
+    from datasets import load_from_disk
+
+    prepared = eval_episodes(load_from_disk(_world_dataset(tmp_path / "episodes")))
+    swapped = evaluation.swap_references(prepared, prepared, seed=0)
+    assert [e.question for e in swapped] == [e.question for e in prepared]
+    for before, after in zip(prepared, swapped):
+        named = {c.name for c in before.named_concepts}
+        for old, new in zip(before.concepts, after.concepts):
+            assert new.name == old.name  # the same label ...
+            if old.name in named:  # ... with the photos of another identity
+                assert new.description != old.description and new.key != old.key
+                assert new.reference_values != old.reference_values
+            else:
+                assert new is old
+    assert evaluation.swap_references(prepared, prepared, seed=0)[0].concepts[0].key == swapped[0].concepts[0].key
 
 
 def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_path):
