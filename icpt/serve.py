@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from icpt.cli import DEFAULT_MODEL, OneLineParser, _add_model_arguments, answer, load_model
 
@@ -100,18 +101,21 @@ def concept_attention(model, references, lengths: dict[str, int]) -> list[list[t
     return per_concept
 
 
-def attention_picture(photos: list[Image.Image], weights: list[torch.Tensor], cell: int = 160) -> Image.Image:
+def attention_picture(photos: list[Image.Image], weights: list[torch.Tensor], cell: int = 160,
+                      center_crop: bool = False) -> Image.Image:
     """
     The photos of one concept in a row, and under each the same photo lit where its prompt rows read: patches the rows
     read most stay bright, the others go dark (one scale for all photos of the concept, so a photo the rows read
-    little stays dark). Patches are drawn on a square grid over the (squared) photo; a backbone whose patches of
-    one photo do not form a square grid (tiles, merged patches) gets the photos alone.
+    little stays dark). Patches are drawn on a square grid over the photo as the vision encoder saw it: its central
+    square with `center_crop` (CLIP-style image processors), else the whole photo squeezed to a square. A backbone
+    whose patches of one photo do not form a square grid (tiles, merged patches) gets the photos alone.
     """
     top = max((float(w.max()) for w in weights if w.numel()), default=0.0) or 1.0
     canvas = Image.new("RGB", (len(photos) * (cell + 8) + 8, 2 * cell + 24), "white")
     for i, (photo, read) in enumerate(zip(photos, weights)):
         x = 8 + i * (cell + 8)
-        square = photo.convert("RGB").resize((cell, cell), Image.BICUBIC)
+        photo = photo.convert("RGB")
+        square = ImageOps.fit(photo, (cell, cell), Image.BICUBIC) if center_crop else photo.resize((cell, cell), Image.BICUBIC)
         canvas.paste(square, (x, 8))
         side = int(round(read.numel() ** 0.5))
         if side == 0 or side * side != read.numel():
@@ -283,8 +287,9 @@ class ConceptApp:
         concept = self.model.encode_concepts(**references)
         seconds = time.perf_counter() - started
         weights = concept_attention(self.model, references, concept.lengths)[0]
+        crops = getattr(getattr(self.processor, "image_processor", None), "do_center_crop", False)
         session = Session(bank=concept if bank is None else bank.merge(concept),
-                          pictures={**session.pictures, label: attention_picture(photos, weights)},
+                          pictures={**session.pictures, label: attention_picture(photos, weights, center_crop=crops)},
                           photos={**session.photos, label: len(photos)})
         status = (f"Added {label}: {len(photos)} photo(s) -> {concept.lengths[label]} prompt tokens, "
                   f"encoded in {seconds * 1000:.0f} ms.")
@@ -300,6 +305,7 @@ class ConceptApp:
             raise ICPTInputError("Type a question, naming your concepts by label, e.g. Is <bo> in this photo?")
         # (retrieval, "who is in this photo?", would pick the bank's concepts for a question that names none here)
         content = [{"type": "image"}, {"type": "text", "text": question}]
+        # the prompt `answer` builds, built again to show it (cheap: text and one photo); a bad question fails here
         inputs = self.processor(messages=[{"role": "user", "content": content}], images=[[image]], concepts=session.bank)
         reply = answer(self.model, self.processor, question, image, session.bank, self.max_new_tokens)
         runs, used = prompt_parts(self.model, inputs)
@@ -336,11 +342,13 @@ class ConceptApp:
         self.model._check_bank(loaded)  # a bank of another backbone fails here, not at the first question
         clash = sorted(set(loaded.labels) & set(session.bank.labels if session.bank is not None else []))
         if clash:
-            raise ICPTInputError(f"This bank already holds {clash}: remove all concepts first, or load another bank.")
+            raise ICPTInputError(f"{clash} of this bank file are already concepts here: remove all concepts first, "
+                                 "or load another bank.")
         bank = loaded if session.bank is None else session.bank.merge(loaded)
         return dataclasses.replace(session, bank=bank), f"Loaded {len(loaded)} concept(s): {', '.join(loaded.labels)}."
 
     def clear(self, session: Session) -> tuple[Session, str]:
+        """An empty session."""
         return Session(), "Removed all concepts."
 
     # ------------------------------------------------------------ views of a session
@@ -463,6 +471,12 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=24, help="longest answer in tokens (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     args = parser.parse_args(argv)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("icpt serve: error: the web app needs gradio: pip install 'icpt[app]' (scripts/bootstrap.sh installs it).",
+              file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     app = ConceptApp.from_pretrained(args.model, args.backbone, args.device, max_new_tokens=args.max_new_tokens)

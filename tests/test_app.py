@@ -47,6 +47,20 @@ def test_projector_returns_its_cross_attention_without_changing_its_rows():
         assert float(weights[1, :, 6:].abs().max()) == 0.0  # padding is never read
 
 
+def test_attention_picture_lights_the_patches_read():
+    from PIL import Image
+
+    from icpt.serve import attention_picture
+
+    photo = Image.new("RGB", (80, 64), (200, 200, 200))
+    read = torch.zeros(4)
+    read[0] = 1.0  # a 2 x 2 grid: only the top-left patch is read
+    picture = np.asarray(attention_picture([photo, photo], [read, torch.ones(3)], cell=40, center_crop=True))
+    lit = picture[40 + 16:, 8:48]  # the first photo's lit copy
+    assert lit[5, 5].mean() > 150 and lit[30, 30].mean() < 60  # bright where read, dark elsewhere
+    assert (picture[40 + 16:, 56:96] == 255).all()  # 3 patches are no square grid: no lit copy
+
+
 # ---------------------------------------------------------------- the app's handlers, without a browser
 
 
@@ -104,6 +118,16 @@ def test_app_adds_asks_saves_and_loads(app, photos, tmp_path):
     loaded, status = app.load_bank(Session(), path)
     assert loaded.bank.labels == ["<bo>"] and "from a bank file" in app.concept_table(loaded)
     assert app.concept_pictures(loaded) is None  # a bank holds vectors, never photos
+    with pytest.raises(ICPTInputError, match="already concepts here"):
+        app.load_bank(session, path)
+
+
+def test_icpt_serve_is_a_subcommand(capsys):
+    from icpt.cli import main
+
+    assert main(["serve", "--help"]) == 0
+    assert "--port" in capsys.readouterr().out
+    assert main(["serve", "--port", "many"]) == 2
 
 
 @pytest.mark.parametrize("files, name, message", [
