@@ -186,6 +186,8 @@ DEFAULT_TASK_QUESTIONS = 100
 # Generic questions without concepts (the backbone's own describe-object/scene questions): what a reader
 # adapter costs the answers that need no concept.
 DEFAULT_GENERIC_QUESTIONS = 200
+# Besides the ceiling, the methods that answer them: the others ask the same frozen language model the same question.
+GENERIC_METHODS = ("icpt",)
 DEFAULT_TTT_QUESTIONS = 120
 DEFAULT_TTT_STEPS = 10
 DEFAULT_SWEEP_QUESTIONS = 240
@@ -720,9 +722,10 @@ def run_evaluation(
     rng = np.random.default_rng(seed)
     plans = {}
     for name in other_names:
-        chosen = measurable
-        if name == "test_time_training" and ttt_questions is not None and ttt_questions < len(measurable):
-            chosen = sorted(int(i) for i in rng.choice(measurable, size=ttt_questions, replace=False))
+        # generic questions name no concept: every method without a reader adapter answers them as the ceiling did
+        chosen = [i for i in measurable if prepared[i].task != "generic" or name in GENERIC_METHODS]
+        if name == "test_time_training" and ttt_questions is not None and ttt_questions < len(chosen):
+            chosen = sorted(int(i) for i in rng.choice(chosen, size=ttt_questions, replace=False))
         plans[name] = chosen
     recognition = [i for i in measurable if prepared[i].task == "recognition"]
     sweep_chosen = (sorted(int(i) for i in rng.choice(recognition, size=min(sweep_questions, len(recognition)),
