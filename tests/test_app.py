@@ -188,7 +188,25 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(app):
+def loopback_only():
+    """While the app runs in this process, a connection to anywhere but this machine fails, and the test too."""
+    attempts, connect = [], socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            attempts.append(address)
+            raise OSError(f"test_app: no network, refused a connection to {address}")
+        return connect(sock, address)
+
+    socket.socket.connect = guarded
+    yield attempts
+    socket.socket.connect = connect
+    assert attempts == [], f"the app tried to reach the network: {attempts}"
+
+
+@pytest.fixture(scope="module")
+def server(app, loopback_only):
     from icpt.serve import CSS
 
     port = free_port()
