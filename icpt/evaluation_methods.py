@@ -2,6 +2,8 @@
 
 - `ICPTMethod`: a trained projector (`icpt` and its ablations `icpt_fixed_length`, `icpt_no_decoupling`,
   `icpt_no_separation`, `icpt_no_identity_targets`): each concept is encoded once into a `ConceptBank`, the question is asked with it.
+- `ICPTRetrievalMethod` (`icpt_retrieval`): `icpt`, plus the concepts retrieval finds in the photo among all
+  the evaluation's concepts (RAP's flow).
 - `NameOnlyMethod` (`name_only`): the plain backbone; the label appears in the question only.
 - `TextDescriptionMethod` (`text_description`): the plain backbone with "<bo> is <description>." before
   the question.
@@ -321,6 +323,75 @@ class ICPTMethod(Method):
     def answer(self, episode):
         bank = _merge([self.concept(c) for c in episode.named_concepts])
         return self.context.generate_with_bank(self.model, bank, episode)
+
+
+class ICPTRetrievalMethod(ICPTMethod):
+    """ICPT with retrieval choosing context, as RAP does (`icpt_retrieval`): besides the concepts the question
+    names, the prompt holds the `top_k` other concepts of the user's whole collection that the query photo most
+    likely shows (`model.retrieve_concepts`, on every distinct concept of the evaluation data: `set_concept_pool`).
+
+    Its difference to `icpt` is what retrieved context adds to (or costs) the answers; `retrieval_hits` records,
+    for each named concept present in a photo, whether retrieval ranked it among the first `top_k + named` (its
+    recall in the harness's own scenes). Questions without a photo are asked as `icpt` asks them.
+    """
+
+    def __init__(self, context: BackboneContext, model, top_k: int = 2, name: str = "icpt_retrieval"):
+        self.top_k = top_k
+        self.concept_pool: list[EvalConcept] = []
+        super().__init__(context, model, name=name)
+
+    def begin_seed(self, seed: int) -> None:
+        super().begin_seed(seed)
+        self._pool_bank: ConceptBank | None = None
+        self._pool_keys: list[str] = []
+        self._tokens: dict[int, int] = {}
+        self.retrieval_hits: list[bool] = []
+
+    def set_concept_pool(self, episodes: list[EvalEpisode]) -> None:
+        """The collection retrieval searches: every distinct concept of the evaluation data."""
+        pool = {}
+        for episode in episodes:
+            for concept in episode.concepts:
+                pool.setdefault(concept.key, concept)
+        self.concept_pool = list(pool.values())
+        self._pool_bank = None
+
+    def _pool(self) -> ConceptBank | None:
+        """The collection as one bank, encoded once per seed (labels `<r0>`, ... since episodes reuse label names)."""
+        if self._pool_bank is None and self.concept_pool:
+            processor, device = self.context.processor, self.context.device
+            references = {f"<r{i}>": self.context.references(c) for i, c in enumerate(self.concept_pool)}
+            self._pool_bank = ConceptBank.encode(self.model, processor, references, batch_size=32)
+            self._pool_keys = [c.key for c in self.concept_pool]
+        return self._pool_bank
+
+    @torch.no_grad()
+    def answer(self, episode):
+        named = episode.named_concepts
+        pool = self._pool()
+        if episode.image_value is None or pool is None:
+            self._tokens.pop(id(episode), None)
+            return super().answer(episode)
+        image = decode_image(episode.image_value)
+        processor, device = self.context.processor, self.context.device
+        ranked = self.model.retrieve_concepts(pool, top_k=self.top_k + len(named),
+                                              **processor.prepare_retrieval([image]).to(device))[0]
+        named_keys = {c.key for c in named}
+        ranked_keys = [self._pool_keys[pool.index(label)] for label in ranked]
+        self.retrieval_hits += [c.key in ranked_keys for c in named if c.name in episode.present]
+        retrieved = [label for label, key in zip(ranked, ranked_keys) if key not in named_keys][: self.top_k]
+        banks = [self.concept(c) for c in named]
+        bank = _merge(banks + [pool.select(retrieved)]) if retrieved else _merge(banks)
+        inputs = processor(messages=[episode_messages(episode.as_row(), with_answer=False)], images=[[image]],
+                           concepts=bank, retrieved=[retrieved]).to(device)
+        self._tokens[id(episode)] = int((inputs["input_ids"] == processor.prompt_token_id).sum())
+        output = self.model.generate(**inputs, concepts=bank, max_new_tokens=self.context.new_tokens(episode),
+                                     do_sample=False)
+        return self.context.decode(output, inputs["input_ids"].shape[1])
+
+    def question_tokens(self, episode: EvalEpisode) -> int:
+        """The prompt rows of the named and the retrieved concepts of this question."""
+        return self._tokens.get(id(episode), super().question_tokens(episode))
 
 
 class NameOnlyMethod(Method):
