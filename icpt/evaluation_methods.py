@@ -132,6 +132,15 @@ class EvalEpisode:
         return [concept for concept in self.concepts if concept.name in named]
 
 
+def distinct_concepts(episodes: list[EvalEpisode]) -> list[EvalConcept]:
+    """Every distinct concept (by key) of the episodes, in order of first appearance."""
+    pool = {}
+    for episode in episodes:
+        for concept in episode.concepts:
+            pool.setdefault(concept.key, concept)
+    return list(pool.values())
+
+
 def subsample_references(values: list, num_references: int | None, seed: int, concept_key: str) -> list:
     """`num_references` of a concept's references, drawn with `seed` (all when None or when it has fewer).
 
@@ -349,11 +358,7 @@ class ICPTRetrievalMethod(ICPTMethod):
 
     def set_concept_pool(self, episodes: list[EvalEpisode]) -> None:
         """The collection retrieval searches: every distinct concept of the evaluation data."""
-        pool = {}
-        for episode in episodes:
-            for concept in episode.concepts:
-                pool.setdefault(concept.key, concept)
-        self.concept_pool = list(pool.values())
+        self.concept_pool = distinct_concepts(episodes)
         self._pool_bank = None
 
     def _pool(self) -> ConceptBank | None:
@@ -615,11 +620,7 @@ class TestTimeTrainingMethod(Method):
 
     def set_negative_pool(self, episodes: list[EvalEpisode]) -> None:
         """The concepts whose photos serve as negatives (every distinct concept of the evaluation data)."""
-        pool = {}
-        for episode in episodes:
-            for concept in episode.concepts:
-                pool.setdefault(concept.key, concept)
-        self.negative_pool = list(pool.values())
+        self.negative_pool = distinct_concepts(episodes)
 
     def _negatives(self, concept: EvalConcept) -> list:
         others = [c for c in self.negative_pool if c.key != concept.key and c.name != concept.name]
