@@ -33,6 +33,7 @@ from pathlib import Path
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default" / "projector"
 # subcommands whose whole argument list goes to another module's `main(argv)`
 DELEGATED = {
+    "episodes": ("icpt.user_episodes", "build training episodes from your photos or a datasets dataset (`icpt episodes --help`)"),
     "train": ("icpt.train", "train a projector (transformers.Trainer; `icpt train --help` lists every option)"),
     "eval": ("icpt.evaluation", "run the evaluation harness (`icpt eval --help`)"),
     "demo": ("icpt.demo", "personalize the embedded default with three new concepts (`icpt demo --help`)"),

@@ -40,7 +40,7 @@ from transformers import HfArgumentParser, TrainerState, TrainingArguments, set_
 from transformers.trainer_utils import get_last_checkpoint
 
 from icpt.cli import OneLineErrors
-from icpt.training import EpisodeCollator, ICPTTrainer
+from icpt.training import EpisodeCollator, ICPTTrainer, RecognitionMetrics
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -51,6 +51,8 @@ class ICPTArguments:
     model: str | None = field(default=None, metadata={"help": "An ICPT checkpoint (folder or Hub id) to continue training; default with no --backbone: the embedded default."})
     episodes: str | None = field(default=None, metadata={"help": "Episode dataset folder (save_to_disk); default: the generated world."})
     world_episodes: int = field(default=2000, metadata={"help": "Training episodes to generate from the world the backbone was trained on (its world.json; when --episodes is not given)."})
+    eval_episodes: str | None = field(default=None, metadata={"help": "Held-out episodes (a save_to_disk folder, e.g. OUTPUT/eval of `icpt episodes`): weighted recognition at each evaluation step (--eval_strategy steps --eval_steps N); keep the best with --load_best_model_at_end --metric_for_best_model recognition_weighted."})
+    eval_world_episodes: int = field(default=0, metadata={"help": "Held-out recognition episodes to generate from the backbone's world instead of --eval_episodes (identities the training never sees)."})
     min_prompt_length: int = field(default=2, metadata={"help": "Fewest prompt rows per concept."})
     max_prompt_length: int = field(default=8, metadata={"help": "Most prompt rows per concept."})
     adaptive_length: bool = field(default=True, metadata={"help": "Length by visual complexity; False = always max (ablation)."})
@@ -83,6 +85,31 @@ def load_episodes(args: ICPTArguments):
         raise ValueError("Without --episodes, --backbone must be a folder with world.json (a backbone trained on the "
                          "generated world, e.g. icpt/default/backbone); otherwise pass --episodes DIR.")
     return build_episodes(world_for(Path(args.backbone)), "train", args.world_episodes)
+
+
+def load_eval_episodes(args: ICPTArguments, training_args: TrainingArguments):
+    """The held-out episodes of the evaluation during training, or None."""
+    if args.eval_episodes and args.eval_world_episodes:
+        raise ValueError("Pass --eval_episodes or --eval_world_episodes, not both.")
+    if not (args.eval_episodes or args.eval_world_episodes):
+        return None
+    if training_args.eval_strategy == "no":
+        raise ValueError("Evaluation episodes need an evaluation schedule: add --eval_strategy steps --eval_steps N "
+                         "(e.g. the --save_steps value, which --load_best_model_at_end requires).")
+    if args.eval_episodes:
+        from datasets import load_from_disk
+
+        if not Path(args.eval_episodes).is_dir():
+            raise FileNotFoundError(f"No episode dataset at {args.eval_episodes}: write one with `icpt episodes` "
+                                    "(OUTPUT/eval) or Dataset.save_to_disk.")
+        return load_from_disk(args.eval_episodes)
+    from icpt.demo import world_for
+    from icpt.world_tasks import build_episodes
+
+    if args.backbone is None or not (Path(args.backbone) / "world.json").is_file():
+        raise ValueError("--eval_world_episodes needs --backbone: a folder with world.json; otherwise pass --eval_episodes DIR.")
+    return build_episodes(world_for(Path(args.backbone)), "held_out", args.eval_world_episodes, seed=1,
+                          tasks=("recognition",))
 
 
 def build_model(args: ICPTArguments):
@@ -228,7 +255,10 @@ def main(argv=None):
     settings = run_settings(args, training_args, episodes)
     if resume:
         check_resumed_settings(resume, settings)
-    trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator)
+    eval_episodes = load_eval_episodes(args, training_args)
+    trainer = ICPTTrainer(model=model, args=training_args, train_dataset=episodes, data_collator=collator,
+                          eval_dataset=eval_episodes,
+                          compute_metrics=RecognitionMetrics(processor.tokenizer) if eval_episodes is not None else None)
     if trainer.is_world_process_zero():
         record_run_settings(training_args.output_dir, settings)
     resumed_state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json")) if resume else None

@@ -1,4 +1,5 @@
-"""Training pieces: the episode collator and a Trainer that logs each loss component.
+"""Training pieces: the episode collator, a Trainer that logs each loss component, and the recognition metric
+it reports at each evaluation step.
 
 Example:
 
@@ -19,6 +20,9 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from modeling_icpt.input_checks import LABEL_PATTERN
+
+from .metrics import load_metric
+from .metrics.recognition.recognition import read_yes_no
 
 
 def episode_messages(episode: dict, with_answer: bool) -> list[dict]:
@@ -129,6 +133,33 @@ class ICPTTrainer(Trainer):
                 self._component_counts[name] = self._component_counts.get(name, 0) + 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
+    # answer tokens the evaluation reads: enough for a leading space and "Yes" / "No" in any tokenizer
+    ANSWER_TOKENS = 4
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """The loss, and for each episode the first `ANSWER_TOKENS` answer tokens with the tokens the model predicts
+        for them (teacher forcing): what `RecognitionMetrics` reads; not the full logits, which for a real
+        vocabulary would not fit in memory. Positions past the answer hold -100."""
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs["labels"]
+        with torch.no_grad():
+            outputs = model(**inputs)
+        loss = outputs.loss.detach()
+        if prediction_loss_only:
+            return loss, None, None
+        start = (labels != -100).int().argmax(dim=1)  # the first answer token of each row
+        positions = (start[:, None] + torch.arange(self.ANSWER_TOKENS, device=labels.device)).clamp(max=labels.shape[1] - 1)
+        answer = labels.gather(1, positions)
+        answer[positions < start[:, None] + torch.arange(self.ANSWER_TOKENS, device=labels.device)] = -100  # clamped
+        predicted = outputs.logits.gather(1, (positions - 1)[..., None].expand(-1, -1, outputs.logits.shape[-1]))
+        predicted = predicted.argmax(dim=-1)  # logits at t predict the token at t + 1
+        predicted[answer == -100] = -100
+        return loss, predicted, answer
+
+    def _load_best_model(self):
+        """`load_best_model_at_end`: the best checkpoint's trained weights (the backbone is not in checkpoints)."""
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Resume what ICPT trains (the projector, and the reader adapter if any) from a checkpoint's weights."""
         weights = Path(resume_from_checkpoint) / "model.safetensors"
@@ -147,3 +178,38 @@ class ICPTTrainer(Trainer):
                 logs[name] = round(total / self._component_counts[name], 4)
             self._component_sums, self._component_counts = {}, {}
         super().log(logs, *args, **kwargs)
+
+
+class RecognitionMetrics:
+    """`compute_metrics` for `ICPTTrainer`: weighted recognition accuracy (0.5 * yes on photos of the concept +
+    0.5 * no on other photos) of the first answer token, through the project's `recognition` metric.
+
+    Questions whose answer is neither yes nor no (captions, attributes) are left out; `recognition_questions`
+    says how many were scored.
+
+    Example:
+
+    ```python
+    >>> trainer = ICPTTrainer(..., eval_dataset=held_out, compute_metrics=RecognitionMetrics(processor.tokenizer))  # doctest: +SKIP
+    >>> trainer.evaluate()["eval_recognition_weighted"]  # doctest: +SKIP
+    0.74
+    ```
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.metric = load_metric("recognition", keep_in_memory=True)
+
+    def __call__(self, evaluation) -> dict:
+        predicted = [self._decode(row) for row in np.asarray(evaluation.predictions)]
+        expected = [read_yes_no(self._decode(row)) for row in np.asarray(evaluation.label_ids)]
+        scored = [(prediction, answer == "yes") for prediction, answer in zip(predicted, expected) if answer is not None]
+        if not scored:
+            raise ValueError("No evaluation episode is a yes/no recognition question: give an eval dataset of "
+                             "recognition episodes (e.g. `icpt episodes ... ` writes one to OUTPUT/eval).")
+        result = self.metric.compute(predictions=[p for p, _ in scored], references=[r for _, r in scored])
+        return {"recognition_weighted": result["weighted_accuracy"], "recognition_positive": result["positive_accuracy"],
+                "recognition_negative": result["negative_accuracy"], "recognition_questions": len(scored)}
+
+    def _decode(self, tokens) -> str:
+        return self.tokenizer.decode([int(token) for token in tokens if token >= 0], skip_special_tokens=True)

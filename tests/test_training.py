@@ -271,3 +271,36 @@ def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
     given = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--prompt_norm", "2.5",
                                         "--output_dir", str(tmp_path / "given")))
     assert given.model.config.prompt_norm == 2.5
+
+
+def test_evaluation_during_training_reports_weighted_recognition_and_keeps_the_best(setup, tmp_path):
+    path, processor = setup
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    held_out = make_episodes(8).filter(lambda row: row["task"] == "recognition")
+    held_out.save_to_disk(tmp_path / "held_out")
+    trainer = train_icpt.main(_train_args(
+        tmp_path, path, "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
+        "--eval_episodes", str(tmp_path / "held_out"), "--load_best_model_at_end", "true",
+        "--metric_for_best_model", "recognition_weighted", "--per_device_eval_batch_size", "3"))
+    evaluations = [entry for entry in trainer.state.log_history if "eval_recognition_weighted" in entry]
+    assert [entry["step"] for entry in evaluations] == [2, 4]
+    positives = sum(answer == "Yes" for answer in held_out["answer"])
+    for entry in evaluations:
+        assert entry["eval_recognition_questions"] == len(held_out)
+        assert 0.0 <= entry["eval_recognition_weighted"] <= 1.0
+        # the weighted accuracy is the mean of the yes-rate on positives and the no-rate on negatives
+        assert entry["eval_recognition_weighted"] == pytest.approx(
+            0.5 * entry["eval_recognition_positive"] + 0.5 * entry["eval_recognition_negative"])
+        assert {round(entry["eval_recognition_positive"] * positives, 6) % 1} <= {0.0}
+    best = max(evaluations, key=lambda entry: entry["eval_recognition_weighted"])
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best['step']}")
+    kept = load_file(Path(trainer.state.best_model_checkpoint) / "model.safetensors")
+    for name, tensor in trainer.model.trained_state_dict().items():  # the best checkpoint's weights, reloaded
+        assert torch.equal(tensor, kept[name]), name
+
+
+def test_evaluation_episodes_need_a_schedule(setup, tmp_path):
+    path, _ = setup
+    make_episodes(4).save_to_disk(tmp_path / "episodes")
+    with pytest.raises(ValueError, match="--eval_strategy steps"):
+        train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--eval_episodes", str(tmp_path / "episodes")))
