@@ -1167,7 +1167,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "projector)")
     data = parser.add_argument_group("data (default: the generated world's held-out episodes)")
     data.add_argument("--episodes", help="an episode dataset folder written by Dataset.save_to_disk")
-    data.add_argument("--benchmark", choices=["yollava", "myvlm", "mc_llava"], help="a public benchmark's layout")
+    data.add_argument("--benchmark", choices=["yollava", "myvlm", "mc_llava", "rap"], help="a public benchmark's layout")
     data.add_argument("--benchmark-root", help="the local copy of --benchmark")
     data.add_argument("--world-seed", type=int, default=DEFAULT_WORLD_SEED,
                       help=f"seed of the generated world (default: {DEFAULT_WORLD_SEED}, the default backbone's)")
@@ -1250,7 +1250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import benchmarks
 
         loader = {"yollava": benchmarks.load_yollava, "myvlm": benchmarks.load_myvlm,
-                  "mc_llava": benchmarks.load_mc_llava}[args.benchmark]
+                  "mc_llava": benchmarks.load_mc_llava, "rap": benchmarks.load_rap}[args.benchmark]
         episodes, description = loader(args.benchmark_root), f"{args.benchmark} from {args.benchmark_root}"
     else:
         if args.num_episodes is not None:
