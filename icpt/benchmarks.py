@@ -10,17 +10,29 @@ expected and where.
 
 Each benchmark's episodes carry the tasks its paper reports, so the harness computes the paper's metrics:
 
-| loader | tasks (metric) | layout checked against (repository, path, commit) |
-|---|---|---|
-| `load_yollava` | recognition (weighted accuracy), vqa, text_qa (two-option accuracy) | WisconsinAIVision/YoLLaVA `README.md`, `test-sks-acc.py`, `yollava-data/` @ dd6e47aa28b4; text QA: Hoar012/RAP-MLLM `eval/` @ 3c0c9c2e5f1f |
-| `load_myvlm` | caption (recall of the concept's name), recognition (Yo'LLaVA protocol) | snap-research/MyVLM `README.md`, `concept_embedding_training/data_utils.py`, `myvlm/common.py` @ 0a2a8146a888 |
-| `load_mc_llava` | recognition (weighted), vqa (visual multiple choice), text_qa (text-only multiple choice), caption (recall) | arctanxarc/MC-LLaVA `README.md`, `llava/dataset.py`, `eval/eval.py`, `eval/gen_som.py` @ be8a62c5f0f3 |
-| `load_rap` | recognition (weighted), caption (recall) | Hoar012/RAP-MLLM `README.md`, `example_database/database.json`, `retriever.py`, `eval/recognition.py`, `eval/caption.py` @ 3c0c9c2e5f1f |
+- `load_yollava`, Yo'LLaVA: recognition (weighted accuracy), vqa and text_qa (two-option accuracy).
+  Checked against WisconsinAIVision/YoLLaVA @ dd6e47aa28b489b8acbfff23eab14e44278fb7ae: `README.md`,
+  `test-sks-acc.py` (the recognition protocol), `yollava-data/` (images, `yollava-visual-qa.json`); the
+  text-only QA and the recognition file against Hoar012/RAP-MLLM `eval/` (commit below).
+- `load_myvlm`, MyVLM: caption (recall of the concept's name) and recognition (Yo'LLaVA protocol). Checked
+  against snap-research/MyVLM @ 0a2a8146a888965caefa1a30dc37274acd11cb33: `README.md` (Data Setup),
+  `concept_embedding_training/data_utils.py`, `myvlm/common.py` (`VLM_TO_PROMPTS`).
+- `load_mc_llava`, MC-LLaVA: recognition (weighted), vqa (visual multiple choice), text_qa (text-only
+  multiple choice) and caption (recall). Checked against arctanxarc/MC-LLaVA @
+  be8a62c5f0f35f9bb682d4ee4fd476b01a671db0: `README.md` (File Structure), `llava/dataset.py` (the test
+  datasets), `eval/eval.py` (the metrics), `eval/gen_som.py`, `train/train_joint.py` (`train.json`).
+- `load_rap`, RAP: recognition (weighted) and caption (recall). Checked against Hoar012/RAP-MLLM @
+  3c0c9c2e5f1ffe63911e38eddf244202fb3813ed: `README.md`, `example_database/database.json`, `retriever.py`,
+  `eval/recognition.py`, `eval/caption.py`, `eval/recognition_test.json`.
+
+The real annotation files these repositories publish (and `../shared/benchmark-formats` holds, at those
+commits) are read by the tests; the layouts whose test files are not published (MyVLM's, MC-LLaVA's,
+RAP's caption file) are tested on fixtures built from the code that reads them.
 
 What the harness cannot report as the papers do: MC-LLaVA's open questions (`vqa.json`) are scored by a
 character BLEU there (the harness has no BLEU: they load only on request, as `attribute`, exact match);
-RAP's captions also report precision and F1 (the harness reports recall); MyVLM's captions also report
-CLIPScore and sentence similarity.
+RAP's paper also reports caption precision (no name of a concept not in the photo) and F1, and MyVLM's
+scores captions beyond the name; the harness reports name recall.
 
 Example:
 
@@ -42,7 +54,6 @@ from pathlib import Path
 from datasets import Dataset
 
 from .episodes import EPISODE_FEATURES
-
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -143,9 +154,7 @@ def _check_images_exist(paths: Iterable[Path], what: str) -> None:
 
 def _check_num_references(num_references: int | None) -> None:
     if num_references is not None and (not isinstance(num_references, int) or num_references < 1):
-        raise ValueError(
-            f"num_references must be a positive integer or None (all references), got {num_references!r}."
-        )
+        raise ValueError(f"num_references must be a positive integer or None (all references), got {num_references!r}.")
 
 
 def _check_tasks(tasks: Iterable[str] | None, default: tuple, extra: tuple, benchmark: str) -> tuple:
@@ -274,9 +283,10 @@ def load_yollava(
     ├── yollava-data/train/<concept>/<n>.png          the concept's reference photos (sub-folders such as
     │                                                  negative_example/ are not read)
     ├── yollava-data/test/<concept>/<n>.png           the query photos
-    ├── yollava-data/yollava-visual-qa.json           {concept: {"./yollava-data/test/<c>/<n>.png": {question, options, correct_answer}}}
+    ├── yollava-data/yollava-visual-qa.json           {concept: {"./yollava-data/test/<c>/<n>.png":
+    │                                                      {question, options, correct_answer}}}
     │                                                  (or RAP's copy, eval/yollava-visual-qa.json)
-    └── eval/yollava-text-only-qa.json                {concept: {"0": {question, option, correct_answer}}}  (RAP's eval/)
+    └── eval/yollava-text-only-qa.json                {concept: {"0": {question, option, correct_answer}}}
     ```
 
     Every episode holds one concept, `<concept>`, whose references are its training photos (the first
@@ -336,7 +346,7 @@ def load_yollava(
     if "recognition" in requested and requested["recognition"] is None:
         # test-sks-acc.py: for each concept, every photo of every test folder; "Yes" in its own folder
         test_dir = _require(data_dir / "test", "Yo'LLaVA's test folders `yollava-data/test/<concept>/`")
-        names = sorted((path.name for path in test_dir.iterdir() if path.is_dir()), key=lambda name: _natural_key(Path(name)))
+        names = [path.name for path in sorted(test_dir.iterdir(), key=_natural_key) if path.is_dir()]
         photos = {name: _images_in(test_dir / name, f"the test photos of Yo'LLaVA concept {name!r}") for name in names}
         for name in names:
             for folder in names:
@@ -473,7 +483,9 @@ def load_myvlm(root: str | os.PathLike, num_references: int = 4, seed: int = 0) 
         )
         for image_name, texts in image_captions.items():
             if not isinstance(texts, list) or not texts or not all(isinstance(text, str) for text in texts):
-                raise ValueError(f"{captions_path}, {image_name}: expected a non-empty list of captions, found {texts!r}.")
+                raise ValueError(
+                    f"{captions_path}, {image_name}: expected a non-empty list of captions, found {texts!r}."
+                )
         images = [folder / image for image in image_captions]
         _check_images_exist(images, f"photos of MyVLM concept {name!r} named in {captions_path.name}")
         if len(images) <= num_references:
@@ -579,7 +591,9 @@ def _mc_llava_references(group: Path, character: str, num_references: int | None
             listing, "MC-LLaVA's list of training photos", shape=dict, expected='{character: ["0.png", ...]}'
         )
         if not isinstance(names.get(character), list) or not names[character]:
-            raise ValueError(f"{listing} lists no training photo for {character!r}: expected {{{character!r}: ['0.png', ...]}}.")
+            raise ValueError(
+                f"{listing} lists no training photo for {character!r}: expected {{{character!r}: ['0.png', ...]}}."
+            )
         references = [train_dir / character / name for name in names[character]]
         _check_images_exist(references, f"training photos of MC-LLaVA character {character!r} listed in {listing}")
     else:
@@ -609,13 +623,14 @@ def load_mc_llava(
     ```
     root/
     ├── scenarios.json                               ["Alex_Gloria_Marty", ...]: the scenarios to load
-    ├── concept_type.json                            {character: group}  (read by MC-LLaVA's code; not needed here)
+    ├── concept_type.json                            {character: group}  (MC-LLaVA's code reads it; not needed)
     └── <group>/                                     two_concept/ (2 characters), three_concept/ (3 or 4)
-        ├── concept/train/<character>/<n>.png        training photos (<n>_mask.png: its mask; caption_llava.json: not read)
+        ├── concept/train/<character>/<n>.png        training photos (<n>_mask.png: its mask)
+        ├── concept/train/<character>/caption_llava.json   (LLaVA's descriptions, for a baseline: not read)
         ├── concept/train/train.json                 {character: ["0.png", ...]}  optional: the photos to use
         ├── concept/test/<character>/<n>.png         photos of the character alone
         ├── concept/test/<character>/choice.json     {image: {"Human": question with options, "AI": answer}}
-        ├── concept/test/<character>/qa.json         [{"question": question with options, "answer": ...}]  (no image)
+        ├── concept/test/<character>/qa.json         [{"question": question with options, "answer": ...}]
         ├── concept/test/<character>/vqa.json        {image: {"Human": question, "AI": free answer}}
         └── multi/<scenario>/                        a scenario: its characters joined by "_"
             ├── <n>.png                              photos of several characters (_som/_bbox renderings not read)
@@ -718,7 +733,9 @@ def load_mc_llava(
             )
         characters = scenario.split("_")
         labels = [concept_label(character) for character in characters]
-        concepts = [_concept(character, *_mc_llava_references(group, character, num_references)) for character in characters]
+        concepts = [
+            _concept(character, *_mc_llava_references(group, character, num_references)) for character in characters
+        ]
 
         # the photos and who is in them: each character's own photos, then the scenario's photos
         photos: dict[Path, list[str]] = {}  # image -> labels of the characters in it
@@ -739,14 +756,19 @@ def load_mc_llava(
         for image_key, position in positions.items():
             image_name = Path(image_key).name
             if not isinstance(position, dict):
-                raise ValueError(f"{positions_path}, {image_key}: expected {{character: position or null}}, found {position!r}.")
+                raise ValueError(
+                    f"{positions_path}, {image_key}: expected {{character: position or null}}, found {position!r}."
+                )
             unknown = sorted(set(position) - set(characters))
             if unknown:
                 raise ValueError(
-                    f"{positions_path} places {unknown} in {image_name}, but the scenario's characters are {characters}."
+                    f"{positions_path} places {unknown} in {image_name}, but the scenario's characters are "
+                    f"{characters}."
                 )
             placed[image_name] = [concept_label(c) for c in characters if position.get(c) is not None]
-        _check_images_exist((scenario_folder / name for name in placed), f"photos of MC-LLaVA scenario {scenario!r} in position.json")
+        _check_images_exist(
+            (scenario_folder / name for name in placed), f"photos of MC-LLaVA scenario {scenario!r} in position.json"
+        )
         unplaced = [image.name for image in scenario_photos if image.name not in placed]
         if unplaced:
             raise ValueError(
@@ -828,7 +850,8 @@ def load_mc_llava(
                 )
                 if task == "text_qa":
                     expected = '[{"question": question with options, "answer": ...}]'
-                    for index, entry in enumerate(_read_json(path, "MC-LLaVA's qa.json", shape=list, expected=expected)):
+                    entries = _read_json(path, "MC-LLaVA's qa.json", shape=list, expected=expected)
+                    for index, entry in enumerate(entries):
                         _keys(entry, ("question", "answer"), f"{path}, question {index}", expected)
                         question, options, answer = _split_choice_question(
                             entry["question"], entry["answer"], f"{path}, question {index}"
@@ -881,7 +904,8 @@ def _rap_database(root: Path, database: str | os.PathLike | None) -> Path:
     if database is not None:
         folder = root / Path(database)
         return _require(folder / "database.json", "RAP's database file `database.json`")
-    found = [folder / "database.json" for folder in [root, *sorted(root.iterdir())] if (folder / "database.json").is_file()]
+    folders = [root, *sorted(root.iterdir())]
+    found = [folder / "database.json" for folder in folders if (folder / "database.json").is_file()]
     if len(found) != 1:
         raise (FileNotFoundError if not found else ValueError)(
             f"Expected one RAP database (a folder holding database.json, like RAP's example_database/) in {root} "
@@ -911,9 +935,9 @@ def load_rap(
     ├── example_database/database.json      {"concept_dict": {"<bo>": {name, image, info, category}},
     │                                         "path_to_concept": {"example_database/bo.png": "<bo>"}}
     ├── example_database/bo.png ...         the concepts' photos (paths in database.json read from root)
-    ├── eval/recognition_test.json          [{image, question, concept, type, correct_answer}]  (in RAP's repository)
+    ├── eval/recognition_test.json          [{image, question, concept, type, correct_answer}]  (RAP's repository)
     ├── eval/caption.json                   {image: [concept, ...]}: the --eval-file of eval/caption.py
-    └── yollava-data/test/..., ...          the photos the two files name (Yo'LLaVA's, MyVLM's, RAP's multi-concept set)
+    └── yollava-data/test/..., ...          the photos the two files name (Yo'LLaVA's, MyVLM's, RAP's own)
     ```
 
     The database folder is `database` (RAP's `--database`), or the only folder of `root` (or `root`
@@ -968,7 +992,9 @@ def load_rap(
     references: dict[str, list[str]] = {}
     for path, key in content["path_to_concept"].items():
         if key not in content["concept_dict"]:
-            raise ValueError(f"{database_path}: path_to_concept maps {path} to {key!r}, which concept_dict does not hold.")
+            raise ValueError(
+                f"{database_path}: path_to_concept maps {path} to {key!r}, which concept_dict does not hold."
+            )
         references.setdefault(key, []).append(path)
     concepts: dict[str, dict] = {}  # label -> concept
     for key, entry in content["concept_dict"].items():
@@ -1009,12 +1035,13 @@ def load_rap(
             )
     if "caption" in requested:
         path = paths["caption"]
-        expected = '{image: [concept, ...]} (the --eval-file of RAP\'s eval/caption.py)'
+        expected = "{image: [concept, ...]} (the --eval-file of RAP's eval/caption.py)"
         hint_caption = (
             "RAP publishes this file's format, not its name: place it there or pass split_files={'caption': path}, "
             "or leave captions out with split_files={'recognition': None}."
         )
-        for image_key, names in _read_json(path, "RAP's caption file", hint_caption, shape=dict, expected=expected).items():
+        content = _read_json(path, "RAP's caption file", hint_caption, shape=dict, expected=expected)
+        for image_key, names in content.items():
             if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
                 raise ValueError(f"{path}, {image_key}: expected a non-empty list of concept names, found {names!r}.")
             image = _rap_path(root, image_key)

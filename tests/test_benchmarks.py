@@ -26,7 +26,6 @@ from icpt.evaluation_methods import eval_episodes
 from icpt.evaluation_scoring import question_score
 from icpt.metrics import load_metric
 
-
 BENCHMARK_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "benchmark-formats"
 YOLLAVA_KIT = BENCHMARK_FORMATS / "yollava"
 MC_LLAVA_KIT = BENCHMARK_FORMATS / "mc-llava"
@@ -165,7 +164,9 @@ def test_yollava_fixture_errors_say_what_was_expected(yollava_fixture):
     write_json(visual, list(content.values()))
     with pytest.raises(ValueError, match=r"holds a JSON list, expected \{concept: \{key:"):
         load_yollava(yollava_fixture, split_files={"vqa": None})
-    content["bo"]["./yollava-data/test/bo/0.png"]["option"] = content["bo"]["./yollava-data/test/bo/0.png"].pop("options")
+    content["bo"]["./yollava-data/test/bo/0.png"]["option"] = content["bo"]["./yollava-data/test/bo/0.png"].pop(
+        "options"
+    )
     write_json(visual, content)
     with pytest.raises(ValueError, match="missing options"):
         load_yollava(yollava_fixture, split_files={"vqa": None})
@@ -218,7 +219,9 @@ def test_yollava_schema_and_task_counts(yollava, real_files):
 
 
 @needs_yollava_kit
-def test_yollava_recognition_file_gives_the_folder_protocol_once_its_duplicates_are_dropped(yollava, yollava_root, real_files):
+def test_yollava_recognition_file_gives_the_folder_protocol_once_its_duplicates_are_dropped(
+    yollava, yollava_root, real_files
+):
     rows = real_files["recognition"]
     positives = [row for row in rows if row["type"] == "positive"]
     quirk = [row for row in rows if row["type"] == "negative" and row["correct_answer"]]
@@ -230,7 +233,9 @@ def test_yollava_recognition_file_gives_the_folder_protocol_once_its_duplicates_
     assert from_file.num_rows == 13320
 
     def questions(episodes):
-        return Counter(zip(image_paths(episodes), episodes["target"], episodes["answer"], map(tuple, episodes["present"])))
+        return Counter(
+            zip(image_paths(episodes), episodes["target"], episodes["answer"], map(tuple, episodes["present"]))
+        )
 
     assert questions(from_file) == questions(by_task(yollava, "recognition"))
 
@@ -333,7 +338,9 @@ def test_yollava_missing_files_are_named(yollava_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="training photos of Yo'LLaVA concept"):
         load_yollava(partial, split_files={"vqa": REAL_FILES["vqa"]})
     lay_images(partial, [path for path in listed if path.startswith("yollava-data/train/")])
-    asked = {key.removeprefix("./") for questions in json.loads(REAL_FILES["vqa"].read_text()).values() for key in questions}
+    asked = {
+        key.removeprefix("./") for questions in json.loads(REAL_FILES["vqa"].read_text()).values() for key in questions
+    }
     missing = len(asked - {"yollava-data/test/bo/0.png"})
     with pytest.raises(
         FileNotFoundError, match=f"{missing} Yo'LLaVA query photos named in the question files are missing"
@@ -395,7 +402,10 @@ def test_myvlm_references_and_queries_are_disjoint_and_seeded(myvlm_root):
 
 
 def test_myvlm_reads_the_augmented_captions_first_as_myvlm_does(myvlm_root):
-    write_json(myvlm_root / "mug" / "captions_augmented.json", {f"{index}.jpg": [f"Mug, augmented {index}."] for index in range(5)})
+    write_json(
+        myvlm_root / "mug" / "captions_augmented.json",
+        {f"{index}.jpg": [f"Mug, augmented {index}."] for index in range(5)},
+    )
     captions = by_task(load_myvlm(myvlm_root, num_references=4), "caption")
     mug = [answer for answer, target in zip(captions["answer"], captions["target"]) if target == "<mug>"]
     assert len(mug) == 1 and mug[0].startswith("<mug>, augmented")  # 5 photos listed there, 4 references
@@ -427,7 +437,10 @@ def choice(question, options, answer):
 
 
 def text_choice(question, options, answer):
-    return {"question": question + "".join(f"\n{letter}. {text}" for letter, text in zip("ABCD", options)), "answer": answer}
+    return {
+        "question": question + "".join(f"\n{letter}. {text}" for letter, text in zip("ABCD", options)),
+        "answer": answer,
+    }
 
 
 @pytest.fixture
@@ -440,7 +453,9 @@ def mc_llava_root(tmp_path):
     root = tmp_path / "mc-llava"
     write_json(root / "scenarios.json", ["Anya_Loid", "A_L_Y"])
     scenarios = {"two_concept": ("Anya_Loid", ["Anya", "Loid"]), "three_concept": ("A_L_Y", ["A", "L", "Y"])}
-    write_json(root / "concept_type.json", {c: group for group, (_, characters) in scenarios.items() for c in characters})
+    write_json(
+        root / "concept_type.json", {c: group for group, (_, characters) in scenarios.items() for c in characters}
+    )
     authors = "/workspace/data/MulBench"  # the release names photos with its authors' paths
     for group, (scenario, characters) in scenarios.items():
         for character in characters:
@@ -450,7 +465,14 @@ def mc_llava_root(tmp_path):
             test = root / group / "concept" / "test" / character
             lay_images(root, [f"{group}/concept/test/{character}/{index}.png" for index in range(2)])
             label = f"<{character}>"
-            write_json(test / "choice.json", {f"{authors}/{group}/concept/test/{character}/0.png": choice(f"Where is {label}?", ["Inside", "Outside"], "A")})
+            write_json(
+                test / "choice.json",
+                {
+                    f"{authors}/{group}/concept/test/{character}/0.png": choice(
+                        f"Where is {label}?", ["Inside", "Outside"], "A"
+                    )
+                },
+            )
             write_json(test / "qa.json", [text_choice(f"Is {label} a spy?", ["Yes", "No"], "B")])
             write_json(test / "vqa.json", {"1.png": {"Human": f"What is {label} wearing?", "AI": "A uniform."}})
         multi = root / group / "multi" / scenario
@@ -459,22 +481,34 @@ def mc_llava_root(tmp_path):
         write_json(multi / "qa.json", [text_choice("Who is the eldest?", [f"<{c}>" for c in characters], "B")])
         write_json(multi / "vqa.json", {"0.png": [{"Human": "What are they doing?", "AI": "Eating."}]})
     # two_concept lists the training photos to use; three_concept does not (all of them are used)
-    write_json(root / "two_concept" / "concept" / "train" / "train.json", {"Anya": ["2.png", "0.png"], "Loid": ["1.png"]})
+    write_json(
+        root / "two_concept" / "concept" / "train" / "train.json", {"Anya": ["2.png", "0.png"], "Loid": ["1.png"]}
+    )
     multi = root / "two_concept" / "multi" / "Anya_Loid"
     write_json(
         multi / "position.json",
-        {f"{authors}/two_concept/multi/Anya_Loid/0.png": {"Anya": [10, 20], "Loid": [40, 20]},
-         f"{authors}/two_concept/multi/Anya_Loid/1.png": {"Anya": None, "Loid": [5, 5]}},
+        {
+            f"{authors}/two_concept/multi/Anya_Loid/0.png": {"Anya": [10, 20], "Loid": [40, 20]},
+            f"{authors}/two_concept/multi/Anya_Loid/1.png": {"Anya": None, "Loid": [5, 5]},
+        },
     )
     write_json(
         multi / "choice.json",
-        {f"{authors}/two_concept/multi/Anya_Loid/0.png": [
-            choice("Who stands left?", ["<Anya>", "<Loid>"], "A"),
-            {"Human": "Are <Anya> and <Loid> together?\n(A) Yes\n(B) No\nAnswer with a letter.", "AI": "(A)"},
-        ]},
+        {
+            f"{authors}/two_concept/multi/Anya_Loid/0.png": [
+                choice("Who stands left?", ["<Anya>", "<Loid>"], "A"),
+                {"Human": "Are <Anya> and <Loid> together?\n(A) Yes\n(B) No\nAnswer with a letter.", "AI": "(A)"},
+            ]
+        },
     )
-    write_json(root / "three_concept" / "multi" / "A_L_Y" / "position.json", {"0.png": {"A": [1, 1], "L": [2, 2], "Y": [3, 3]}, "1.png": {"A": [1, 1]}})
-    write_json(root / "three_concept" / "multi" / "A_L_Y" / "choice.json", {"1.png": [choice("What is <A> holding?", ["A peanut", "A book", "A cup"], "A peanut")]})
+    write_json(
+        root / "three_concept" / "multi" / "A_L_Y" / "position.json",
+        {"0.png": {"A": [1, 1], "L": [2, 2], "Y": [3, 3]}, "1.png": {"A": [1, 1]}},
+    )
+    write_json(
+        root / "three_concept" / "multi" / "A_L_Y" / "choice.json",
+        {"1.png": [choice("What is <A> holding?", ["A peanut", "A book", "A cup"], "A peanut")]},
+    )
     return root
 
 
@@ -494,24 +528,47 @@ def test_mc_llava_counts_and_schema(mc_llava_root):
 
 def test_mc_llava_recognition_follows_positions_and_asks_all_characters_at_once(mc_llava_root):
     episodes = by_task(load_mc_llava(mc_llava_root), "recognition")
-    rows = list(zip(relative(image_paths(episodes), mc_llava_root), episodes["target"], episodes["answer"], episodes["tags"]))
+    rows = list(
+        zip(relative(image_paths(episodes), mc_llava_root), episodes["target"], episodes["answer"], episodes["tags"])
+    )
     assert ("two_concept/concept/test/Anya/0.png", "<Anya>", "Yes", []) in rows
     assert ("two_concept/concept/test/Anya/0.png", "<Loid>", "No", []) in rows
     assert ("two_concept/multi/Anya_Loid/0.png", "<Anya>", "Yes", ["multi_concept"]) in rows
     assert ("two_concept/multi/Anya_Loid/0.png", "<Loid>", "Yes", ["multi_concept"]) in rows
     assert ("two_concept/multi/Anya_Loid/1.png", "<Anya>", "No", []) in rows  # position.json: only Loid there
     assert ("three_concept/multi/A_L_Y/1.png", "<Y>", "No", []) in rows
-    assert episodes[0]["question"] == "Can you see <Anya> in this photo? Answer the question using a single word Yes or No."
+    assert (
+        episodes[0]["question"]
+        == "Can you see <Anya> in this photo? Answer the question using a single word Yes or No."
+    )
     together = [
         (path, question, answer)
-        for path, question, answer, target in zip(relative(image_paths(episodes), mc_llava_root), episodes["question"], episodes["answer"], episodes["target"])
+        for path, question, answer, target in zip(
+            relative(image_paths(episodes), mc_llava_root), episodes["question"], episodes["answer"], episodes["target"]
+        )
         if target == ""
     ]
     assert together == [
-        ("two_concept/multi/Anya_Loid/0.png", "Can you see <Anya> and <Loid> in this photo? Answer the question using a single word Yes or No.", "Yes"),
-        ("two_concept/multi/Anya_Loid/1.png", "Can you see <Anya> and <Loid> in this photo? Answer the question using a single word Yes or No.", "No"),
-        ("three_concept/multi/A_L_Y/0.png", "Can you see <A>, <L> and <Y> in this photo? Answer the question using a single word Yes or No.", "Yes"),
-        ("three_concept/multi/A_L_Y/1.png", "Can you see <A>, <L> and <Y> in this photo? Answer the question using a single word Yes or No.", "No"),
+        (
+            "two_concept/multi/Anya_Loid/0.png",
+            "Can you see <Anya> and <Loid> in this photo? Answer the question using a single word Yes or No.",
+            "Yes",
+        ),
+        (
+            "two_concept/multi/Anya_Loid/1.png",
+            "Can you see <Anya> and <Loid> in this photo? Answer the question using a single word Yes or No.",
+            "No",
+        ),
+        (
+            "three_concept/multi/A_L_Y/0.png",
+            "Can you see <A>, <L> and <Y> in this photo? Answer the question using a single word Yes or No.",
+            "Yes",
+        ),
+        (
+            "three_concept/multi/A_L_Y/1.png",
+            "Can you see <A>, <L> and <Y> in this photo? Answer the question using a single word Yes or No.",
+            "No",
+        ),
     ]
     # a question about all of them names all of them: the harness puts every one in the prompt
     assert all(name in together[0][1] for name in ("<Anya>", "<Loid>"))
@@ -522,10 +579,16 @@ def test_mc_llava_references_follow_train_json_with_masks(mc_llava_root):
     concepts = {concept["name"]: concept for row in stored(episodes, "concepts") for concept in row}
     assert set(concepts) == {"<Anya>", "<Loid>", "<A>", "<L>", "<Y>"}
     names = {name: [Path(image["path"]).name for image in concept["references"]] for name, concept in concepts.items()}
-    assert names["<Anya>"] == ["2.png", "0.png"] and names["<Loid>"] == ["1.png"]  # two_concept/concept/train/train.json
+    assert names["<Anya>"] == ["2.png", "0.png"] and names["<Loid>"] == [
+        "1.png"
+    ]  # two_concept/concept/train/train.json
     assert names["<Y>"] == ["0.png", "1.png", "2.png"]  # no train.json in three_concept/: every training photo
     assert [Path(image["path"]).name for image in concepts["<Anya>"]["masks"]] == ["2_mask.png", "0_mask.png"]
-    capped = {concept["name"]: concept for row in stored(load_mc_llava(mc_llava_root, num_references=1), "concepts") for concept in row}
+    capped = {
+        concept["name"]: concept
+        for row in stored(load_mc_llava(mc_llava_root, num_references=1), "concepts")
+        for concept in row
+    }
     assert [Path(image["path"]).name for image in capped["<Y>"]["references"]] == ["0.png"]
 
 
@@ -541,7 +604,11 @@ def test_mc_llava_caption_and_tasks_on_request(mc_llava_root):
     assert answers["two_concept/multi/Anya_Loid/1.png"] == "<Loid>"
     attribute = by_task(episodes, "attribute")
     assert attribute.num_rows == 5 + 2
-    assert (attribute[0]["question"], attribute[0]["answer"], attribute[0]["options"]) == ("What is <Anya> wearing?", "A uniform.", [])
+    assert (attribute[0]["question"], attribute[0]["answer"], attribute[0]["options"]) == (
+        "What is <Anya> wearing?",
+        "A uniform.",
+        [],
+    )
     with pytest.raises(ValueError, match=r"Unknown MC-LLaVA task\(s\) \['grounding'\]"):
         load_mc_llava(mc_llava_root, tasks=("grounding",))
 
@@ -550,16 +617,26 @@ def test_mc_llava_choice_questions_are_split_into_stem_and_options(mc_llava_root
     episodes = load_mc_llava(mc_llava_root)
     vqa = by_task(episodes, "vqa")
     single = vqa[0]
-    assert (single["question"], single["options"], single["answer"]) == ("Where is <Anya>?", ["Inside", "Outside"], "Inside")
+    assert (single["question"], single["options"], single["answer"]) == (
+        "Where is <Anya>?",
+        ["Inside", "Outside"],
+        "Inside",
+    )
     assert single["target"] == "<Anya>" and single["tags"] == []
     scenario = [row for row in vqa if row["question"] == "Are <Anya> and <Loid> together?"][0]
-    assert scenario["options"] == ["Yes", "No"] and scenario["answer"] == "Yes"  # "(A)"; the instruction after is left out
+    assert (
+        scenario["options"] == ["Yes", "No"] and scenario["answer"] == "Yes"
+    )  # "(A)"; the instruction after is left out
     assert scenario["target"] == "" and scenario["tags"] == ["multi_concept"]
     holding = [row for row in vqa if row["question"] == "What is <A> holding?"][0]
     assert holding["answer"] == "A peanut" and holding["present"] == ["<A>"]  # the answer as the option's text
     text_qa = by_task(episodes, "text_qa")
     assert text_qa["options"][0] == ["Yes", "No"] and text_qa["answer"][0] == "No"
-    assert text_qa["options"][2] == ["<Anya>", "<Loid>"] and text_qa["answer"][2] == "<Loid>" and text_qa["target"][2] == ""
+    assert (
+        text_qa["options"][2] == ["<Anya>", "<Loid>"]
+        and text_qa["answer"][2] == "<Loid>"
+        and text_qa["target"][2] == ""
+    )
     assert all(path is None for path in image_paths(text_qa))
 
 
@@ -572,7 +649,10 @@ def test_mc_llava_recognition_worded_by_the_real_templates(mc_llava_root):
     assert all(episode.named_concepts for episode in with_names)
     singles = [(question, target) for question, target in zip(episodes["question"], episodes["target"]) if target]
     assert all(question.endswith(" Answer the question using a single word Yes or No.") for question, _ in singles)
-    assert {question.removesuffix(" Answer the question using a single word Yes or No.").replace(target, "<sks>") for question, target in singles} <= set(questions)
+    assert {
+        question.removesuffix(" Answer the question using a single word Yes or No.").replace(target, "<sks>")
+        for question, target in singles
+    } <= set(questions)
     assert len(set(episodes["question"])) > 10
 
 
@@ -622,7 +702,12 @@ def rap_database(concepts, folder="example_database", extra=None):
     content = {"concept_dict": {}, "path_to_concept": {}}
     for name in concepts:
         image = f"{folder}/{name}.png"
-        content["concept_dict"][f"<{name}>"] = {"name": name, "image": image, "info": f"<{name}> is a thing called {name}.", "category": "toy"}
+        content["concept_dict"][f"<{name}>"] = {
+            "name": name,
+            "image": image,
+            "info": f"<{name}> is a thing called {name}.",
+            "category": "toy",
+        }
         content["path_to_concept"][image] = f"<{name}>"
     for path, name in (extra or {}).items():
         content["path_to_concept"][path] = f"<{name}>"
@@ -634,13 +719,22 @@ def rap_root(tmp_path):
     """RAP's working directory: example_database/, eval/recognition_test.json, eval/caption.json and the photos."""
     root = tmp_path / "RAP-MLLM"
     lay_images(root, ["example_database/bo.png", "example_database/mam.png", "example_database/bo_2.png"])
-    write_json(root / "example_database" / "database.json", rap_database(["bo", "mam"], extra={"example_database/bo_2.png": "bo"}))
+    write_json(
+        root / "example_database" / "database.json",
+        rap_database(["bo", "mam"], extra={"example_database/bo_2.png": "bo"}),
+    )
     lay_images(root, ["yollava-data/test/bo/0.png", "yollava-data/test/mam/0.png", "multi/0.png"])
     question = "<image>\nIs <{0}> in this image? Answer with a single word or phrase."
     rows = [
-        {"image": f"yollava-data/test/{image}/0.png", "question": question.format(concept), "concept": concept,
-         "type": "positive" if image == concept else "negative", "correct_answer": image == concept}
-        for image in ("bo", "mam") for concept in ("bo", "mam")
+        {
+            "image": f"yollava-data/test/{image}/0.png",
+            "question": question.format(concept),
+            "concept": concept,
+            "type": "positive" if image == concept else "negative",
+            "correct_answer": image == concept,
+        }
+        for image in ("bo", "mam")
+        for concept in ("bo", "mam")
     ]
     rows.append({**rows[0], "type": "negative"})  # the real file's quirk: a positive repeated as a negative-typed row
     write_json(root / "eval" / "recognition_test.json", rows)
@@ -657,7 +751,10 @@ def test_rap_recognition_and_captions(rap_root):
     assert recognition[0]["question"] == "Is <bo> in this image? Answer with a single word or phrase."
     assert recognition[1]["present"] == ["<bo>"] and recognition[1]["target"] == "<mam>"
     caption = by_task(episodes, "caption")
-    assert caption["question"] == ["Give a caption of the image of <bo>.", "Give a caption of the image of <bo> and <mam>."]
+    assert caption["question"] == [
+        "Give a caption of the image of <bo>.",
+        "Give a caption of the image of <bo> and <mam>.",
+    ]
     assert caption["present"] == [["<bo>"], ["<bo>", "<mam>"]] and caption["tags"] == [[], ["multi_concept"]]
     assert caption["target"] == ["<bo>", ""]
     assert score_with_own_answers(episodes) == {"recognition": 1.0, "caption": 1.0}
@@ -730,7 +827,10 @@ def test_rap_reads_its_real_database_and_recognition_file(tmp_path):
             full["concept_dict"][f"<{name}>"] = {"name": name, "image": image, "info": "", "category": "thing"}
             full["path_to_concept"][image] = f"<{name}>"
     write_json(root / "full_database" / "database.json", full)
-    write_json(root / "eval" / "caption.json", {"yollava-data/test/bo/0.png": ["bo"], "yollava-data/test/mam/0.png": ["mam", "bo"]})
+    write_json(
+        root / "eval" / "caption.json",
+        {"yollava-data/test/bo/0.png": ["bo"], "yollava-data/test/mam/0.png": ["mam", "bo"]},
+    )
     episodes = load_rap(root, database="full_database")
     assert Counter(episodes["task"]) == {"recognition": 13320, "caption": 2}
     assert Counter(by_task(episodes, "recognition")["answer"]) == {"Yes": 333, "No": 12987}
@@ -739,7 +839,9 @@ def test_rap_reads_its_real_database_and_recognition_file(tmp_path):
     assert "<image>" not in "".join(episodes["question"])
     concepts = {concept["name"]: concept for row in stored(episodes, "concepts") for concept in row}
     assert concepts["<bo>"]["description"] == real["concept_dict"]["<bo>"]["info"]
-    assert relative([image["path"] for image in concepts["<bo>"]["references"]], root) == [real["concept_dict"]["<bo>"]["image"]]
+    assert relative([image["path"] for image in concepts["<bo>"]["references"]], root) == [
+        real["concept_dict"]["<bo>"]["image"]
+    ]
     assert concepts["<mam>"]["description"] is None  # an empty info is no description
 
 
