@@ -401,7 +401,8 @@ class ICPTProcessor(ProcessorMixin):
         if concepts is not None:
             if prompt_lengths is not None:
                 raise ICPTInputError("prompt_lengths applies to references=; a ConceptBank carries its own lengths.")
-            if not hasattr(concepts, "labels") or not hasattr(concepts, "lengths"):
+            # (`lengths` is a property that builds a dict of the whole bank: ask only for the lookups used here)
+            if not all(callable(getattr(concepts, name, None)) for name in ("index", "length", "__contains__")):
                 raise ICPTInputError(f"concepts must be a ConceptBank (from model.encode_concepts), got {type(concepts).__name__}.")
             # only the concepts a text names (or retrieval chose) enter its prompt, looked up by label: a question
             # costs the slots and the time of those concepts, whatever the size of the bank
