@@ -14,7 +14,7 @@ PYTHON=${PYTHON:-python3}
 # the browser test of the web app (tests/test_app.py) drives Debian's headless Chromium through selenium;
 # playwright's own browser download cannot work here, so the system packages are used
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "Installing chromium and chromium-driver (apt-get) for the browser test ..."
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
