@@ -389,6 +389,8 @@ def load_yollava(
             path, f"Yo'LLaVA's {what} file", hint, shape=dict, expected=f"{{concept: {{key: {expected}}}}}"
         )
         for name, questions in questions_by_concept.items():
+            if not isinstance(questions, dict):
+                raise ValueError(f"{path}, {name}: expected {{key: {expected}}}, found {questions!r}.")
             for key, entry in questions.items():
                 _keys(entry, ("question", option_key, "correct_answer"), f"{path}, {name}, {key}", expected)
                 options = [entry[option_key][letter] for letter in sorted(entry[option_key])]

@@ -164,6 +164,9 @@ def test_yollava_fixture_errors_say_what_was_expected(yollava_fixture):
     write_json(visual, list(content.values()))
     with pytest.raises(ValueError, match=r"holds a JSON list, expected \{concept: \{key:"):
         load_yollava(yollava_fixture, split_files={"vqa": None})
+    write_json(visual, {"bo": list(content["bo"].values())})
+    with pytest.raises(ValueError, match=r"bo: expected \{key: \{question, options"):
+        load_yollava(yollava_fixture, split_files={"vqa": None})
     content["bo"]["./yollava-data/test/bo/0.png"]["option"] = content["bo"]["./yollava-data/test/bo/0.png"].pop(
         "options"
     )
