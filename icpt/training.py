@@ -174,8 +174,13 @@ class ICPTTrainer(Trainer):
 
     def log(self, logs, *args, **kwargs):
         if self._component_counts and "loss" in logs:
-            for name, total in self._component_sums.items():
-                logs[name] = round(total / self._component_counts[name], 4)
+            names = sorted(self._component_sums)
+            means = torch.tensor([self._component_sums[n] / self._component_counts[n] for n in names],
+                                 device=self.args.device)
+            if self.accelerator.num_processes > 1:  # every process logs at the same step: the mean over processes
+                means = self.accelerator.reduce(means, reduction="mean")
+            for name, value in zip(names, means.tolist()):
+                logs[name] = round(value, 4)
             self._component_sums, self._component_counts = {}, {}
         super().log(logs, *args, **kwargs)
 
