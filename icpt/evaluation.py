@@ -1,8 +1,9 @@
 """The evaluation harness (`icpt eval`): ICPT, its ablations and the baselines, on the same questions and backbone.
 
 One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt` and the ablations
-`icpt_frozen_reader`, `icpt_fixed_length`, `icpt_no_decoupling`, `icpt_no_separation`, `icpt_no_identity_targets`,
-trained by `examples/train_icpt.py` with that part switched off; a checkpoint with a reader adapter gets a backbone
+`icpt_frozen_reader`, `icpt_fixed_length` or `icpt_adaptive_length`, `icpt_no_decoupling`, `icpt_no_separation`,
+`icpt_no_identity_targets`, trained by `examples/train_icpt.py` with that part switched off -- or, for the length
+rule of a projector shipped without it, on; a checkpoint with a reader adapter gets a backbone
 of its own, since the adapter changes the backbone it is added to), and has every method of `METHODS` answer the
 same questions:
 
@@ -33,6 +34,13 @@ Every method asks as users do: a question's prompt holds only the concepts the q
    `icpt.evaluation_statistics`); each method's row carries its paired difference to `icpt` on the same
    questions, with interval and a paired permutation test's p-value. The splits (environment shift,
    look-alikes, multi-concept scenes) are subsets of the same questions.
+5. Generic questions that name no concept (the backbone's own "Describe the object." questions, scored by
+   word F1) are answered by the ceiling and by `icpt`: through a reader adapter they show what the adapter
+   costs the answers it was not trained for (`adapter_cost`: icpt − raw_references on them, and
+   raw_references_adapted − raw_references on recognition; `ADAPTER_COST_MARGIN`).
+6. The **swap test** asks a subsample of positive recognition questions again with the named concept's photos
+   replaced by another held-out identity's, under the same label: a method whose prompt carries the identity
+   changes its answer on most of them (`SWAP_TARGET`).
 
 **Sources of variance.** The intervals cover the draw of episodes (questions, references, photos). Each
 ICPT checkpoint is one training run (seed 0): the variance between training seeds is a separate source,
@@ -54,14 +62,14 @@ icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs do
 python -m icpt.evaluation --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md
 ```
 
-The ablation projectors are trained like the default one (scripts/train_default_projectors.sh), on the
-default backbone's world, with one term switched off. The shipped projector gives every concept 8 rows
-(`min_prompt_length = max_prompt_length = 8`), so its fixed-length ablation is the same projector with
-`adaptive_length=False` (training one with `--adaptive_length false` and that recipe draws the same
-lengths and batches); the preset derives it that way and says so.
+The ablation projectors are trained like the default one (scripts/train_default_projectors.sh for the
+frozen-reader stage, scripts/train_default_reader.sh for the reader adapter), on the default backbone's
+world, with one part switched off. The shipped projector gives every concept 8 rows
+(`min_prompt_length = max_prompt_length = 8`), so it has no fixed-length ablation (it is one); its
+length ablation is `icpt_adaptive_length`, the same recipe with 2..8 rows chosen by visual complexity.
 
 Other data: `--episodes DIR` (a `Dataset.save_to_disk` folder with `EPISODE_FEATURES`), or
-`--benchmark yollava|myvlm|mc_llava --benchmark-root DIR` (a local copy of the benchmark, see
+`--benchmark yollava|myvlm|mc_llava|rap --benchmark-root DIR` (a local copy of the benchmark, see
 `icpt.benchmarks`); by default the generated world's held-out episodes (`world_episodes`).
 
 `results.json`: `schema_version`, `command`, `backbone`, `data` (`description`, `num_episodes`, `tasks`,
