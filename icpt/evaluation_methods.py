@@ -381,10 +381,11 @@ class ICPTRetrievalMethod(ICPTMethod):
         processor, device = self.context.processor, self.context.device
         ranked = self.model.retrieve_concepts(pool, top_k=self.top_k + len(named),
                                               **processor.prepare_retrieval([image]).to(device))[0]
-        named_keys = {c.key for c in named}
+        named_keys, named_labels = {c.key for c in named}, {c.name for c in named}
         ranked_keys = [self._pool_keys[pool.index(label)] for label in ranked]
         self.retrieval_hits += [c.key in ranked_keys for c in named if c.name in episode.present]
-        retrieved = [label for label, key in zip(ranked, ranked_keys) if key not in named_keys][: self.top_k]
+        retrieved = [label for label, key in zip(ranked, ranked_keys)
+                     if key not in named_keys and label not in named_labels][: self.top_k]
         banks = [self.concept(c) for c in named]
         bank = _merge(banks + [pool.select(retrieved)]) if retrieved else _merge(banks)
         inputs = processor(messages=[episode_messages(episode.as_row(), with_answer=False)], images=[[image]],
