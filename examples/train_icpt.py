@@ -5,9 +5,9 @@ One process (CPU or one GPU):
     python examples/train_icpt.py --backbone icpt/default/backbone --output_dir outputs/projector \
         --max_steps 600 --per_device_train_batch_size 16 --learning_rate 3e-4
 
-Several GPUs, unchanged script (see examples/accelerate_config.yaml):
+Several GPUs, unchanged script (see examples/accelerate_configs/multi_gpu.yaml):
 
-    accelerate launch --config_file examples/accelerate_config.yaml examples/train_icpt.py --backbone ... --output_dir ...
+    accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml examples/train_icpt.py --backbone ... --output_dir ...
 
 Episodes come from `--episodes` (a folder written by `Dataset.save_to_disk` with the columns of
 `icpt.episodes.EPISODE_FEATURES`) or, by default, are generated from the project's world

@@ -6,9 +6,9 @@ One process (CPU or one GPU):
     icpt train --backbone icpt/default/backbone --output_dir outputs/projector \
         --max_steps 600 --per_device_train_batch_size 16 --learning_rate 3e-4
 
-Several GPUs, unchanged (see examples/accelerate_config.yaml):
+Several GPUs, unchanged (see examples/accelerate_configs/multi_gpu.yaml):
 
-    accelerate launch --config_file examples/accelerate_config.yaml examples/train_icpt.py --backbone ... --output_dir ...
+    accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml examples/train_icpt.py --backbone ... --output_dir ...
 
 `--backbone` starts a fresh projector around that backbone; `--model` continues training an existing ICPT
 checkpoint (its projector settings are kept; the projector options below are then ignored); with neither,

@@ -77,7 +77,8 @@ class ConceptProjector(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.out_proj = nn.Linear(d, config.text_hidden_size)
         # rows are unit vectors times a learned scale that starts at the LM's typical token norm
-        self.log_row_norm = nn.Parameter(torch.tensor(math.log(max(config.prompt_norm, 1e-6))))
+        # shape (1,), not a scalar: FSDP cannot shard 0-d parameters
+        self.log_row_norm = nn.Parameter(torch.tensor([math.log(max(config.prompt_norm, 1e-6))]))
 
     def forward(self, patch_features, patch_mask, reference_index, name_embeddings, output_attentions: bool = False):
         """

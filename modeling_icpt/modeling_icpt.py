@@ -135,7 +135,8 @@ def batched_complexity(patches: torch.Tensor, patch_mask: torch.Tensor) -> torch
 class ICPTPreTrainedModel(PreTrainedModel):
     config_class = ICPTConfig
     base_model_prefix = "icpt"
-    supports_gradient_checkpointing = False
+    # the backbone's layers recompute their activations in the backward pass (gradients reach the rows through them)
+    supports_gradient_checkpointing = True
     _supports_sdpa = True
 
 
@@ -238,7 +239,10 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         reader = self._language_model_prefix()
         names = {key: reader + key[len(READER_ADAPTER_PREFIX):] if key.startswith(READER_ADAPTER_PREFIX) else key
                  for key in state_dict}
-        self.load_state_dict({names[key]: value for key, value in state_dict.items()}, strict=False)
+        state_dict = {names[key]: value for key, value in state_dict.items()}
+        if state_dict.get("projector.log_row_norm", torch.zeros(1)).dim() == 0:  # saved before it became shape (1,)
+            state_dict["projector.log_row_norm"] = state_dict["projector.log_row_norm"].reshape(1)
+        self.load_state_dict(state_dict, strict=False)
 
     def _language_model_prefix(self) -> str:
         language_model = self.vlm.get_decoder()

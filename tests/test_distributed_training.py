@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import random_image
 from safetensors.torch import load_file
 
 from test_training import make_episodes
@@ -85,3 +86,81 @@ def test_an_interrupted_two_process_run_resumes_to_the_same_weights(data):
     expected, got = (load_file(run / "model.safetensors") for run in (root / "two", resumed))
     for name, tensor in expected.items():
         torch.testing.assert_close(got[name], tensor, rtol=0, atol=1e-6)
+
+
+CONFIGS = ROOT / "examples" / "accelerate_configs"
+
+
+def test_the_shipped_accelerate_configs_are_valid():
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DistributedType, PrecisionType
+
+    configs = {path.stem: ClusterConfig.from_yaml_file(path) for path in sorted(CONFIGS.glob("*.yaml"))}  # unknown keys refused
+    assert set(configs) == {"single_gpu", "multi_gpu", "fsdp"}
+    assert configs["single_gpu"].distributed_type == DistributedType.NO and configs["single_gpu"].num_processes == 1
+    assert configs["multi_gpu"].distributed_type == DistributedType.MULTI_GPU and configs["multi_gpu"].num_processes > 1
+    fsdp = configs["fsdp"]
+    assert fsdp.distributed_type == DistributedType.FSDP and fsdp.num_processes > 1
+    assert fsdp.fsdp_config["fsdp_version"] == 2 and fsdp.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert fsdp.fsdp_config["fsdp_activation_checkpointing"] and fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert all(config.mixed_precision == PrecisionType.BF16 and not config.use_cpu for config in configs.values())
+
+
+def test_a_training_step_with_the_backbone_sharded_by_fsdp_matches_the_unsharded_step(data):
+    """FSDP itself needs GPUs under accelerate; the sharding the FSDP config asks for (FSDP2 on the backbone's
+    `_no_split_modules` layers, then the whole model) runs here on 2 CPU processes over gloo."""
+    backbone, episodes, _ = data
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               str(ROOT / "tests" / "helpers" / "fsdp_step.py"), str(backbone), str(episodes)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = sorted(re.findall(r"rank (\d): (\d+) layers sharded, (\d+) sharded parameters, (\d+) with gradients", done.stdout))
+    assert [r[0] for r in reports] == ["0", "1"]
+    assert all(int(layers) > 0 and int(sharded) > 0 and int(grads) > 0 for _, layers, sharded, grads in reports)
+
+
+def _readme_training_commands() -> list[list[str]]:
+    """The commands of the README's "Train your own projector" block, split into arguments."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Train your own projector"):]
+    block = section[section.index("```bash") + len("```bash"):section.index("```", section.index("```bash") + 7)]
+    return [shlex.split(command) for command in block.replace("\\\n", " ").strip().splitlines()]
+
+
+@pytest.mark.parametrize("launch", ["single_gpu", pytest.param("multi_gpu", marks=pytest.mark.slow)])
+def test_the_readme_training_commands_run_on_a_tiny_backbone(launch, tiny_backbone_dirs, tmp_path):
+    episodes_command, train_command = _readme_training_commands()
+    photos = tmp_path / "my_photos"
+    for c, name in enumerate(["bo", "kiki", "mia", "zed", "lu"]):
+        (photos / name).mkdir(parents=True)
+        for i in range(3):
+            random_image(10 * c + i).save(photos / name / f"{i}.png")
+    rename = {"my_photos": str(photos), "my_episodes": str(tmp_path / "my_episodes"),
+              "my_episodes/train": str(tmp_path / "my_episodes" / "train"),
+              "my_episodes/eval": str(tmp_path / "my_episodes" / "eval"),
+              "llava-hf/llava-1.5-7b-hf": str(tiny_backbone_dirs["llava"]),
+              "outputs/icpt-llava-7b": str(tmp_path / "run")}
+    episodes_command = [rename.get(arg, arg) for arg in episodes_command] + ["--num_episodes", "16"]
+    assert episodes_command[0] == "icpt"
+    done = subprocess.run([str(Path(sys.executable).parent / "icpt"), *episodes_command[1:]], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    assert train_command[:3] == ["accelerate", "launch", "--config_file"]
+    config = ROOT / train_command[3].replace("single_gpu", launch)
+    # the GPU settings overridden for this CPU-only machine, the run shortened and the projector made tiny
+    placement = (["--cpu", "--num_processes", "1"] if launch == "single_gpu"
+                 else ["--num_processes", "2", "--main_process_port", str(_free_port())])
+    command = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *placement,
+                "--mixed_precision", "no"] + [rename.get(arg, arg) for arg in train_command[4:]]
+               + ["--use_cpu", "true", "--max_steps", "2", "--save_steps", "1", "--eval_steps", "1",
+                  "--per_device_train_batch_size", "2", "--max_prompt_length", "4", "--projector_hidden_size", "32",
+                  "--projector_heads", "2", "--projector_layers", "1", "--reader_lora_rank", "2", "--report_to", "none"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "eval_recognition_weighted" in done.stdout + done.stderr
+    assert (tmp_path / "run" / "model.safetensors").is_file()

@@ -304,3 +304,19 @@ def test_evaluation_episodes_need_a_schedule(setup, tmp_path):
     make_episodes(4).save_to_disk(tmp_path / "episodes")
     with pytest.raises(ValueError, match="--eval_strategy steps"):
         train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--eval_episodes", str(tmp_path / "episodes")))
+
+
+def test_gradient_checkpointing_recomputes_the_backbone_and_gives_the_same_weights(setup, tmp_path):
+    path, _ = setup
+    make_episodes(8).save_to_disk(tmp_path / "episodes")
+    runs = {}
+    for flag in ("false", "true"):
+        runs[flag] = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "2", "--save_strategy", "no",
+                                                 "--reader_lora_rank", "2", "--gradient_checkpointing", flag,
+                                                 "--output_dir", str(tmp_path / flag)))
+    layers = [m for m in runs["true"].model.vlm.modules() if hasattr(m, "gradient_checkpointing")]
+    assert layers and all(m.gradient_checkpointing for m in layers)
+    assert not any(m.gradient_checkpointing for m in runs["false"].model.vlm.modules() if hasattr(m, "gradient_checkpointing"))
+    plain, checkpointed = (runs[flag].model.trained_state_dict() for flag in ("false", "true"))
+    for name, tensor in plain.items():
+        torch.testing.assert_close(checkpointed[name], tensor, rtol=0, atol=1e-6)
