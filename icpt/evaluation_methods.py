@@ -337,11 +337,14 @@ class ICPTMethod(Method):
 class ICPTRetrievalMethod(ICPTMethod):
     """ICPT with retrieval choosing context, as RAP does (`icpt_retrieval`): besides the concepts the question
     names, the prompt holds the `top_k` other concepts of the user's whole collection that the query photo most
-    likely shows (`model.retrieve_concepts`, on every distinct concept of the evaluation data: `set_concept_pool`).
+    likely shows (`model.retrieve_concepts`). The collection holds each identity of the evaluation data once
+    (`set_concept_pool`; an identity is a concept's description where it has one, else its references), and the
+    named concepts' own identities are never retrieved a second time.
 
     Its difference to `icpt` is what retrieved context adds to (or costs) the answers; `retrieval_hits` records,
-    for each named concept present in a photo, whether retrieval ranked it among the first `top_k + named` (its
-    recall in the harness's own scenes). Questions without a photo are asked as `icpt` asks them.
+    for each named concept present in a photo, whether retrieval ranked its identity among the first
+    `top_k + named` (retrieval's recall in the harness's own scenes). Questions without a photo are asked as
+    `icpt` asks them.
     """
 
     def __init__(self, context: BackboneContext, model, top_k: int = 2, name: str = "icpt_retrieval"):
@@ -357,9 +360,17 @@ class ICPTRetrievalMethod(ICPTMethod):
         self.retrieval_hits: list[bool] = []
 
     def set_concept_pool(self, episodes: list[EvalEpisode]) -> None:
-        """The collection retrieval searches: every distinct concept of the evaluation data."""
-        self.concept_pool = distinct_concepts(episodes)
+        """The collection retrieval searches: each identity of the evaluation data once."""
+        pool = {}
+        for concept in distinct_concepts(episodes):
+            pool.setdefault(self._identity(concept), concept)
+        self.concept_pool = list(pool.values())
         self._pool_bank = None
+
+    @staticmethod
+    def _identity(concept: EvalConcept) -> str:
+        # episodes render each concept's references afresh: its description names the identity behind them
+        return concept.description or concept.key
 
     def _pool(self) -> ConceptBank | None:
         """The collection as one bank, encoded once per seed (labels `<r0>`, ... since episodes reuse label names)."""
@@ -367,7 +378,7 @@ class ICPTRetrievalMethod(ICPTMethod):
             processor, device = self.context.processor, self.context.device
             references = {f"<r{i}>": self.context.references(c) for i, c in enumerate(self.concept_pool)}
             self._pool_bank = ConceptBank.encode(self.model, processor, references, batch_size=32)
-            self._pool_keys = [c.key for c in self.concept_pool]
+            self._pool_keys = [self._identity(c) for c in self.concept_pool]
         return self._pool_bank
 
     @torch.no_grad()
@@ -381,9 +392,9 @@ class ICPTRetrievalMethod(ICPTMethod):
         processor, device = self.context.processor, self.context.device
         ranked = self.model.retrieve_concepts(pool, top_k=self.top_k + len(named),
                                               **processor.prepare_retrieval([image]).to(device))[0]
-        named_keys, named_labels = {c.key for c in named}, {c.name for c in named}
+        named_keys, named_labels = {self._identity(c) for c in named}, {c.name for c in named}
         ranked_keys = [self._pool_keys[pool.index(label)] for label in ranked]
-        self.retrieval_hits += [c.key in ranked_keys for c in named if c.name in episode.present]
+        self.retrieval_hits += [self._identity(c) in ranked_keys for c in named if c.name in episode.present]
         retrieved = [label for label, key in zip(ranked, ranked_keys)
                      if key not in named_keys and label not in named_labels][: self.top_k]
         banks = [self.concept(c) for c in named]

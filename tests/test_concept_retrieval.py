@@ -129,15 +129,19 @@ def test_the_retrieval_row_adds_what_retrieval_finds_to_the_named_concepts(tiny)
         return {"path": None, "bytes": buffer.getvalue()}
 
     photos = [random_image(400 + i) for i in range(4)]
-    concepts = [EvalConcept(f"<w{i}>", f"key{i}", [value(photos[i])], None) for i in range(4)]
+    concepts = [EvalConcept(f"<w{i}>", f"key{i}", [value(photos[i])], f"identity {i}") for i in range(4)]
+    # another episode's instance of identity 2 (its own label and references): the collection holds it once
+    again = EvalConcept("<w9>", "key9", [value(random_image(409))], "identity 2")
     common = dict(answer="yes", task="recognition", target="yes", options=[], tags=[])
     asks_about_one = EvalEpisode([concepts[0], concepts[2]], value(photos[2]), "Is <w2> in this photo?",
                                  present=["<w2>"], **common)
     text_only = EvalEpisode([concepts[1]], None, "What colour is <w1>?", present=[], **common)
     method = ICPTRetrievalMethod(BackboneContext(model.vlm, processor, model), model, top_k=1)
-    method.set_concept_pool([asks_about_one, text_only, EvalEpisode(concepts[3:], None, "<w3>?", present=[], **common)])
+    method.set_concept_pool([asks_about_one, text_only,
+                             EvalEpisode([concepts[3], again], None, "<w3>?", present=[], **common)])
+    assert [c.key for c in method.concept_pool] == ["key0", "key2", "key1", "key3"]
     assert isinstance(method.answer(asks_about_one), str) and isinstance(method.answer(text_only), str)
-    assert method.retrieval_hits == [True]  # the photo of <w2> ranks <w2> among the first top_k + 1
+    assert method.retrieval_hits == [True]  # the photo of <w2> ranks identity 2 among the first top_k + 1
     # <w2>'s rows and the one retrieved concept's rows fill the prompt; the text-only question has only its own
     own = method.prompt_tokens["key2"]
     assert own < method.question_tokens(asks_about_one) <= own + model.config.max_prompt_length
