@@ -649,8 +649,8 @@ def measure_recall(processor, model, args, image_side: int) -> dict:
     identities = world.split("held_out")[: args.retrieval_concepts]
 
     def render(ids, environments):
-        image, _ = world.render(ids, environments[int(rng.integers(len(environments)))], rng, num_distractors=0,
-                                occlusion=False)
+        # the world's own scenes: random pose, lighting, 0-2 distractor objects, sometimes occluders
+        image, _ = world.render(ids, environments[int(rng.integers(len(environments)))], rng)
         return image.resize((image_side, image_side), Image.BICUBIC) if image.size[0] != image_side else image
 
     set_a, set_b = world.environment_set("A"), world.environment_set("B")
@@ -979,7 +979,8 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
             "references each)",
             "",
             f"Concepts: {recall['world']}, never seen in training; references rendered in environments of set A, "
-            "queries are new renders. @1: the first concept retrieved is one present; @5: the share of the concepts "
+            "queries are new scenes as the world renders them (random pose and lighting, 0-2 distractor objects, "
+            "sometimes occluders). @1: the first concept retrieved is one present; @5: the share of the concepts "
             "present among the first five.",
             "",
             "| query scenes | queries | recall@1 | recall@5 |",
