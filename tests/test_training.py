@@ -312,7 +312,7 @@ def test_gradient_checkpointing_recomputes_the_backbone_and_gives_the_same_weigh
     runs = {}
     for flag in ("false", "true"):
         runs[flag] = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "2", "--save_strategy", "no",
-                                                 "--reader_lora_rank", "2", "--gradient_checkpointing", flag,
+                                                 "--reader_lora_rank", "2", "--activation_checkpointing", flag,
                                                  "--output_dir", str(tmp_path / flag)))
     layers = [m for m in runs["true"].model.vlm.modules() if hasattr(m, "gradient_checkpointing")]
     assert layers and all(m.gradient_checkpointing for m in layers)
