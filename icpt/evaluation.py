@@ -101,6 +101,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import shlex
 import shutil
 import sys
@@ -112,6 +113,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .evaluation_methods import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -144,6 +146,7 @@ from .evaluation_scoring import (
 from .evaluation_statistics import CONFIDENCE, N_RESAMPLES, estimate
 from .metrics.recognition.recognition import read_yes_no
 
+logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 CHECKPOINT_METHODS = ("icpt", "icpt_frozen_reader", "icpt_fixed_length", "icpt_adaptive_length", "icpt_no_decoupling",
                       "icpt_no_separation", "icpt_no_identity_targets")
@@ -426,7 +429,7 @@ def _same_path(a: str, b: str) -> bool:
 
 def _log(progress: bool, message: str) -> None:
     if progress:
-        tqdm.write(f"[icpt eval {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr)
+        logger.info(message)
 
 
 def _spread(values) -> dict:
@@ -1230,6 +1233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`icpt eval`: parse the arguments, run the evaluation, write the outputs; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:  # the command line's progress lines, timestamped, between the bar's updates
+        logging.basicConfig(level=logging.INFO, format="[icpt eval %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoints = dict(args.checkpoint)
@@ -1268,32 +1273,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   args.min_per_split, args.task_questions, args.generic_questions)
         description = episodes.description
 
-    results = run_evaluation(
-        episodes,
-        checkpoints=checkpoints,
-        backbone=backbone,
-        methods=args.methods,
-        seeds=args.seeds,
-        num_episodes=num_episodes,
-        num_references=args.num_references,
-        reference_counts=args.reference_counts,
-        sweep_methods=args.sweep_methods,
-        sweep_questions=args.sweep_questions,
-        swap_methods=args.swap_methods,
-        swap_questions=args.swap_questions,
-        ttt_questions=args.ttt_questions,
-        ttt_steps=args.ttt_steps,
-        ttt_learning_rate=args.ttt_learning_rate,
-        ttt_negatives=args.ttt_negatives,
-        ceiling_margin=args.ceiling_margin,
-        max_new_tokens=(None if args.max_new_tokens is None
-                        else {task: min(n, args.max_new_tokens) for task, n in DEFAULT_MAX_NEW_TOKENS.items()}),
-        device=args.device,
-        output_dir=args.output_dir,
-        data_description=description,
-        command=" ".join(["icpt eval", *map(shlex.quote, argv)]),
-        progress=not args.quiet,
-    )
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        results = run_evaluation(
+            episodes,
+            checkpoints=checkpoints,
+            backbone=backbone,
+            methods=args.methods,
+            seeds=args.seeds,
+            num_episodes=num_episodes,
+            num_references=args.num_references,
+            reference_counts=args.reference_counts,
+            sweep_methods=args.sweep_methods,
+            sweep_questions=args.sweep_questions,
+            swap_methods=args.swap_methods,
+            swap_questions=args.swap_questions,
+            ttt_questions=args.ttt_questions,
+            ttt_steps=args.ttt_steps,
+            ttt_learning_rate=args.ttt_learning_rate,
+            ttt_negatives=args.ttt_negatives,
+            ceiling_margin=args.ceiling_margin,
+            max_new_tokens=(None if args.max_new_tokens is None
+                            else {task: min(n, args.max_new_tokens) for task, n in DEFAULT_MAX_NEW_TOKENS.items()}),
+            device=args.device,
+            output_dir=args.output_dir,
+            data_description=description,
+            command=" ".join(["icpt eval", *map(shlex.quote, argv)]),
+            progress=not args.quiet,
+        )
     if args.write_docs:
         write_docs(results, args.output_dir, args.write_docs)
     for note in notes:

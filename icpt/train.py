@@ -31,6 +31,7 @@ Example:
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,8 @@ from icpt.cli import OneLineErrors
 from icpt.training import EpisodeCollator, ICPTTrainer, RecognitionMetrics
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -235,6 +238,8 @@ class TrainArgumentParser(OneLineErrors, HfArgumentParser):
 def main(argv=None):
     parser = TrainArgumentParser((ICPTArguments, TrainingArguments), prog="icpt train")
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     training_args.remove_unused_columns = False  # the collator needs the raw episode columns
     resume = training_args.resume_from_checkpoint
     if resume == "latest":
@@ -245,11 +250,11 @@ def main(argv=None):
     episodes = load_episodes(args)
     if args.backbone and not args.model:
         norm = start_prompt_norm(model, processor, episodes, args.prompt_norm)
-        print(f"Prompt rows start at norm {norm:.3g}", flush=True)
+        logger.info("Prompt rows start at norm %.3g", norm)
     target_references = load_target_references(args, model, processor, training_args.seed)
     if target_references is not None:
-        print(f"Regressing onto the targets of {len(target_references.targets)} identities "
-              f"(weight {model.config.identity_target_weight})", flush=True)
+        logger.info("Regressing onto the targets of %d identities (weight %s)", len(target_references.targets),
+                    model.config.identity_target_weight)
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
                                seed=training_args.seed, target_references=target_references)
     settings = run_settings(args, training_args, episodes)
@@ -264,7 +269,7 @@ def main(argv=None):
     resumed_state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json")) if resume else None
     if resumed_state is not None and 0 < training_args.max_steps <= resumed_state.global_step:
         # Trainer would run one more step when --max_steps ends inside an epoch; a finished run only saves again
-        print(f"{resume} already reached --max_steps {training_args.max_steps}: saving it without training", flush=True)
+        logger.info("%s already reached --max_steps %d: saving it without training", resume, training_args.max_steps)
         trainer._load_from_checkpoint(resume)
         trainer.state = resumed_state
     else:
