@@ -16,7 +16,7 @@
 # the answers that need no concept (docs/default_model.md measures what it costs them).
 #
 #   bash scripts/train_default_reader.sh     # 5 runs of 1200 steps, two at a time with one thread each
-#                                            # (about 28 minutes per pair on this CPU); resumable
+#                                            # (20-40 minutes per run on this 2-core CPU); resumable
 #   RUNS="icpt_no_separation" bash scripts/train_default_reader.sh   # some of them
 #   STEPS=10 NUM_EPISODES=64 OUT=/tmp/r INSTALL=0 bash scripts/train_default_reader.sh   # a quick check
 set -euo pipefail
@@ -94,17 +94,17 @@ train() {
     --report_to none --resume_from_checkpoint latest --output_dir "$OUT/$name" "${extra[@]}" \
     >> "$OUT/$name.log" 2>&1  # appended: a resumed run keeps the earlier sittings
 }
-pids=()
 failed=0
+running=0
 for run in $RUNS; do
-  train "$run" &
-  pids+=($!)
-  if [ "${#pids[@]}" -ge "$PARALLEL" ]; then
-    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-    pids=()
+  if [ "$running" -ge "$PARALLEL" ]; then  # the next run starts as soon as any one ends
+    wait -n || failed=1
+    running=$((running - 1))
   fi
+  train "$run" &
+  running=$((running + 1))
 done
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
 if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&2; exit 1; fi
 
 # the learning curve, every logged loss term, from the run's last checkpoint
