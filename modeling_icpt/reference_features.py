@@ -335,7 +335,7 @@ class ReferenceFeatureCache:
     twice, one photo in many rows of a batch -- are not encoded again.
 
     Entries are dropped least recently used first once they hold more than `max_bytes`; `max_bytes = 0` turns the
-    cache off. A key also holds the tower's identity, its weights' version counters and the layers read, so features
+    cache off. It serves calls without gradient recording (inference); training steps bypass it. A key also holds the tower's identity, its weights' version counters and the layers read, so features
     of a tower whose weights changed in place (training, `load_state_dict`) are never returned. Thread-safe; the
     returned tensors are shared with the cache: do not modify them in place.
 
@@ -438,7 +438,9 @@ def reference_features(vlm, image_inputs: dict[str, torch.Tensor], layers: Seque
     tower = _vision_tower(vlm)
     blocks = _encoder_blocks(tower, num_layers)
     cache = REFERENCE_FEATURE_CACHE
-    if cache.max_bytes <= 0:
+    if cache.max_bytes <= 0 or torch.is_grad_enabled():
+        # the cache serves inference (`encode_concepts`, `generate`, retrieval: no gradients recorded); a training
+        # step draws new photos, which would only fill it
         return _compute_features(vlm, family, tower, blocks, indices, image_inputs)
     state = _tower_state(tower, indices)
     if family == "llava":  # one crop per image: each image is looked up, and only the new ones encoded

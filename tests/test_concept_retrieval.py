@@ -69,6 +69,13 @@ def test_repeated_references_are_not_encoded_again(tiny):
         next(model.vlm.model.vision_tower.parameters()).add_(0.5)
     changed = model.encode_concepts(**references)
     assert REFERENCE_FEATURE_CACHE.misses == 4 and not torch.equal(changed.prompts, first.prompts)
+    # a training step (gradients recorded) draws new photos: it bypasses the cache
+    from modeling_icpt.reference_features import reference_features
+
+    pixels = {k[len("reference_"):]: v for k, v in references.items() if k == "reference_pixel_values"}
+    with torch.enable_grad():
+        reference_features(model.vlm, pixels, model.config.vision_layers)
+    assert (REFERENCE_FEATURE_CACHE.hits, REFERENCE_FEATURE_CACHE.misses, len(REFERENCE_FEATURE_CACHE)) == (2, 4, 4)
 
 
 def test_fixed_length_skips_the_complexity_and_batched_complexity_matches_the_loop(tiny_backbone_dirs):
