@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import sys
@@ -46,6 +47,8 @@ STATUS_ID, CONCEPTS_ID, PICTURES_ID, ANSWER_ID, PROMPT_ID = (
 # colours of concepts in the pictures (cycled), and of the other parts of a prompt
 PALETTE = [(230, 97, 0), (93, 58, 155), (0, 140, 120), (200, 30, 90), (30, 110, 200), (150, 120, 0)]
 TEXT_COLOUR, IMAGE_COLOUR = (200, 200, 200), (150, 190, 230)
+# names the example button gives, in order, then again with a number
+EXAMPLE_NAMES = ("bo", "kiki", "mia", "ayo", "bix", "cuz")
 CSS = (f"#{STATUS_ID} {{ border-left: 4px solid #999; padding-left: 8px; }} "
        f"#{STATUS_ID} .error-text {{ color: #b00020; font-weight: 600; }}")
 
@@ -191,6 +194,16 @@ def concept_colours(labels) -> dict[str, tuple]:
 # ---------------------------------------------------------------- the app
 
 
+def world_of(model):
+    """The generated world (`icpt.world.World`) the model's backbone was trained on, if its folder records one."""
+    from icpt.demo import world_for
+
+    backbone = model.config.base_model_name_or_path
+    if not backbone or not (Path(backbone) / "world.json").is_file():
+        return None
+    return world_for(Path(backbone))
+
+
 def as_label(name: str) -> str:
     """The label a user means: `bo` and `<bo>` both give `<bo>` (whether it is a valid label, the processor checks)."""
     name = (name or "").strip()
@@ -257,6 +270,7 @@ class ConceptApp:
         self.max_new_tokens = max_new_tokens
         self.title = title
         self.model_name = model_name or f"`{model.config.base_model_name_or_path}` + an ICPT projector"
+        self.world = world_of(model)
 
     @classmethod
     def from_pretrained(cls, model=DEFAULT_MODEL, backbone=None, device=None, **kwargs) -> "ConceptApp":
@@ -347,6 +361,33 @@ class ConceptApp:
         bank = loaded if session.bank is None else session.bank.merge(loaded)
         return dataclasses.replace(session, bank=bank), f"Loaded {len(loaded)} concept(s): {', '.join(loaded.labels)}."
 
+    def example(self, session: Session) -> tuple[str, list[str], str, Image.Image, str]:
+        """
+        Photos to try a model trained on the generated world (`icpt.world`) with: three photos of an identity it never
+        saw in training, a name this session does not use yet, and a new photo (in an environment no reference shows)
+        of it beside another identity, with a question. Returns a status and the values of those inputs.
+        """
+        from modeling_icpt import ICPTInputError
+
+        if self.world is None:
+            raise ICPTInputError("This model records no generated world to draw example photos from: upload your own.")
+        rng = np.random.default_rng()
+        held_out = self.world.split("held_out")
+        identity, other = (int(i) for i in rng.choice(held_out, size=2, replace=False))
+        taken = set(session.bank.labels) if session.bank is not None else set()
+        names = (f"<{word}{n or ''}>" for n in itertools.count() for word in EXAMPLE_NAMES)
+        label = next(name for name in names if name not in taken)
+        set_a, set_b = self.world.environment_set("A"), self.world.environment_set("B")
+        folder = Path(tempfile.mkdtemp(prefix="icpt-example-"))
+        paths = []
+        for i in range(3):
+            paths.append(str(folder / f"{label.strip('<>')}_{i + 1}.png"))
+            self.world.render([identity], set_a[int(rng.integers(len(set_a)))], rng)[0].save(paths[-1])
+        query = self.world.render([identity, other], set_b[int(rng.integers(len(set_b)))], rng)[0]
+        status = (f"Example: three photos of {self.world.identities[identity].description} (never seen in training). "
+                  "Add it, then ask.")
+        return status, paths, label, query, f"Is {label} in this photo?"
+
     def clear(self, session: Session) -> tuple[Session, str]:
         """An empty session."""
         return Session(), "Removed all concepts."
@@ -403,6 +444,8 @@ class ConceptApp:
                         f"{config.max_references} photos and {config.max_prompt_length} prompt tokens per concept. "
                         "Your photos stay in this session; a saved bank holds vectors, never photos.")
             status = gr.Markdown("Ready.", elem_id=STATUS_ID)
+            example = gr.Button("Fill in example photos (a new identity of the world this model was trained on)",
+                                size="sm", visible=self.world is not None, elem_id="icpt-example")
             with gr.Row():
                 with gr.Column():
                     gr.Markdown("## 1. Add a concept")
@@ -450,6 +493,7 @@ class ConceptApp:
                                                      (clear, self.clear, [], [])):
                 run, outputs = refreshed(handler, *cleared)
                 button.click(run, [session, *inputs], outputs)
+            example.click(shown_errors(outputs=5)(self.example), [session], [status, photos, name, image, question])
             save.click(shown_errors(outputs=2)(self.save_bank), [session], [status, saved])
             ask.click(shown_errors(outputs=4)(self.ask), [session, image, question], [status, reply, prompt, used])
             question.submit(shown_errors(outputs=4)(self.ask), [session, image, question], [status, reply, prompt, used])

@@ -130,6 +130,17 @@ def test_icpt_serve_is_a_subcommand(capsys):
     assert main(["serve", "--port", "many"]) == 2
 
 
+def test_example_photos_are_a_new_identity_with_a_free_name(app):
+    from icpt.serve import Session
+
+    status, paths, label, query, question = app.example(Session())
+    assert label == "<bo>" and len(paths) == 3 and question == "Is <bo> in this photo?"
+    assert status.startswith("Example: three photos of")
+    session, _ = app.add_concept(Session(), paths, label)
+    assert app.example(session)[2] == "<kiki>"  # the next free name
+    assert app.ask(session, query, question)[0].startswith("Answered (1 concept(s)")
+
+
 @pytest.mark.parametrize("files, name, message", [
     (None, "kiki", "zero reference images"),
     ("bad", "kiki", "not a readable image"),
@@ -349,6 +360,11 @@ def test_browser_adds_a_concept_asks_and_shows_errors(app, photos, server, brows
         element(browser, "#icpt-load").click()
         wait_for(browser, lambda d: "Loaded 1 concept(s): <bo>" in text_of(d, "icpt-status"), "the bank to load")
         assert "from a bank file" in text_of(browser, "icpt-concepts")
+        # the example button fills in photos of a new identity and a free name: add it
+        element(browser, "#icpt-example").click()
+        wait_for(browser, lambda d: has_file(d, "icpt-photos", "kiki_3.png"), "the example photos")
+        element(browser, "#icpt-add").click()
+        wait_for(browser, lambda d: "Added <kiki>" in text_of(d, "icpt-status"), "the example concept to be added")
     finally:
         browser.close()
         browser.switch_to.window(first)
