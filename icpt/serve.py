@@ -354,6 +354,7 @@ class ConceptApp:
         with uploaded_name(path):
             loaded = ConceptBank.load(path)
         self.model._check_bank(loaded)  # a bank of another backbone fails here, not at the first question
+        loaded = loaded.to(self.model.device)  # beside the session's concepts, which the model encoded there
         clash = sorted(set(loaded.labels) & set(session.bank.labels if session.bank is not None else []))
         if clash:
             raise ICPTInputError(f"{clash} of this bank file are already concepts here: remove all concepts first, "
