@@ -17,7 +17,7 @@ Python:
 ```python
 >>> from icpt.serve import ConceptApp
 >>> app = ConceptApp.from_pretrained()          # the embedded default  # doctest: +SKIP
->>> app.build().launch()                         # doctest: +SKIP
+>>> app.launch(port=7860)                        # doctest: +SKIP  (app.build(): the gr.Blocks, to embed)
 ```
 """
 
