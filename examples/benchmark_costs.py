@@ -842,7 +842,14 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
     r = report["results"]
     threads = report["settings"].get("threads") or torch.get_num_threads()
     load_before, load_after = report["load_average"]
-    shared = max(load_before, load_after) > threads + 0.75
+    cores, load = os.cpu_count() or 1, max(load_before, load_after)
+    if load > cores - 0.25:
+        busy = (" -- **the CPU was shared with other jobs during this run**: absolute times are inflated; ratios, "
+                "measured interleaved, less so.")
+    elif load > threads + 0.5:
+        busy = f" -- other jobs ran on the machine's other cores ({cores} in all) during this run."
+    else:
+        busy = " (the CPU was not otherwise busy)."
     lines = [
         "# Performance: many concepts, retrieval and batched serving",
         "",
@@ -852,9 +859,7 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
         f"- Command: `{report['command']}`",
         f"- Run: {report['started']}, {report['minutes']:.1f} minutes, {report['device']}",
         f"- Backbone: {report['backbone']}; checkpoint: {report['checkpoint']}",
-        f"- Load average (1 min) before / after: {load_before:.2f} / {load_after:.2f}"
-        + (" -- **the CPU was shared with other jobs during this run**: absolute times are inflated; ratios, "
-           "measured interleaved, less so." if shared else " (the CPU was not otherwise busy)."),
+        f"- Load average (1 min) before / after: {load_before:.2f} / {load_after:.2f}{busy}",
         "- GPU: no GPU was lent to this run, so the GPU column is empty. On a machine with one, "
         "`--device cuda --output gpu.json` measures the same quantities.",
         "",
