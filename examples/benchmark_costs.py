@@ -272,7 +272,9 @@ def load(args, labels: list[str]):
     image_side = getattr(side, "image_size", None) or 64
     if isinstance(image_side, (list, tuple)):
         image_side = image_side[0]
-    return vlm, processor, model.eval(), fixed, str(backbone), int(image_side)
+    inside = backbone.resolve().is_relative_to(REPO_ROOT)
+    description = str(backbone.resolve().relative_to(REPO_ROOT)) if inside else str(backbone)
+    return vlm, processor, model.eval(), fixed, description, int(image_side)
 
 
 # --------------------------------------------------------------------------------------------- inputs
