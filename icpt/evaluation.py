@@ -892,7 +892,7 @@ def _capped_key(concept, k: int, seed: int) -> str:
 
 
 def claims(results: dict) -> list[dict]:
-    """What the numbers say about the method's claims (four, and a fifth with a reader adapter): `[{claim, verdict, evidence}]`.
+    """What the numbers say about the method's claims (those whose rows ran): `[{claim, verdict, evidence}]`.
 
     `verdict` is "supported", "refuted" or "cannot decide", read off paired differences to `icpt` on
     weighted recognition (`MATCH_MARGIN` for "matches raw references"; p < 0.05 for "helps").
@@ -964,6 +964,11 @@ def claims(results: dict) -> list[dict]:
             if entry["verdict"] != "supported":
                 entry["verdict"] = "cannot decide"
         found.append(entry)
+
+    # identity targets (the project's addition): do they help overall?
+    if "icpt_no_identity_targets" in ok and "icpt" in ok:
+        found.append(_ablation_claim("Identity targets (rows fitted per training identity, regressed onto) help",
+                                     methods, ok, "icpt_no_identity_targets", "all", metric))
 
     # 5. with a reader adapter: does the reader's learning help, and 6. what does it cost?
     if "icpt_frozen_reader" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0:

@@ -28,7 +28,9 @@ class ICPTConfig(PreTrainedConfig):
         projector_hidden_size (`int`): Width `d` of the projector's attention blocks.
         projector_layers (`int`): Number of cross-attention + self-attention blocks.
         projector_heads (`int`): Attention heads in each block.
-        min_prompt_length (`int`): Fewest prompt rows a concept can get.
+        min_prompt_length (`int`, *optional*): Fewest prompt rows a concept can get. Default: `max_prompt_length`,
+            so the length rule is off by default (on the embedded default it gave every concept the fewest rows and cost
+            0.078 weighted recognition, docs/results.md); set it lower to let the rule choose.
         max_prompt_length (`int`): Most prompt rows a concept can get (the projector's query count).
         adaptive_length (`bool`):
             If `True`, each concept gets `min..max` rows by the visual complexity of its references;
@@ -42,7 +44,8 @@ class ICPTConfig(PreTrainedConfig):
             Initial L2 norm of every prompt row: the median norm of the LM's token embeddings from
             `from_backbone`; training starts a fresh projector at the median norm of the backbone's image
             tokens instead (`ICPTForConditionalGeneration.match_image_token_norm`).
-        decoupling_weight (`float`): λ_dec, weight of the identity/environment decoupling loss.
+        decoupling_weight (`float`): λ_dec, weight of the identity/environment decoupling loss. Default 0 (off):
+            its ablation showed no detectable effect, under environment shift or overall (docs/results.md).
         separation_weight (`float`): λ_sep, weight of the concept-separation loss.
         separation_margin (`float`): m, cosine above which two concepts' descriptors are pushed apart.
         identity_target_weight (`float`):
@@ -61,8 +64,8 @@ class ICPTConfig(PreTrainedConfig):
     ```python
     >>> from modeling_icpt import ICPTConfig
     >>> config = ICPTConfig(text_hidden_size=256, vision_hidden_size=128, max_prompt_length=8)
-    >>> config.min_prompt_length
-    2
+    >>> config.min_prompt_length  # the length rule is off unless min_prompt_length < max_prompt_length
+    8
     ```
     """
 
@@ -76,7 +79,7 @@ class ICPTConfig(PreTrainedConfig):
     projector_hidden_size: int = 256
     projector_layers: int = 2
     projector_heads: int = 4
-    min_prompt_length: int = 2
+    min_prompt_length: int | None = None
     max_prompt_length: int = 8
     adaptive_length: bool = True
     length_slope: float = 12.0
@@ -85,7 +88,7 @@ class ICPTConfig(PreTrainedConfig):
     prompt_token: str = "<icpt>"
     prompt_token_id: int | None = None
     prompt_norm: float = 1.0
-    decoupling_weight: float = 0.1
+    decoupling_weight: float = 0.0
     separation_weight: float = 1.0
     separation_margin: float = 0.1
     identity_target_weight: float = 0.0
@@ -95,6 +98,8 @@ class ICPTConfig(PreTrainedConfig):
                                                         "down_proj")
 
     def __post_init__(self, **kwargs):
+        if self.min_prompt_length is None:  # the length rule off: every concept gets max_prompt_length rows
+            self.min_prompt_length = self.max_prompt_length
         self.vision_layers = list(self.vision_layers)
         self.reader_lora_modules = list(self.reader_lora_modules)
         problems = []

@@ -278,7 +278,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
     assert 1.0 <= tokens["icpt"]["mean"] <= 4.0
     assert tokens["test_time_training"]["mean"] == 16.0
     assert tokens["raw_references"]["min"] >= 16.0  # at least one photo of 16 image tokens per concept
-    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 6
+    assert [claim["verdict"] in ("supported", "refuted", "cannot decide") for claim in results["claims"]] == [True] * 7
     # the swap test: icpt's and the photos' positives asked again with another identity's photos
     swap = results["swap_test"]
     assert swap["num_questions"] == 2 and set(swap["methods"]) == {"icpt", "raw_references"}
