@@ -122,6 +122,7 @@ from .evaluation_methods import (
     TEST_TIME_TRAINING_STEPS,
     BackboneContext,
     ICPTMethod,
+    ICPTRetrievalMethod,
     NameOnlyMethod,
     RawReferencesMethod,
     TestTimeTrainingMethod,
@@ -155,7 +156,11 @@ BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_refe
 # Baselines asked through `icpt`'s reader adapter (its language model with the adapter), when it has one: what
 # the adapter does to answers without ICPT's rows (`name_only_adapted`: an answer prior or a scene cue it learned)
 ADAPTED_BASELINES = {"name_only_adapted": "name_only", "raw_references_adapted": "raw_references"}
-METHODS = CHECKPOINT_METHODS + BASELINE_METHODS
+# `icpt` with retrieval choosing context as RAP does: the named concepts plus the top-k others of the whole
+# collection that the photo most likely shows
+RETRIEVAL_METHODS = ("icpt_retrieval",)
+RETRIEVAL_TOP_K = 2
+METHODS = CHECKPOINT_METHODS + BASELINE_METHODS + RETRIEVAL_METHODS
 # The photos in context: what decides whether a task is measurable on the backbone at all.
 CEILING_METHODS = ("raw_references", "raw_references_plain_noun")
 # Every other method's row carries its paired difference to this one.
@@ -456,6 +461,8 @@ def _build_runner(name, context, models, ttt_steps, ttt_learning_rate, ttt_negat
         return runner
     if name in CHECKPOINT_METHODS:
         return ICPTMethod(context, models[name], name=name)
+    if name == "icpt_retrieval":
+        return ICPTRetrievalMethod(context, models["icpt"], top_k=RETRIEVAL_TOP_K)
     if name == "name_only":
         return NameOnlyMethod(context)
     if name == "text_description":
@@ -472,6 +479,8 @@ def _answer(runner, episodes: list, ids: list[str], seed: int, bar) -> list[dict
     runner.begin_seed(seed)
     if isinstance(runner, TestTimeTrainingMethod):
         runner.set_negative_pool(episodes)
+    if isinstance(runner, ICPTRetrievalMethod):
+        runner.set_concept_pool(episodes)
     torch.manual_seed(seed)
     outcomes = []
     for episode, (episode_id, qid) in zip(episodes, ids):
@@ -685,6 +694,9 @@ def run_evaluation(
                 f"no checkpoint given: train one with examples/train_icpt.py {flag}".rstrip()
                 + f" and pass it with --checkpoint {name}=PATH"))
             continue
+        if name in RETRIEVAL_METHODS and "icpt" not in models:
+            rows[name].update(status="skipped", note="retrieval asks through icpt: give an icpt checkpoint")
+            continue
         if name in ADAPTED_BASELINES and not ("icpt" in models and models["icpt"].config.reader_lora_rank):
             rows[name].update(status="skipped", note="icpt has no reader adapter: this baseline equals "
                                                      f"{ADAPTED_BASELINES[name]}")
@@ -808,6 +820,12 @@ def run_evaluation(
         if name == "test_time_training" and len(own) < len(measurable):
             note = (f"a random subsample of {len(own)} of the {len(measurable)} questions ({ttt_steps} steps per "
                     "concept); its Δ is on that subsample")
+            rows[name]["note"] = "; ".join(filter(None, [rows[name]["note"], note]))
+        if isinstance(runner, ICPTRetrievalMethod) and runner.retrieval_hits:
+            hits = runner.retrieval_hits
+            note = (f"the named concepts plus the top {runner.top_k} others retrieval finds in the photo among "
+                    f"{len(runner.concept_pool)} identities; a named concept in the photo was among retrieval's first "
+                    f"{runner.top_k} + (named) on {sum(hits)} of {len(hits)} questions ({sum(hits) / len(hits):.3f})")
             rows[name]["note"] = "; ".join(filter(None, [rows[name]["note"], note]))
         if name == "raw_references_plain_noun":
             note = "questions naming one concept asked about \"the object\" (the backbone's pretraining layout)"
