@@ -158,7 +158,7 @@ def concept_folders(folder: str | os.PathLike) -> dict[str, list[Path]]:
 
 def encode(model, processor, concepts: dict[str, list], progress: bool = True):
     """
-    A `ConceptBank` of `concepts` (`{label: [photos]}`), one concept at a time, with a progress bar.
+    A `ConceptBank` of `concepts` (`{label: [photos]}`), encoded in batches (`ConceptBank.encode`), with a progress bar.
 
     Example:
 
@@ -168,17 +168,14 @@ def encode(model, processor, concepts: dict[str, list], progress: bool = True):
     {'<bo>': 5, '<kiki>': 3}
     ```
     """
-    from tqdm.auto import tqdm
-
     limit = model.config.max_references
     for label, photos in concepts.items():
         if len(photos) > limit:
             raise ValueError(f"{label} has {len(photos)} photos but this projector takes at most {limit} per concept: keep the {limit} clearest.")
-    banks = []
-    for label, photos in tqdm(concepts.items(), desc="Encoding concepts", unit="concept", disable=not progress):
-        references = processor.prepare_references({label: list(photos)}).to(model.device)
-        banks.append(model.encode_concepts(**references))
-    return banks[0].merge(*banks[1:])  # one copy at the end, not one per concept
+    from modeling_icpt import ConceptBank
+
+    return ConceptBank.encode(model, processor, {label: list(photos) for label, photos in concepts.items()},
+                              progress=progress)
 
 
 def answer(model, processor, question: str, image=None, bank=None, max_new_tokens: int = 48, retrieved=None) -> str:

@@ -199,7 +199,7 @@ class ConceptBank:
         return {name: None if tensor is None else tensor[idx.to(tensor.device)] for name, tensor in self._storage.items()}
 
     @classmethod
-    def encode(cls, model, processor, references: dict, batch_size: int = 32) -> "ConceptBank":
+    def encode(cls, model, processor, references: dict, batch_size: int = 32, progress: bool = False) -> "ConceptBank":
         """
         Encode many concepts, `batch_size` at a time (one vision-tower and projector pass per batch), into one bank
         that grows in place: building a bank of N concepts costs N times one concept, and memory holds one batch
@@ -210,6 +210,7 @@ class ConceptBank:
             processor: its `ICPTProcessor`.
             references: `{label: [photos]}`.
             batch_size: concepts per pass.
+            progress: show a progress bar (concepts encoded).
 
         Example:
 
@@ -223,12 +224,16 @@ class ConceptBank:
             raise ICPTInputError("No concepts to encode: give {label: [photos]}.")
         if batch_size < 1:
             raise ICPTInputError(f"batch_size must be at least 1, got {batch_size}.")
+        from tqdm.auto import tqdm
+
         items = list(references.items())
         bank = None
-        for start in range(0, len(items), batch_size):
-            inputs = processor.prepare_references(dict(items[start : start + batch_size])).to(model.device)
-            part = model.encode_concepts(**inputs)
-            bank = part if bank is None else bank.add(part)
+        with tqdm(total=len(items), desc="Encoding concepts", unit="concept", disable=not progress) as bar:
+            for start in range(0, len(items), batch_size):
+                inputs = processor.prepare_references(dict(items[start : start + batch_size])).to(model.device)
+                part = model.encode_concepts(**inputs)
+                bank = part if bank is None else bank.add(part)
+                bar.update(len(part))
         return bank
 
     # ---------------------------------------------------------------- retrieval
