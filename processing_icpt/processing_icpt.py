@@ -570,7 +570,18 @@ def _with_preamble(conversation, preamble):
 
 
 def load_image(image, what="image") -> Image.Image:
-    """An RGB PIL image from a PIL image, a numpy array or a file path; clear errors otherwise."""
+    """An RGB PIL image from a PIL image, a numpy array, a file path, an http(s) URL or a base64 data URI
+    (`data:image/png;base64,...`); clear errors otherwise. URLs and data URIs go through
+    `transformers.image_utils.load_image`, as the backbones' own processors read them."""
+    if isinstance(image, str) and image.startswith(("http://", "https://", "data:image/")):
+        from transformers.image_utils import load_image as load_remote_image
+
+        shown = image if len(image) < 80 else image[:77] + "..."
+        try:
+            image = load_remote_image(image, timeout=30)
+        except Exception as error:  # network errors, bad base64, undecodable bytes: one message for all
+            raise ICPTInputError(f"The {what} {shown!r} could not be read as an image ({type(error).__name__}: "
+                                 f"{str(error)[:200]}): check the URL or the data URI.") from None
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():

@@ -139,3 +139,24 @@ def test_a_large_bank_costs_a_question_only_the_concepts_it_names(processor, ima
     assert both["concept_names"] == ["<c5>", "<c37>"]  # bank order
     assert both["prompt_concepts"].tolist() == [[1, -1], [0, 1]]
     assert [slot_runs(ids, processor.prompt_token_id) for ids in both["input_ids"]] == [[2], [2, 2]]
+
+
+def test_images_as_data_uris_and_urls_go_through_transformers_loader(monkeypatch):
+    import base64
+    import io
+
+    import transformers.image_utils
+
+    from processing_icpt.processing_icpt import load_image
+
+    photo = random_image(5)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    assert list(load_image(uri).getdata()) == list(photo.convert("RGB").getdata())
+    with pytest.raises(ICPTInputError, match="could not be read as an image.*data URI"):
+        load_image("data:image/png;base64,bm90IGFuIGltYWdl")  # "not an image"
+    # a URL is fetched by transformers' loader (replaced here: tests never reach the network)
+    seen = []
+    monkeypatch.setattr(transformers.image_utils, "load_image", lambda url, timeout=None: seen.append(url) or photo)
+    assert load_image("https://example.com/bo.png").size == photo.size and seen == ["https://example.com/bo.png"]
