@@ -22,9 +22,18 @@ STEPS = 4
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768+): a port the kernel hands out for `bind(0)` can be handed
+    out again, to gloo's own connections, between this probe and the launcher's bind."""
+    import random
+
+    for port in random.Random().sample(range(20000, 32000), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("No free port in 20000-32000 for the test's process group.")
 
 
 def _train(backbone, episodes, output, processes: int, batch: int, *extra) -> list[dict]:
