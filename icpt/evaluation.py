@@ -817,8 +817,9 @@ def run_evaluation(
                                if name in models and REFERENCE_METHOD in models and name != REFERENCE_METHOD else None),
             examples=[{k: o[k] for k in ("task", "question", "answer", "prediction", "score")} for o in own[:6]],
         )
-        if name == "test_time_training" and len(own) < len(measurable):
-            note = (f"a random subsample of {len(own)} of the {len(measurable)} questions ({ttt_steps} steps per "
+        eligible = sum(1 for i in measurable if prepared[i].task != "generic")  # it answers no generic question
+        if name == "test_time_training" and len(own) < eligible:
+            note = (f"a random subsample of {len(own)} of the {eligible} questions ({ttt_steps} steps per "
                     "concept); its Δ is on that subsample")
             rows[name]["note"] = "; ".join(filter(None, [rows[name]["note"], note]))
         if isinstance(runner, ICPTRetrievalMethod) and runner.retrieval_hits:
