@@ -8,13 +8,12 @@ Both fill the metadata through `huggingface_hub.ModelCardData` (`library_name: t
 `pipeline_tag: image-text-to-text`, `base_model`, tags `icpt` and `custom_code`), and the projector card
 carries the evaluation harness's results as `model-index` (`huggingface_hub.EvalResult` entries).
 
-`PreTrainedModel.push_to_hub` writes transformers' own README, so push the card after the model:
+The model and the bank push whatever card they are given, after their files (`PreTrainedModel.push_to_hub`
+writes transformers' own README); `card_for` gives them ICPT's:
 
 ```python
->>> card = projector_card(repo_id="me/icpt-qwen2.5-vl-3b", base_model="Qwen/Qwen2.5-VL-3B-Instruct",
-...                       training_data="The ICPT generated world, 160 identities.")
->>> model.push_to_hub("me/icpt-qwen2.5-vl-3b")  # doctest: +SKIP
->>> card.push_to_hub("me/icpt-qwen2.5-vl-3b")  # doctest: +SKIP
+>>> model.push_to_hub("me/icpt-qwen2.5-vl-3b", processor=processor, card=card_for(model))  # doctest: +SKIP
+>>> bank.push_to_hub("me/my-pets", card=card_for(bank))  # doctest: +SKIP
 ```
 """
 
@@ -253,3 +252,39 @@ def concept_bank_card(
         concept_count=len(labels),
         total_prompt_tokens=sum(prompt_lengths[label] for label in labels),
     )
+
+
+def card_for(model_or_bank, training_data: str = "Not described by the uploader."):
+    """
+    The card a push of `model_or_bank` writes: a function `full_repo_id -> ModelCard` (a push knows the full repo id
+    only once it has asked the Hub for the token's namespace), for `push_to_hub(..., card=...)`.
+
+    For an `ICPTForConditionalGeneration`, its `projector_card` (without evaluation results); for a `ConceptBank`,
+    its `concept_bank_card`. Both need the backbone's Hub id (`base_model_name_or_path`); a local path is refused
+    before anything is uploaded.
+
+    Example:
+
+    ```python
+    >>> bank.push_to_hub("me/my-pets", card=card_for(bank))  # doctest: +SKIP
+    ```
+    """
+    if hasattr(model_or_bank, "config"):  # a model: its config names the backbone
+        base_model = model_or_bank.config.base_model_name_or_path
+
+        def card(repo_id):
+            try:
+                return projector_card(repo_id=repo_id, base_model=base_model, training_data=training_data)
+            except ValueError as error:
+                raise ValueError(f"Cannot write the ICPT model card: {error} Set model.config.base_model_name_or_path "
+                                 "to the backbone's Hub id (or pass another card).") from None
+    else:
+        bank = model_or_bank
+
+        def card(repo_id):
+            try:
+                return concept_bank_card(repo_id=repo_id, base_model=bank.base_model_name_or_path, labels=bank.labels,
+                                         prompt_lengths=bank.lengths)
+            except ValueError as error:
+                raise ValueError(f"Cannot write the concept bank card: {error} Or pass another card.") from None
+    return card

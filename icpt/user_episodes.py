@@ -47,7 +47,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from modeling_icpt.input_checks import LABEL_PATTERN, ICPTInputError
-from processing_icpt.processing_icpt import load_image
+from processing_icpt import load_image
 
 from .cli import OneLineErrors, concept_folders
 from .episodes import EPISODE_FEATURES

@@ -1,30 +1,24 @@
-"""The concept bank: a user's encoded concepts, made once and reused for every question.
-
-Also the one helper that uploads an ICPT repository (a projector or a concept bank) to the Hub:
-`push_folder_to_hub`, which commits the files first and the model card after them.
-"""
+"""The concept bank: a user's encoded concepts, made once and reused for every question."""
 
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from .atomic_save import atomic_destination
+from .concept_retrieval import top_k as search
+from .hub_io import DOWNLOAD_KWARGS, download_bank, push_to_hub
 from .input_checks import LABEL_PATTERN, ICPTInputError, looks_like_local_path
 
 # the file that holds a pushed bank in its Hub repository (and the concepts of a personalized checkpoint)
 BANK_FILENAME = "concept_bank.safetensors"
 # the format tag in a bank file's metadata
 BANK_FORMAT = "icpt-concept-bank"
-# keyword arguments of `push_to_hub` (the same as `PreTrainedModel.push_to_hub`'s)
-PUSH_KWARGS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
-# keyword arguments of `from_pretrained` that locate a file on the Hub
-DOWNLOAD_KWARGS = ("revision", "cache_dir", "force_download", "local_files_only", "token", "subfolder")
 
 
 def backbone_fingerprint(vlm) -> str | None:
@@ -224,8 +218,6 @@ class ConceptBank:
             raise ICPTInputError("No concepts to encode: give {label: [photos]}.")
         if batch_size < 1:
             raise ICPTInputError(f"batch_size must be at least 1, got {batch_size}.")
-        from tqdm.auto import tqdm
-
         items = list(references.items())
         bank = None
         with tqdm(total=len(items), desc="Encoding concepts", unit="concept", disable=not progress) as bar:
@@ -257,8 +249,6 @@ class ConceptBank:
         [['<bo>', '<kiki>']]
         ```
         """
-        from .concept_retrieval import top_k as search
-
         keys = self.keys
         if keys is None:
             raise ICPTInputError(
@@ -501,9 +491,8 @@ class ConceptBank:
 
         Args:
             repo_id: `"namespace/name"` (or `"name"` for the token's own namespace).
-            card: a `huggingface_hub.ModelCard` to write as the repository's README. By default, when the
-                `icpt` package is installed, the concept bank card of `icpt.cards.concept_bank_card`
-                (which needs `base_model_name_or_path` to be a Hub id); otherwise no card.
+            card: a `huggingface_hub.ModelCard` to write as the repository's README, or a function
+                `full_repo_id -> ModelCard` (e.g. `icpt.cards.card_for(bank)`); by default no card.
             **kwargs: `commit_message`, `commit_description`, `private`, `token`, `revision`, `create_pr`.
 
         Returns:
@@ -512,30 +501,14 @@ class ConceptBank:
         Example:
 
         ```python
-        >>> bank.push_to_hub("me/my-pets", private=True)  # doctest: +SKIP
+        >>> from icpt.cards import card_for
+        >>> bank.push_to_hub("me/my-pets", card=card_for(bank), private=True)  # doctest: +SKIP
         >>> ConceptBank.from_pretrained("me/my-pets").lengths  # doctest: +SKIP
         {'<bo>': 5}
         ```
         """
-        unknown = sorted(set(kwargs) - set(PUSH_KWARGS))
-        if unknown:
-            raise ValueError(f"ConceptBank.push_to_hub got unknown arguments {unknown}; it takes {list(PUSH_KWARGS)}.")
-        kwargs.setdefault("commit_message", "Upload ICPT concept bank")
-
-        def default_card(full_repo_id):
-            try:
-                from icpt.cards import concept_bank_card
-            except ImportError:  # remote-code users have no icpt package: push without a card
-                return None
-            try:
-                return concept_bank_card(repo_id=full_repo_id, base_model=self.base_model_name_or_path,
-                                         labels=self.labels, prompt_lengths=self.lengths)
-            except ValueError as error:
-                raise ValueError(f"Cannot write the concept bank card: {error} Or pass card=... to push_to_hub.") from None
-
-        with tempfile.TemporaryDirectory(prefix="icpt-bank-") as folder:
-            self.save(Path(folder) / BANK_FILENAME)
-            return push_folder_to_hub(folder, repo_id, card if card is not None else default_card, **kwargs)
+        return push_to_hub(lambda folder: self.save(folder / BANK_FILENAME), repo_id, card,
+                           what="ConceptBank.push_to_hub", default_message="Upload ICPT concept bank", **kwargs)
 
     @classmethod
     def from_pretrained(cls, repo_id_or_path: str | os.PathLike, **hub_kwargs) -> "ConceptBank":
@@ -563,31 +536,7 @@ class ConceptBank:
             return cls.load(path / hub_kwargs.get("subfolder", "") / BANK_FILENAME)
         if looks_like_local_path(repo_id_or_path):
             raise FileNotFoundError(f"No concept bank at {repo_id_or_path}: no such file or folder; check the path.")
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
-
-        name = str(repo_id_or_path)
-        try:
-            file = hf_hub_download(name, BANK_FILENAME, **hub_kwargs)
-        except HFValidationError:
-            raise FileNotFoundError(
-                f"No concept bank at {name}: it is neither a file, a folder nor a Hub repo id; check the path."
-            ) from None
-        except LocalEntryNotFoundError:
-            raise FileNotFoundError(
-                f"The concept bank {name} is not in the local cache and the Hub cannot be reached: "
-                "connect to the Hub (unset HF_HUB_OFFLINE) or give a local file."
-            ) from None
-        except EntryNotFoundError:
-            raise FileNotFoundError(
-                f"The Hub repository {name} has no {BANK_FILENAME}: push a bank there with bank.push_to_hub({name!r})."
-            ) from None
-        except HfHubHTTPError as error:
-            raise FileNotFoundError(
-                f"Cannot download the concept bank {name} from the Hub ({type(error).__name__}): "
-                "check the repo id, its revision and your access token."
-            ) from None
-        return cls.load(file)
+        return cls.load(download_bank(str(repo_id_or_path), BANK_FILENAME, **hub_kwargs))
 
 
 
@@ -652,44 +601,3 @@ def _check(labels: list, tensors: dict) -> None:
     if problems:
         raise ICPTInputError(f"Invalid concept bank: {'; '.join(problems)}. Re-encode the concepts with "
                              "model.encode_concepts(...).")
-
-
-def push_folder_to_hub(folder, repo_id: str, card=None, *, commit_message: str, commit_description=None,
-                       private=None, token=None, revision=None, create_pr=False):
-    """
-    Upload every file of `folder` to `repo_id` in one commit, then write `card` as its README in a second.
-
-    The card goes last so that nothing in the upload (such as a README from transformers) replaces it;
-    it is built and validated before anything is uploaded, so a bad card uploads nothing.
-
-    Args:
-        folder: the local folder to upload.
-        repo_id: `"namespace/name"`, or `"name"` for the token's own namespace; created if missing.
-        card: a `huggingface_hub.ModelCard`, a function `full_repo_id -> ModelCard | None`, or `None` (no card).
-        commit_message, commit_description, private, token, revision, create_pr: as in `PreTrainedModel.push_to_hub`.
-
-    Returns:
-        The `huggingface_hub.CommitInfo` of the upload (with `create_pr=True`, the card goes to the same pull request).
-
-    Example:
-
-    ```python
-    >>> push_folder_to_hub("outputs/projector", "me/icpt-tiny", card, commit_message="Upload projector")  # doctest: +SKIP
-    ```
-    """
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    if "/" not in repo_id:
-        repo_id = f"{api.whoami()['name']}/{repo_id}"
-    if callable(card):
-        card = card(repo_id)
-    if card is not None:
-        card.validate()
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                               commit_description=commit_description, revision=revision, create_pr=create_pr)
-    if card is not None:
-        card.push_to_hub(repo_id, token=token, commit_message="Add the ICPT model card",
-                         revision=commit.pr_revision or revision)
-    return commit

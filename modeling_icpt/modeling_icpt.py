@@ -15,7 +15,6 @@ in a context variable (each thread and asyncio task sees its own), where the hoo
 
 import math
 import os
-import tempfile
 import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer, GenerationMixin, PreTrainedModel
+from safetensors.torch import load_file
 from transformers.utils import ModelOutput, cached_file, is_peft_available
 
 from .atomic_save import atomic_destination
@@ -38,7 +38,8 @@ from .concept_losses import (
 from .concept_projector import ConceptProjector, prompt_lengths
 from .concept_retrieval import concept_keys, image_keys
 from .configuration_icpt import ICPTConfig
-from .input_checks import ICPTInputError, looks_like_local_path
+from .hub_io import push_to_hub, resolve_backbone, split_load_kwargs
+from .input_checks import ICPTInputError
 from .reference_features import (
     backbone_family,
     num_vision_layers,
@@ -56,13 +57,6 @@ REFERENCE_PREFIX = "reference_"
 READER_ADAPTER_PREFIX = "reader_adapter."
 # keys of a training batch that carry identity targets and the references they are predicted from
 TARGET_PREFIX = "target_"
-# keyword arguments of `from_pretrained` that locate files, for the checkpoint and for its backbone
-HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "proxies")
-# keyword arguments of `from_pretrained` that locate the checkpoint's own files only (the backbone is another repo)
-CHECKPOINT_KWARGS = ("revision", "subfolder")
-# keyword arguments the Auto classes and pipelines add about the call itself (besides any `_private` one):
-# they never reach the backbone's loader, which adds its own
-CALL_KWARGS = ("trust_remote_code", "code_revision", "adapter_kwargs")
 # the prompt rows of the forward()/generate() running in this thread or task: (model, {"prompts", ...})
 CALL_PROMPTS: ContextVar = ContextVar("icpt_call_prompts", default=None)
 
@@ -89,28 +83,6 @@ class ICPTOutput(ModelOutput):
     separation_loss: torch.FloatTensor | None = None
     identity_target_loss: torch.FloatTensor | None = None
     prompt_lengths: torch.LongTensor | None = None
-
-
-def resolve_backbone(name, folder: Path, checkpoint: str) -> str:
-    """
-    The backbone a checkpoint's config names: a folder, absolute or relative to the checkpoint's own `folder`
-    (never to the working directory), or a Hub id.
-    """
-    if not name:
-        raise ICPTInputError(f"{checkpoint}/config.json names no backbone (base_model_name_or_path): pass backbone=...")
-    local = Path(name).expanduser()
-    if not local.is_absolute() and folder.is_dir():
-        local = folder / local
-    if local.is_dir():
-        return str(local.resolve())
-    if looks_like_local_path(name):
-        where = (f"read relative to the checkpoint's folder: {local}" if folder.is_dir()
-                 else "a local path, which a checkpoint on the Hub cannot name")
-        raise ICPTInputError(
-            f"The checkpoint {checkpoint} names the backbone {name!r} ({where}), and there is no such folder: "
-            "pass backbone=... or set base_model_name_or_path in its config.json to the backbone's Hub id or path."
-        )
-    return str(name)
 
 
 def batched_complexity(patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
@@ -373,10 +345,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         backbone by Hub id or by a path relative to its own folder (never to the working directory).
         """
         path = str(pretrained_model_name_or_path)
-        checkpoint_kwargs = {k: kwargs.pop(k) for k in CHECKPOINT_KWARGS if k in kwargs}
-        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
-        for key in [k for k in kwargs if k.startswith("_") or k in CALL_KWARGS]:
-            kwargs.pop(key)
+        checkpoint_kwargs, hub_kwargs = split_load_kwargs(kwargs)
         if not isinstance(config, ICPTConfig):
             config = ICPTConfig.from_pretrained(path, **hub_kwargs, **checkpoint_kwargs)
         if backbone is None or isinstance(backbone, (str, os.PathLike)):
@@ -396,8 +365,6 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
             )
         model = cls(config, backbone)
         weights_file = cached_file(path, "model.safetensors", **hub_kwargs, **checkpoint_kwargs)
-        from safetensors.torch import load_file
-
         state_dict = load_file(weights_file)
         expected = set(model.trained_state_dict())
         missing, unexpected = sorted(expected - state_dict.keys()), sorted(state_dict.keys() - expected)
@@ -420,7 +387,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
     def push_to_hub(self, repo_id, *, processor=None, concepts: ConceptBank | None = None, card=None, **kwargs):
         """
         Upload the projector-only repository (weights, `config.json`, code files, and the processor's files
-        when `processor` is given) in one commit, then the ICPT model card in a second.
+        when `processor` is given) in one commit, then the model card in a second.
 
         Args:
             repo_id: `"namespace/name"` (or `"name"` for the token's own namespace).
@@ -428,9 +395,8 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
                 `AutoProcessor.from_pretrained(repo_id, trust_remote_code=True)` works.
             concepts: a `ConceptBank` to ship in the same repository (a personalized checkpoint, see
                 `save_pretrained`); by default the model's own `concepts`, if any.
-            card: a `huggingface_hub.ModelCard` (e.g. from `icpt.cards.projector_card`). By default, when the
-                `icpt` package is installed, a projector card without evaluation results (it needs
-                `config.base_model_name_or_path` to be a Hub id); otherwise no card.
+            card: a `huggingface_hub.ModelCard`, or a function `full_repo_id -> ModelCard` (e.g. ICPT's projector
+                card, `icpt.cards.card_for(model)`); by default no card.
             **kwargs: `commit_message`, `commit_description`, `private`, `token`, `revision`, `create_pr`.
 
         Returns:
@@ -439,38 +405,17 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         Example:
 
         ```python
-        >>> model.push_to_hub("me/icpt-qwen2.5-vl-3b", processor=processor)  # doctest: +SKIP
+        >>> from icpt.cards import card_for
+        >>> model.push_to_hub("me/icpt-qwen2.5-vl-3b", processor=processor, card=card_for(model))  # doctest: +SKIP
         >>> model = AutoModelForImageTextToText.from_pretrained("me/icpt-qwen2.5-vl-3b", trust_remote_code=True)  # doctest: +SKIP
         ```
         """
-        from .concept_bank import PUSH_KWARGS, push_folder_to_hub
-
-        unknown = sorted(set(kwargs) - set(PUSH_KWARGS))
-        if unknown:
-            raise ValueError(f"push_to_hub got unknown arguments {unknown}; it takes processor, concepts, card and {list(PUSH_KWARGS)}.")
-        kwargs.setdefault("commit_message", "Upload ICPT projector")
-        base_model = self.config.base_model_name_or_path
-
-        def default_card(full_repo_id):
-            try:
-                from icpt.cards import projector_card
-            except ImportError:  # remote-code users have no icpt package: push without a card
-                return None
-            try:
-                return projector_card(repo_id=full_repo_id, base_model=base_model,
-                                      training_data="Not described by the uploader.")
-            except ValueError as error:
-                raise ValueError(
-                    f"Cannot write the ICPT model card: {error} Set model.config.base_model_name_or_path to the "
-                    "backbone's Hub id (or pass card=...)."
-                ) from None
-
-        with tempfile.TemporaryDirectory(prefix="icpt-push-") as folder:
-            self.save_pretrained(Path(folder) / "repo", concepts=concepts)
+        def save(folder):
+            self.save_pretrained(folder, concepts=concepts)
             if processor is not None:
-                processor.save_pretrained(Path(folder) / "repo")
-            return push_folder_to_hub(Path(folder) / "repo", repo_id, card if card is not None else default_card,
-                                      **kwargs)
+                processor.save_pretrained(folder)
+
+        return push_to_hub(save, repo_id, card, what="push_to_hub", default_message="Upload ICPT projector", **kwargs)
 
     # ---------------------------------------------------------------- encoding concepts
 

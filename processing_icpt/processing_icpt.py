@@ -5,9 +5,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from safetensors import SafetensorError, safe_open
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
@@ -18,6 +16,7 @@ from .backbone_processing import (
     load_backbone_processor,
     process_reference_images,
 )
+from .image_io import background_view, load_image, load_mask
 from .input_checks import LABEL_PATTERN, ICPTInputError
 
 # the bank file of a personalized checkpoint (the model's `concept_bank.BANK_FILENAME`)
@@ -569,77 +568,4 @@ def _with_preamble(conversation, preamble):
     raise ICPTInputError("The conversation has no user turn to carry the concepts.")
 
 
-def load_image(image, what="image") -> Image.Image:
-    """An RGB PIL image from a PIL image, a numpy array, a file path, an http(s) URL or a base64 data URI
-    (`data:image/png;base64,...`); clear errors otherwise. URLs and data URIs go through
-    `transformers.image_utils.load_image`, as the backbones' own processors read them."""
-    if isinstance(image, str) and image.startswith(("http://", "https://", "data:image/")):
-        from transformers.image_utils import load_image as load_remote_image
-
-        shown = image if len(image) < 80 else image[:77] + "..."
-        try:
-            image = load_remote_image(image, timeout=30)
-        except Exception as error:  # network errors, bad base64, undecodable bytes: one message for all
-            raise ICPTInputError(f"The {what} {shown!r} could not be read as an image ({type(error).__name__}: "
-                                 f"{str(error)[:200]}): check the URL or the data URI.") from None
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise ICPTInputError(f"The {what} {str(path)!r} does not exist: check the path.")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except Image.DecompressionBombError as error:
-            raise ICPTInputError(
-                f"The {what} {str(path)!r} is too large to open safely ({error}); resize it below "
-                f"{Image.MAX_IMAGE_PIXELS:,} pixels."
-            ) from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise ICPTInputError(
-                f"The {what} {str(path)!r} is not a readable image (corrupt or unsupported format): {error}."
-            ) from None
-    elif isinstance(image, np.ndarray):
-        try:
-            image = Image.fromarray(_to_uint8(image))
-        except TypeError:
-            raise ICPTInputError(
-                f"The {what} is an array of shape {image.shape} ({image.dtype}), which is not an image: "
-                "give a height x width (x 3 or 4) array."
-            ) from None
-    elif not isinstance(image, Image.Image):
-        raise ICPTInputError(f"The {what} must be a PIL image, numpy array or file path, got {type(image).__name__}.")
-    if image.width < 1 or image.height < 1:
-        raise ICPTInputError(f"The {what} is empty ({image.width}x{image.height}).")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        image = Image.fromarray(_to_uint8(np.asarray(image)))
-    return image.convert("RGB")
-
-
-def load_mask(mask, size, label) -> np.ndarray:
-    """A boolean `(height, width)` array (True = the concept) at the reference image's size."""
-    mask = load_image(mask, f"mask of {label}").convert("L")
-    if mask.size != size:
-        mask = mask.resize(size, Image.NEAREST)
-    return np.asarray(mask) > 0
-
-
-def background_view(image: Image.Image, mask: np.ndarray) -> Image.Image:
-    """The reference with the concept painted out in the mean colour of its surroundings."""
-    pixels = np.asarray(image).copy()
-    if mask.all():
-        return Image.fromarray(np.zeros_like(pixels))
-    pixels[mask] = pixels[~mask].mean(axis=0).astype(np.uint8)
-    return Image.fromarray(pixels)
-
-
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    array = array.astype(np.float64)
-    low, high = float(np.nanmin(array)) if array.size else 0.0, float(np.nanmax(array)) if array.size else 1.0
-    scale = 255.0 / (high - low) if high > low else 0.0
-    return np.nan_to_num((array - low) * scale).clip(0, 255).astype(np.uint8)
-
-
-__all__ = ["ICPTProcessor", "ICPTInputError", "load_image"]
+__all__ = ["ICPTProcessor", "ICPTInputError"]

@@ -11,6 +11,7 @@ from test_modeling_icpt import _without_project_paths
 from tiny_backbones import IMAGE_PLACEHOLDERS
 
 from hub_server import DEFAULT_USER, DUMMY_TOKEN, local_hub
+from icpt.cards import card_for, projector_card
 from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -53,15 +54,15 @@ def test_push_then_pull_gives_identical_generations(hub, icpt, images, tmp_path)
     model, processor, bank, references = icpt
     expected = generate(model, processor, bank, images[4])
 
-    model.push_to_hub(PROJECTOR_REPO, processor=processor)
-    bank.push_to_hub(BANK_REPO)
+    model.push_to_hub(PROJECTOR_REPO, processor=processor, card=card_for(model))
+    bank.push_to_hub(BANK_REPO, card=card_for(bank))
 
     pulled_model = ICPTForConditionalGeneration.from_pretrained(PROJECTOR_REPO, cache_dir=tmp_path / "fresh")
     pulled_processor = ICPTProcessor.from_pretrained(PROJECTOR_REPO, cache_dir=tmp_path / "fresh")
     pulled_bank = ConceptBank.from_pretrained(BANK_REPO, cache_dir=tmp_path / "fresh")
 
     files = set(HfApi().list_repo_files(PROJECTOR_REPO))
-    assert {"config.json", "model.safetensors", "modeling_icpt.py", "concept_bank.py", "processing_icpt.py",
+    assert {"config.json", "model.safetensors", "modeling_icpt.py", "concept_bank.py", "hub_io.py", "processing_icpt.py", "image_io.py",
             "processor_config.json", "README.md"} <= files
     # a bank repository holds vectors and its card, never the photos
     assert set(HfApi().list_repo_files(BANK_REPO)) - {".gitattributes"} == {"concept_bank.safetensors", "README.md"}
@@ -89,8 +90,8 @@ def test_a_personalized_checkpoint_is_one_repository(hub, icpt, images, tmp_path
 
 def test_the_cards_read_back_are_the_icpt_cards(hub, icpt):
     model, processor, bank, _ = icpt
-    model.push_to_hub(PROJECTOR_REPO, processor=processor)
-    bank.push_to_hub(BANK_REPO)
+    model.push_to_hub(PROJECTOR_REPO, processor=processor, card=card_for(model))
+    bank.push_to_hub(BANK_REPO, card=card_for(bank))
 
     projector = ModelCard.load(PROJECTOR_REPO)
     assert projector.data.base_model == BACKBONE_REPO
@@ -102,9 +103,15 @@ def test_the_cards_read_back_are_the_icpt_cards(hub, icpt):
     assert all(f"| `{label}` | {length} |" in concepts.text for label, length in bank.lengths.items())
 
 
-def test_a_given_card_is_pushed_as_is_and_the_namespace_comes_from_the_token(hub, icpt):
-    from icpt.cards import projector_card
+def test_without_a_card_a_push_writes_none(hub, icpt):
+    model, processor, bank, _ = icpt
+    model.push_to_hub(PROJECTOR_REPO, processor=processor)
+    bank.push_to_hub(BANK_REPO)
+    assert "README.md" not in HfApi().list_repo_files(PROJECTOR_REPO)
+    assert "README.md" not in HfApi().list_repo_files(BANK_REPO)
 
+
+def test_a_given_card_is_pushed_as_is_and_the_namespace_comes_from_the_token(hub, icpt):
     model, processor, _, _ = icpt
     card = projector_card(repo_id=PROJECTOR_REPO, base_model=BACKBONE_REPO, training_data="Two tiny test episodes.",
                           prompt_length_stats={"mean": 3.0})
@@ -167,7 +174,7 @@ def test_a_local_backbone_path_fails_before_anything_is_uploaded(hub, icpt, tiny
     model.config.base_model_name_or_path = str(tiny_backbone_dirs["llava"])
     before = len(hub.requests)
     with pytest.raises(ValueError, match="base_model_name_or_path"):
-        model.push_to_hub(PROJECTOR_REPO, processor=processor)
+        model.push_to_hub(PROJECTOR_REPO, processor=processor, card=card_for(model))
     assert not any("/commit/" in request or "repos/create" in request for request in hub.requests[before:])
 
 
@@ -183,4 +190,4 @@ def test_bad_push_and_pull_arguments_name_the_fix(hub, icpt, tmp_path):
         ConceptBank.from_pretrained(tmp_path / "missing" / "bank.safetensors")
     bank.base_model_name_or_path = None
     with pytest.raises(ValueError, match="concept bank card"):
-        bank.push_to_hub(BANK_REPO)
+        bank.push_to_hub(BANK_REPO, card=card_for(bank))

@@ -145,9 +145,7 @@ def test_images_as_data_uris_and_urls_go_through_transformers_loader(monkeypatch
     import base64
     import io
 
-    import transformers.image_utils
-
-    from processing_icpt.processing_icpt import load_image
+    from processing_icpt import image_io, load_image
 
     photo = random_image(5)
     buffer = io.BytesIO()
@@ -158,5 +156,5 @@ def test_images_as_data_uris_and_urls_go_through_transformers_loader(monkeypatch
         load_image("data:image/png;base64,bm90IGFuIGltYWdl")  # "not an image"
     # a URL is fetched by transformers' loader (replaced here: tests never reach the network)
     seen = []
-    monkeypatch.setattr(transformers.image_utils, "load_image", lambda url, timeout=None: seen.append(url) or photo)
+    monkeypatch.setattr(image_io, "load_remote_image", lambda url, timeout=None: seen.append(url) or photo)
     assert load_image("https://example.com/bo.png").size == photo.size and seen == ["https://example.com/bo.png"]
