@@ -3,7 +3,7 @@
 Measured in one run, on one backbone, every ratio against a baseline measured in the same run:
 
 1. **seconds to add a concept**: one ICPT projector pass (references processed and encoded) vs
-   Yo'LLaVA-style test-time training of 16 soft tokens (`icpt.evaluation_methods.train_concept_prompts`,
+   Yo'LLaVA-style test-time training of 16 soft tokens (`icpt.training.prompt_fitting.train_concept_prompts`,
    the harness's own baseline, with its budget);
 2. **prompt tokens per concept**: ICPT adaptive vs fixed length vs the image tokens of the raw
    reference photos (and test-time training's 16);
@@ -58,19 +58,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.evaluation_methods import (  # noqa: E402
+from icpt.evaluation.methods import BackboneContext  # noqa: E402
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL  # noqa: E402
+from icpt.training.prompt_fitting import (  # noqa: E402
     TEST_TIME_TRAINING_LEARNING_RATE,
     TEST_TIME_TRAINING_ROWS,
     TEST_TIME_TRAINING_STEPS,
-    BackboneContext,
     train_concept_prompts,
 )
-from icpt.world_tasks import RECOGNITION_QUESTION  # noqa: E402
+from icpt.world.tasks import RECOGNITION_QUESTION  # noqa: E402
 from modeling_icpt import ConceptBank  # noqa: E402
 from modeling_icpt.reference_features import REFERENCE_FEATURE_CACHE  # noqa: E402
 
-DEFAULT_BACKBONE = REPO_ROOT / "icpt" / "default" / "backbone"
-DEFAULT_PROJECTOR = REPO_ROOT / "icpt" / "default" / "projector"
 FULL_SIZE_CONFIGS = ("llava-1.5-7b", "qwen2.5-vl-7b")
 LATENCY_CONCEPTS = (1, 4, 16)
 BANK_SIZES = (100, 1_000, 10_000, 100_000)
@@ -257,7 +256,7 @@ def load(args, labels: list[str]):
         )
     vlm = AutoModelForImageTextToText.from_pretrained(backbone).to(device).eval()
     processor = ICPTProcessor.from_backbone(backbone)
-    checkpoint = args.checkpoint or (DEFAULT_PROJECTOR if backbone.resolve() == DEFAULT_BACKBONE.resolve() else None)
+    checkpoint = args.checkpoint or (DEFAULT_MODEL if backbone.resolve() == DEFAULT_BACKBONE.resolve() else None)
     if checkpoint:
         # a backbone object of its own: a reader adapter goes into it, and the plain backbone stays plain
         own = AutoModelForImageTextToText.from_pretrained(backbone).to(device).eval()
@@ -284,7 +283,7 @@ def concept_photos(num_concepts: int, num_references: int, image_side: int, seed
     """Reference photos of `num_concepts` held-out world identities, a query photo, and `<c0>`.. labels."""
     from PIL import Image
 
-    from icpt.world import World
+    from icpt.world.world import World
 
     world = World(seed=seed, num_identities=max(60, 6 * num_concepts))
     rng = np.random.default_rng(seed)
@@ -634,7 +633,7 @@ def measure_search_libraries(size: int, width: int, args) -> dict:
 
 def retrieval_world(backbone):
     """The world the backbone was trained on when its folder records one (its held-out identities are new to it)."""
-    from icpt.world import World
+    from icpt.world.world import World
 
     settings = Path(backbone) / "world.json" if backbone else None
     if settings is not None and settings.is_file():

@@ -10,7 +10,7 @@ projector given, so that differences between projectors are not differences in w
    in the prompt. It isolates what the rows say about one identity.
 2. Episodes (`--episodes`, 0 to skip): held-out recognition episodes of `icpt demo`'s kind (1-5 reference
    photos, up to three concepts in the prompt, look-alikes, queries in environment set B too), ICPT
-   only, scored by `icpt.evaluation.run_evaluation`.
+   only, scored by `icpt.evaluation.harness.run_evaluation`.
 
     python examples/held_out_identities.py --projector icpt/default/projector icpt/default/ablations/icpt_no_identity_targets
 
@@ -30,14 +30,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.cli import answer  # noqa: E402
-from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
-from icpt.world_tasks import (  # noqa: E402
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model  # noqa: E402
+from icpt.world.tasks import (  # noqa: E402
     RECOGNITION_QUESTION,
     WorldTasks,
     build_episodes,
     concept_labels,
 )
+from icpt.world.world import world_for  # noqa: E402
+from processing_icpt import ICPTProcessor  # noqa: E402
 
 
 def identity_protocol(model, processor, tasks, identities, scenes):
@@ -67,7 +68,7 @@ def _fmt(scores, split):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projector", type=Path, nargs="+", default=[DEFAULT_PROJECTOR], help="ICPT checkpoint folders")
+    parser.add_argument("--projector", type=Path, nargs="+", default=[DEFAULT_MODEL], help="ICPT checkpoint folders")
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     parser.add_argument("--identities", type=int, default=60, help="held-out identities of the identity protocol")
     parser.add_argument("--scenes", type=int, default=5, help="scenes with and without each identity, each")
@@ -75,7 +76,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    from icpt.evaluation import run_evaluation
+    from icpt.evaluation.harness import run_evaluation
 
     world = world_for(args.backbone)
     tasks = WorldTasks(world, identities="held_out", look_alike_fraction=0.0)
@@ -86,7 +87,7 @@ def main(argv=None):
     episodes = build_episodes(world, "held_out", args.episodes, seed=1, tasks=("recognition",)) if args.episodes else None
     results = {}
     for projector in args.projector:
-        model, processor = load_default(projector, args.backbone)
+        model, processor = load_model(projector, backbone=args.backbone), ICPTProcessor.from_pretrained(str(projector))
         weighted, positives, negatives, rows = identity_protocol(model, processor, tasks, identities, args.scenes)
         line = (f"{projector}: identity protocol {weighted:.3f} (positives {positives:.3f}, negatives {negatives:.3f}; "
                 f"{args.identities} identities x {2 * args.scenes} scenes, {rows:.1f} rows per concept)")

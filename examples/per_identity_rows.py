@@ -33,11 +33,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.cli import answer  # noqa: E402
-from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
-from icpt.evaluation_methods import train_concept_prompts  # noqa: E402
-from icpt.world_tasks import RECOGNITION_QUESTION, WorldTasks, concept_labels  # noqa: E402
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model  # noqa: E402
+from icpt.training.prompt_fitting import train_concept_prompts  # noqa: E402
+from icpt.world.tasks import RECOGNITION_QUESTION, WorldTasks, concept_labels  # noqa: E402
+from icpt.world.world import world_for  # noqa: E402
 from modeling_icpt import ConceptBank  # noqa: E402
+from processing_icpt import ICPTProcessor  # noqa: E402
 
 LABEL = "<w1>"
 READINGS = ("its own label, alone", "another label, alone", "another label, beside two other concepts")
@@ -53,7 +54,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--relabel", action="store_true",
                         help="fit under a new label at every step (as identity targets are fitted)")
-    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
+    parser.add_argument("--projector", type=Path, default=DEFAULT_MODEL, help="supplies the injection only")
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     args = parser.parse_args(argv)
     if args.identities < 3:
@@ -61,7 +62,7 @@ def main(argv=None):
     torch.set_num_threads(1)
 
     # the projector's checkpoint only supplies the injection; the trained rows replace its output
-    model, processor = load_default(args.projector, args.backbone)
+    model, processor = load_model(args.projector, backbone=args.backbone), ICPTProcessor.from_pretrained(str(args.projector))
     world = world_for(args.backbone)
     tasks = WorldTasks(world, identities="held_out", look_alike_fraction=0.0)
     rng = np.random.default_rng(args.seed)

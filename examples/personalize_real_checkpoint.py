@@ -11,7 +11,7 @@
 What it does:
 1. wraps the frozen backbone with an ICPT projector (`from_backbone`), or loads a trained one (`--projector`);
 2. without `--projector`, trains the projector briefly (`--train_steps`) on episodes: `--episodes` (a dataset
-   saved with `Dataset.save_to_disk`, columns `icpt.episodes.EPISODE_FEATURES`, e.g. from `icpt.benchmarks`)
+   saved with `Dataset.save_to_disk`, columns `icpt.episodes.EPISODE_FEATURES`, e.g. from `icpt.data.benchmarks`)
    or, by default, recognition episodes made from your own photos (each photo held out in turn as the query,
    the concept's other photos as references, photos of your other concepts as negatives). A projector that
    has seen only your few concepts will not generalize far: for real use, train on many concepts once and
@@ -32,9 +32,10 @@ from datasets import Dataset, load_from_disk
 from PIL import Image
 from transformers import TrainingArguments
 
-from icpt.cli import answer, concept_folders, encode
+from icpt.data.folders import concept_folders
+from icpt.inference import answer, encode
 from icpt.episodes import EPISODE_FEATURES
-from icpt.training import EpisodeCollator, ICPTTrainer
+from icpt.training.trainer import EpisodeCollator, ICPTTrainer
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor, load_image
 

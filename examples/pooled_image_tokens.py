@@ -27,11 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.cli import answer  # noqa: E402
-from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model  # noqa: E402
 from icpt.metrics import load_metric  # noqa: E402
-from icpt.world_tasks import build_episodes  # noqa: E402
+from icpt.world.tasks import build_episodes  # noqa: E402
+from icpt.world.world import world_for  # noqa: E402
 from modeling_icpt import ConceptBank  # noqa: E402
+from processing_icpt import ICPTProcessor  # noqa: E402
 
 
 def image_tokens(model, processor, photos) -> torch.Tensor:
@@ -65,13 +66,13 @@ def main(argv=None):
     parser.add_argument("--skip-look-alikes", action="store_true",
                         help="leave out episodes whose scene holds the target's look-alike twin")
     parser.add_argument("--seed", type=int, default=1, help="episode seed (icpt demo uses its --seed + 1)")
-    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="supplies the injection only")
+    parser.add_argument("--projector", type=Path, default=DEFAULT_MODEL, help="supplies the injection only")
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     # the projector's checkpoint only supplies the injection; every row below replaces its output
-    model, processor = load_default(args.projector, args.backbone)
+    model, processor = load_model(args.projector, backbone=args.backbone), ICPTProcessor.from_pretrained(str(args.projector))
     world = world_for(args.backbone)
     episodes = build_episodes(world, "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
     if args.skip_look_alikes:

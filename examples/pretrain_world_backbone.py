@@ -69,8 +69,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.world import ATTRIBUTE_VALUES, RenderBank, World  # noqa: E402
-from icpt.world_tasks import COMPARE_QUESTION, WorldTasks, vocabulary  # noqa: E402
+from icpt.world.world import ATTRIBUTE_VALUES, RenderBank, World  # noqa: E402
+from icpt.world.tasks import COMPARE_QUESTION, WorldTasks, vocabulary  # noqa: E402
 
 IMAGE_TOKEN = "<image>"
 END_TOKEN = "<|end|>"

@@ -22,15 +22,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO_ROOT))
 
-from icpt.cli import answer  # noqa: E402
-from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for  # noqa: E402
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model  # noqa: E402
 from icpt.metrics import load_metric  # noqa: E402
-from icpt.world_tasks import build_episodes  # noqa: E402
+from icpt.world.tasks import build_episodes  # noqa: E402
+from icpt.world.world import world_for  # noqa: E402
+from processing_icpt import ICPTProcessor  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR)
+    parser.add_argument("--projector", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     parser.add_argument("--episodes", type=int, default=60, help="held-out episodes")
     parser.add_argument("--task", choices=("recognition", "attribute"), default="recognition")
@@ -38,7 +39,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    model, processor = load_default(args.projector, args.backbone)
+    model, processor = load_model(args.projector, backbone=args.backbone), ICPTProcessor.from_pretrained(str(args.projector))
     episodes = build_episodes(world_for(args.backbone), "held_out", args.episodes, seed=args.seed, tasks=(args.task,))
     if len(episodes) < 2:
         raise ValueError("Need at least 2 episodes: the swapped photos come from another episode.")

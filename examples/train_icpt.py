@@ -15,12 +15,12 @@ Episodes come from `--episodes` (a folder written by `Dataset.save_to_disk` with
 interrupted run resumes where it stopped with `--resume_from_checkpoint` (or `--resume_from_checkpoint
 latest`) and ends with the same weights as an uninterrupted run. A run records what it was started
 with in `run_settings.json`; resuming a folder started with other settings (or recorded none) is refused.
-The code lives in `icpt/train.py`; `python examples/train_icpt.py --help` lists every option.
+The code lives in `icpt/training/run.py`; `python examples/train_icpt.py --help` lists every option.
 """
 
 import sys
 
-from icpt.train import ICPTArguments, ICPTTrainer, build_model, load_episodes, main  # noqa: F401  (the script's API)
+from icpt.commands.train import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -30,6 +30,7 @@ LAYERS = {
     "icpt.evaluation": 7,
     "icpt.app": 8,
     "icpt.commands": 9,
+    "icpt.__main__": 10,
 }
 # the package `__init__`s, which only hand names on
 INIT_UNITS = {"icpt"}
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     for name, path in found.items():
         project, inside = imports(path, name, set(found))
         in_function += [f"{path.relative_to(args.root)}:{line} imports {target}" for line, target in inside]
-        for target, line, _ in project:
+        for target, line, _ in sorted(set(project)):  # one edge per statement and module imported
             if target == name or name.startswith(target + "."):  # a package's own __init__ on the way down
                 continue
             edges[name].add(target)

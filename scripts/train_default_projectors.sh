@@ -50,8 +50,8 @@ import multiprocessing
 import sys
 from pathlib import Path
 from datasets import concatenate_datasets
-from icpt.demo import world_for
-from icpt.world_tasks import build_episodes
+from icpt.world.world import world_for
+from icpt.world.tasks import build_episodes
 backbone, count, target, workers, tasks = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), tuple(sys.argv[5:])
 world = world_for(Path(backbone))
 shards = 8  # fixed, so the episodes do not depend on how many processes render them
@@ -64,7 +64,7 @@ Path(str(target) + ".tmp").rename(target)  # a complete folder or none
 EOF
 fi
 
-# Identity targets (icpt/identity_targets.py): rows fitted to each of TARGET_IDENTITIES training identities
+# Identity targets (icpt/training/identity_targets.py): rows fitted to each of TARGET_IDENTITIES training identities
 # with the backbone frozen, under a new label at every step, which every run also regresses onto (weight
 # TARGET_WEIGHT). 50-65 s per identity per core; PARALLEL processes share the
 # work and resume where they stopped.

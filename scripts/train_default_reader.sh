@@ -45,8 +45,8 @@ from pathlib import Path
 
 from datasets import concatenate_datasets
 
-from icpt.demo import world_for
-from icpt.world_tasks import build_episodes, generic_episodes
+from icpt.world.world import world_for
+from icpt.world.tasks import build_episodes, generic_episodes
 
 backbone, count, share, target = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
 world = world_for(Path(backbone))

@@ -15,7 +15,7 @@ for folder in (HERE, HERE.parent):
         sys.path.insert(0, str(folder))
         break
 
-from icpt.serve import CSS, DEFAULT_MODEL, ConceptApp  # noqa: E402
+from icpt.app import CSS, DEFAULT_MODEL, ConceptApp  # noqa: E402
 
 app = ConceptApp.from_pretrained(os.environ.get("ICPT_MODEL", DEFAULT_MODEL))
 demo = app.build()

@@ -1,4 +1,4 @@
-"""The web app (`icpt serve`, icpt/serve.py): its handlers, and the page driven in a real headless Chromium.
+"""The web app (`icpt serve`, icpt/app.py): its handlers, and the page driven in a real headless Chromium.
 
 The browser test needs Debian's `chromium` and `chromium-driver` (installed by scripts/bootstrap.sh when run as
 root) and selenium; it starts the app on 127.0.0.1 on a free port, and the browser may reach nothing else. Its
@@ -50,7 +50,7 @@ def test_projector_returns_its_cross_attention_without_changing_its_rows():
 def test_attention_picture_lights_the_patches_read():
     from PIL import Image
 
-    from icpt.serve import attention_picture
+    from icpt.app import attention_picture
 
     photo = Image.new("RGB", (80, 64), (200, 200, 200))
     read = torch.zeros(4)
@@ -67,7 +67,7 @@ def test_attention_picture_lights_the_patches_read():
 @pytest.fixture(scope="module")
 def app():
     pytest.importorskip("gradio")
-    from icpt.serve import ConceptApp
+    from icpt.app import ConceptApp
 
     return ConceptApp.from_pretrained(max_new_tokens=6)
 
@@ -76,7 +76,8 @@ def app():
 def photos(tmp_path_factory):
     """Three photos of a held-out identity of the default backbone's world (never seen in training), a new photo
     with it beside another identity, and a text file named like a photo."""
-    from icpt.demo import DEFAULT_BACKBONE, world_for
+    from icpt.inference import DEFAULT_BACKBONE
+    from icpt.world.world import world_for
 
     world = world_for(DEFAULT_BACKBONE)
     rng = np.random.default_rng(0)
@@ -98,7 +99,7 @@ def references(photos):
 
 
 def test_app_adds_asks_saves_and_loads(app, photos, tmp_path):
-    from icpt.serve import Session
+    from icpt.app import Session
 
     from processing_icpt import load_image
 
@@ -123,7 +124,7 @@ def test_app_adds_asks_saves_and_loads(app, photos, tmp_path):
 
 
 def test_icpt_serve_is_a_subcommand(capsys):
-    from icpt.cli import main
+    from icpt.commands.cli import main
 
     assert main(["serve", "--help"]) == 0
     assert "--port" in capsys.readouterr().out
@@ -131,7 +132,7 @@ def test_icpt_serve_is_a_subcommand(capsys):
 
 
 def test_example_photos_are_a_new_identity_with_a_free_name(app):
-    from icpt.serve import Session
+    from icpt.app import Session
 
     status, paths, label, query, question = app.example(Session())
     assert label == "<bo>" and len(paths) == 3 and question == "Is <bo> in this photo?"
@@ -150,7 +151,7 @@ def test_example_photos_are_a_new_identity_with_a_free_name(app):
     ("good", " ", "Give the concept a name"),
 ])
 def test_bad_input_is_the_librarys_error(app, photos, tmp_path, files, name, message):
-    from icpt.serve import Session
+    from icpt.app import Session
 
     session, _ = app.add_concept(Session(), references(photos), "bo")
     files = {None: None, "bad": [str(photos["bad"])], "missing": [str(tmp_path / "gone.png")],
@@ -160,7 +161,7 @@ def test_bad_input_is_the_librarys_error(app, photos, tmp_path, files, name, mes
 
 
 def test_bad_input_becomes_a_status_and_changes_nothing(app, photos):
-    from icpt.serve import Session, shown_errors
+    from icpt.app import Session, shown_errors
 
     session, _ = app.add_concept(Session(), references(photos), "bo")
     status, *rest = shown_errors(outputs=2)(app.add_concept)(session, [str(photos["bad"])], "kiki")
@@ -174,7 +175,7 @@ def test_bad_input_becomes_a_status_and_changes_nothing(app, photos):
 
 def test_sessions_share_one_model_across_threads(app, photos):
     """Two sessions with different concepts, asked at once from several threads, answer as they do one by one."""
-    from icpt.serve import Session
+    from icpt.app import Session
 
     from processing_icpt import load_image
 
@@ -218,7 +219,7 @@ def loopback_only():
 
 @pytest.fixture(scope="module")
 def server(app, loopback_only):
-    from icpt.serve import CSS
+    from icpt.app import CSS
 
     port = free_port()
     page = app.build()
@@ -294,7 +295,7 @@ def open_app(driver, url):
 
 
 def test_browser_adds_a_concept_asks_and_shows_errors(app, photos, server, browser, tmp_path):
-    from icpt.serve import Session
+    from icpt.app import Session
 
     from processing_icpt import load_image
 

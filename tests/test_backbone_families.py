@@ -10,6 +10,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, Blip2Config, LlamaConfig
 from transformers.processing_utils import ProcessorMixin
 
+from helpers.tiny_backbones import FAMILIES, IMAGE_PLACEHOLDERS, PROCESSOR_CLASSES, build_tiny_backbone
 from modeling_icpt.reference_features import (
     SUPPORTED_FAMILIES,
     backbone_family,
@@ -25,7 +26,6 @@ from processing_icpt.backbone_processing import (
     load_backbone_processor,
     process_reference_images,
 )
-from tiny_backbones import FAMILIES, IMAGE_PLACEHOLDERS, PROCESSOR_CLASSES, build_tiny_backbone
 
 
 IMAGE_ONLY_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "internvl", "smolvlm")

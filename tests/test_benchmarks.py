@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from icpt.benchmarks import (
+from icpt.data.benchmarks import (
     MC_LLAVA_TASKS,
     RAP_FILES,
     load_mc_llava,
@@ -22,8 +22,8 @@ from icpt.benchmarks import (
     load_yollava,
 )
 from icpt.episodes import EPISODE_FEATURES
-from icpt.evaluation_methods import eval_episodes
-from icpt.evaluation_scoring import question_score
+from icpt.evaluation.methods import eval_episodes
+from icpt.evaluation.scoring import question_score
 from icpt.metrics import load_metric
 
 BENCHMARK_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "benchmark-formats"
@@ -852,7 +852,7 @@ def test_rap_reads_its_real_database_and_recognition_file(tmp_path):
 
 
 def test_icpt_eval_accepts_every_benchmark():
-    from icpt.evaluation import build_parser
+    from icpt.commands.eval import build_parser
 
     for benchmark in ("yollava", "myvlm", "mc_llava", "rap"):
         args = build_parser().parse_args(["--benchmark", benchmark, "--benchmark-root", "data"])

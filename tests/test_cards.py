@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from hub_server import local_hub
+from helpers.hub_server import local_hub
 from icpt.cards import concept_bank_card, projector_card, template_path
 
 

@@ -150,7 +150,7 @@ def test_merge_and_select(tmp_path):
 
 
 def test_fingerprint_tells_backbones_apart_and_survives_dtype(tiny_backbone_dirs, tmp_path):
-    from tiny_backbones import build_tiny_backbone
+    from helpers.tiny_backbones import build_tiny_backbone
     from transformers import AutoModelForImageTextToText
 
     llava = AutoModelForImageTextToText.from_pretrained(tiny_backbone_dirs["llava"])
@@ -164,7 +164,7 @@ def test_fingerprint_tells_backbones_apart_and_survives_dtype(tiny_backbone_dirs
 
 def test_a_bank_of_another_backbone_of_the_same_width_is_refused(tiny_backbone_dirs, tmp_path, images):
     from processing_icpt import ICPTProcessor
-    from tiny_backbones import IMAGE_PLACEHOLDERS, build_tiny_backbone
+    from helpers.tiny_backbones import IMAGE_PLACEHOLDERS, build_tiny_backbone
 
     settings = dict(max_prompt_length=4, min_prompt_length=2, projector_hidden_size=32, projector_heads=2,
                     projector_layers=1)

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from conftest import random_image
-from tiny_backbones import IMAGE_PLACEHOLDERS
 
+from helpers.images import random_image
+from helpers.tiny_backbones import IMAGE_PLACEHOLDERS
 from modeling_icpt import ICPTForConditionalGeneration, ICPTInputError
 from modeling_icpt.concept_projector import concept_complexity
 from modeling_icpt.modeling_icpt import batched_complexity
@@ -109,10 +109,10 @@ def test_bulk_encoding_in_batches_equals_one_pass(tiny):
 
 
 def test_icpt_ask_lets_retrieval_choose_the_concepts(tmp_path, capsys):
-    from icpt.cli import main
-    from icpt.demo import load_default
+    from icpt.commands.cli import main
+    from icpt.inference import DEFAULT_MODEL, load_model
 
-    model, processor = load_default()
+    model, processor = load_model(), ICPTProcessor.from_pretrained(DEFAULT_MODEL)
     photos = {f"<p{i}>": random_image(300 + i, size=(64, 64)) for i in range(4)}
     model.encode_concepts(**processor.prepare_references({k: [v] for k, v in photos.items()})).save(tmp_path / "b.safetensors")
     photos["<p2>"].save(tmp_path / "query.png")
@@ -126,7 +126,7 @@ def test_icpt_ask_lets_retrieval_choose_the_concepts(tmp_path, capsys):
 def test_the_retrieval_row_adds_what_retrieval_finds_to_the_named_concepts(tiny):
     import io
 
-    from icpt.evaluation_methods import BackboneContext, EvalConcept, EvalEpisode, ICPTRetrievalMethod
+    from icpt.evaluation.methods import BackboneContext, EvalConcept, EvalEpisode, ICPTRetrievalMethod
 
     model, processor = tiny
 

@@ -5,7 +5,7 @@ import shutil
 
 from PIL import Image
 
-from icpt import demo
+from icpt.commands import demo
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -35,5 +35,5 @@ def test_demo_runs_end_to_end(tiny_backbone_dirs, tmp_path, capsys):
 def test_demo_names_what_is_missing(tmp_path):
     import pytest
 
-    with pytest.raises(FileNotFoundError, match="embedded default is missing"):
-        demo.load_default(tmp_path / "nope", tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="world.json is missing"):
+        demo.main(["--projector", str(tmp_path / "nope"), "--backbone", str(tmp_path / "nope")])

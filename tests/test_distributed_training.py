@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_image
 from safetensors.torch import load_file
 
-from test_training import make_episodes
+from helpers.episodes import make_episodes
+from helpers.images import random_image
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -49,7 +49,7 @@ def _train(backbone, episodes, output, processes: int, batch: int, *extra) -> li
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    "--main_process_port", str(_free_port()), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     logs = [ast.literal_eval(match) for match in re.findall(r"\{'loss'.*?\}", done.stdout + done.stderr)]
@@ -168,7 +168,7 @@ def test_the_readme_training_commands_run_on_a_tiny_backbone(launch, tiny_backbo
                + ["--use_cpu", "true", "--max_steps", "2", "--save_steps", "1", "--eval_steps", "1",
                   "--per_device_train_batch_size", "2", "--max_prompt_length", "4", "--projector_hidden_size", "32",
                   "--projector_heads", "2", "--projector_layers", "1", "--reader_lora_rank", "2", "--report_to", "none"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "eval_recognition_weighted" in done.stdout + done.stderr

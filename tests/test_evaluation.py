@@ -8,17 +8,20 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import random_image
 from datasets import Dataset
 from PIL import Image
 
-from icpt import evaluation, evaluation_methods
+from helpers.images import random_image
+from icpt.commands.eval import main
 from icpt.episodes import EPISODE_FEATURES, TASKS
-from icpt.evaluation import CHECKPOINT_METHODS, METHODS, main, select_stratified, world_episodes
-from icpt.evaluation_methods import eval_episodes, initial_concept_rows, train_concept_prompts
-from icpt.evaluation_scoring import METRICS, SPLITS, Scorer, cells, is_positive, question_score
-from icpt.world import World
-from icpt.world_tasks import build_episodes, generic_episodes
+from icpt.evaluation import harness
+from icpt.evaluation.harness import CHECKPOINT_METHODS, METHODS, select_stratified, world_episodes
+from icpt.evaluation.methods import eval_episodes
+from icpt.evaluation.scoring import METRICS, SPLITS, Scorer, cells, is_positive, question_score
+from icpt.training import prompt_fitting
+from icpt.training.prompt_fitting import initial_concept_rows, train_concept_prompts
+from icpt.world.tasks import build_episodes, generic_episodes
+from icpt.world.world import World
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -174,13 +177,13 @@ def test_test_time_training_with_relabel_asks_under_a_new_label_each_step(tiny_l
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     positives, negatives = [random_image(i) for i in range(2)], [random_image(20 + i) for i in range(2)]
     asked = []  # (the preamble's labels, the asked label, the concept's rows) of every step
-    batch_of = evaluation_methods.recognition_batch
+    batch_of = prompt_fitting.recognition_batch
 
     def recording_batch(processor, bank, label, positives, negatives):
         asked.append((list(bank.labels), label, bank.prompts[0].detach().clone()))
         return batch_of(processor, bank, label, positives, negatives)
 
-    monkeypatch.setattr(evaluation_methods, "recognition_batch", recording_batch)
+    monkeypatch.setattr(prompt_fitting, "recognition_batch", recording_batch)
     bank, losses = train_concept_prompts(model, processor, "<bo>", positives, negatives, num_rows=4, steps=6, seed=3,
                                          relabel=np.random.default_rng(0))
 
@@ -230,7 +233,7 @@ def _world_dataset(path, descriptions=True):
 
 
 def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_preset, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(evaluation, "DEFAULT_DIR", default_preset.root)
+    monkeypatch.setattr(harness, "DEFAULT_DIR", default_preset.root)
     episodes = _world_dataset(tmp_path / "episodes")
     out, docs = tmp_path / "out", tmp_path / "docs" / "results.md"
     # an untrained backbone does nothing better than chance: a negative bar makes every task measurable here
@@ -241,7 +244,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
     assert main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == evaluation.SCHEMA_VERSION
+    assert results["schema_version"] == harness.SCHEMA_VERSION
     assert {"command", "backbone", "data", "seeds", "variance", "settings", "metrics", "splits", "ceiling", "methods",
             "claims", "reference_sweep", "outcomes", "plots"} <= results.keys()
     assert results["data"]["num_episodes"] == [8] and results["reference_method"] == "icpt"
@@ -324,7 +327,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
 def test_tasks_below_the_ceiling_are_marked_and_not_run(tiny_llava, tmp_path):
     from datasets import load_from_disk
 
-    results = evaluation.run_evaluation(
+    results = harness.run_evaluation(
         load_from_disk(_world_dataset(tmp_path / "episodes")), backbone=tiny_llava,
         methods=["raw_references", "name_only"], reference_counts=[], ceiling_margin=0.99,
         max_new_tokens={task: 3 for task in TASKS}, progress=False, output_dir=tmp_path / "out",
@@ -350,7 +353,7 @@ def test_generic_questions_show_what_a_reader_adapter_costs(tiny_llava, tmp_path
     model.save_pretrained(tmp_path / "icpt")
     generic = generic_episodes(World(seed=0, num_identities=60), "held_out", num_episodes=6)
     episodes = concatenate_datasets([load_from_disk(_world_dataset(tmp_path / "episodes")), generic])
-    results = evaluation.run_evaluation(
+    results = harness.run_evaluation(
         episodes, checkpoints={"icpt": tmp_path / "icpt"}, backbone=tiny_llava,
         methods=["icpt", "raw_references", "raw_references_adapted"], reference_counts=[], swap_questions=0,
         ceiling_margin=-1, max_new_tokens={task: 3 for task in (*TASKS, "generic")}, progress=False,
@@ -371,7 +374,7 @@ def test_swap_references_gives_each_named_concept_another_identitys_photos(tmp_p
     from datasets import load_from_disk
 
     prepared = eval_episodes(load_from_disk(_world_dataset(tmp_path / "episodes")))
-    swapped = evaluation.swap_references(prepared, prepared, seed=0)
+    swapped = harness.swap_references(prepared, prepared, seed=0)
     assert [e.question for e in swapped] == [e.question for e in prepared]
     for before, after in zip(prepared, swapped):
         named = {c.name for c in before.named_concepts}
@@ -382,13 +385,13 @@ def test_swap_references_gives_each_named_concept_another_identitys_photos(tmp_p
                 assert new.reference_values != old.reference_values
             else:
                 assert new is old
-    assert evaluation.swap_references(prepared, prepared, seed=0)[0].concepts[0].key == swapped[0].concepts[0].key
+    assert harness.swap_references(prepared, prepared, seed=0)[0].concepts[0].key == swapped[0].concepts[0].key
 
 
 def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_path):
     from datasets import load_from_disk
 
-    results = evaluation.run_evaluation(
+    results = harness.run_evaluation(
         load_from_disk(_world_dataset(tmp_path / "episodes", descriptions=False)), backbone=tiny_llava, methods=["icpt", "name_only", "text_description"],
         num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in ("caption", "presence")},
         progress=False,
@@ -403,19 +406,19 @@ def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_
 
 def test_clear_errors(default_preset, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="train_icpt.py"):
-        evaluation.run_evaluation(_concept_dataset(), checkpoints={"icpt": str(tmp_path / "nothing")})
+        harness.run_evaluation(_concept_dataset(), checkpoints={"icpt": str(tmp_path / "nothing")})
     with pytest.raises(ValueError, match="--separation_weight 0"):
-        evaluation.run_evaluation(_concept_dataset(),
+        harness.run_evaluation(_concept_dataset(),
                                   checkpoints={"icpt_no_separation": str(default_preset.checkpoints["icpt"])})
     with pytest.raises(ValueError, match="Unknown methods"):
-        evaluation.run_evaluation(_concept_dataset(), methods=["icpt", "magic"])
+        harness.run_evaluation(_concept_dataset(), methods=["icpt", "magic"])
     with pytest.raises(SystemExit):
         main(["--checkpoint", "magic=somewhere"])
-    monkeypatch.setattr(evaluation, "DEFAULT_DIR", tmp_path / "empty")
+    monkeypatch.setattr(harness, "DEFAULT_DIR", tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="pretrain_world_backbone.py"):
         main(["--preset", "default"])
     (tmp_path / "backbone_only").mkdir()
     (tmp_path / "backbone_only" / "backbone").symlink_to(default_preset.root / "backbone")
-    monkeypatch.setattr(evaluation, "DEFAULT_DIR", tmp_path / "backbone_only")
+    monkeypatch.setattr(harness, "DEFAULT_DIR", tmp_path / "backbone_only")
     with pytest.raises(FileNotFoundError, match="projector is not at .*train_icpt.py .*--output_dir"):
         main(["--preset", "default"])

@@ -1,14 +1,15 @@
 """The examples in examples/, run here on tiny local stand-ins of the real backbones they are written for."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_image
 
-from icpt.cli import main as icpt_main
+from helpers.images import random_image
+from icpt.commands.cli import main as icpt_main
 from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -88,7 +89,7 @@ def test_personalize_needs_two_concepts_with_two_photos(tiny_backbone_dirs, phot
 
 @pytest.mark.slow
 def test_train_script_runs_under_accelerate_launch(tiny_backbone_dirs, tmp_path):
-    from test_training import make_episodes
+    from helpers.episodes import make_episodes
 
     make_episodes(4).save_to_disk(tmp_path / "episodes")
     # the config as shipped, with the GPU settings overridden for this CPU-only machine
@@ -98,7 +99,8 @@ def test_train_script_runs_under_accelerate_launch(tiny_backbone_dirs, tmp_path)
                "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--per_device_train_batch_size", "2",
                "--max_prompt_length", "4", "--projector_hidden_size", "32", "--projector_heads", "2",
                "--projector_layers", "1", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
@@ -156,7 +158,7 @@ def test_per_identity_rows_runs_on_the_embedded_default(capsys):
 def test_held_out_identities_runs_on_the_embedded_default(capsys):
     results = held_out_identities.main(["--identities", "2", "--scenes", "1", "--episodes", "2"])
     printed = capsys.readouterr().out
-    score = results[str(held_out_identities.DEFAULT_PROJECTOR)]
+    score = results[str(held_out_identities.DEFAULT_MODEL)]
     assert score["identity_protocol"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 2 identities x one scene with, one without
     assert f"identity protocol {score['identity_protocol']:.3f}" in printed and "2 identities x 2 scenes" in printed
     assert "2 episodes" in printed

@@ -1,4 +1,4 @@
-"""Pushing and pulling ICPT projectors and concept banks through the local Hub endpoint (tests/hub_server.py)."""
+"""Pushing and pulling ICPT projectors and concept banks through the local Hub endpoint (tests/helpers/hub_server.py)."""
 
 import subprocess
 import sys
@@ -7,10 +7,10 @@ import textwrap
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
-from test_modeling_icpt import _without_project_paths
-from tiny_backbones import IMAGE_PLACEHOLDERS
 
-from hub_server import DEFAULT_USER, DUMMY_TOKEN, local_hub
+from helpers.hub_server import DEFAULT_USER, DUMMY_TOKEN, local_hub
+from helpers.remote_code import without_project_paths
+from helpers.tiny_backbones import IMAGE_PLACEHOLDERS
 from icpt.cards import card_for, projector_card
 from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
@@ -158,7 +158,7 @@ def test_pulled_repository_loads_as_remote_code_in_a_separate_process(hub, icpt,
     env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": str(hub), "HF_TOKEN": DUMMY_TOKEN, "HF_HUB_OFFLINE": "0",
            "HF_HOME": str(tmp_path / "child-hf"), "NO_PROXY": "127.0.0.1,localhost", "PYTHONNOUSERSITE": "1",
            "OMP_NUM_THREADS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", _without_project_paths() + script],
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", without_project_paths() + script],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert "REMOTE-OK" in result.stdout, result.stdout + result.stderr
     assert any(request.startswith(f"GET /{PROJECTOR_REPO}/resolve/") and request.endswith("/modeling_icpt.py")

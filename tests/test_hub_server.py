@@ -1,4 +1,4 @@
-"""The local Hub endpoint (tests/hub_server.py) against the real huggingface_hub client and transformers."""
+"""The local Hub endpoint (tests/helpers/hub_server.py) against the real huggingface_hub client and transformers."""
 
 import importlib.util
 import os
@@ -20,7 +20,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from hub_server import DEFAULT_USER, git_blob_oid, local_hub
+from helpers.hub_server import DEFAULT_USER, git_blob_oid, local_hub
 
 
 @pytest.fixture

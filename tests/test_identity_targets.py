@@ -2,31 +2,27 @@
 
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from icpt import evaluation_methods
-from icpt import identity_targets as targets_module
-from icpt.demo import world_for
-from icpt.identity_targets import (
+from icpt.commands import train as train_command
+from icpt.training import identity_targets as targets_module
+from icpt.training.identity_targets import (
     IdentityTargets,
     TargetReferences,
     fit_identity_targets,
     identity_order,
     merge_identity_targets,
 )
-from icpt.training import EpisodeCollator
-from icpt.world_tasks import build_episodes
+from icpt.training.trainer import EpisodeCollator
+from icpt.world.tasks import build_episodes
+from icpt.world.world import world_for
 from modeling_icpt import ICPTForConditionalGeneration
 from modeling_icpt.concept_losses import row_regression_loss
 from processing_icpt import ICPTProcessor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import train_icpt  # noqa: E402
 
 ROWS = 4
 
@@ -74,7 +70,7 @@ def test_targets_file_round_trip_is_atomic_and_keeps_settings(tester, tmp_path):
     assert loaded.identities == sorted(targets.identities) and loaded.settings == {"num_rows": ROWS}
     for k, identity in enumerate(targets.identities):
         assert torch.equal(loaded.rows[loaded.identities.index(identity)], targets.rows[k])
-    with pytest.raises(FileNotFoundError, match="python -m icpt.identity_targets"):
+    with pytest.raises(FileNotFoundError, match="python examples/fit_identity_targets.py"):
         IdentityTargets.load(tmp_path / "missing.safetensors")
 
 
@@ -98,13 +94,13 @@ def test_fitting_resumes_and_refuses_other_settings(tester, tmp_path, monkeypatc
 
     monkeypatch.setattr(targets_module, "scenes_of", counting_scenes)
     relabels = []
-    train = evaluation_methods.train_concept_prompts
+    train = targets_module.train_concept_prompts
 
     def recording_training(*args, relabel=None, **kwargs):
         relabels.append(relabel.random() if relabel is not None else None)  # a generator of the identity's own
         return train(*args, relabel=relabel, **kwargs)
 
-    monkeypatch.setattr(evaluation_methods, "train_concept_prompts", recording_training)
+    monkeypatch.setattr(targets_module, "train_concept_prompts", recording_training)
     identities = tester.world.split("train")[:3]
     path = tmp_path / "targets.safetensors"
     first = fit_identity_targets(tester.model, tester.processor, tester.world, identities[:2], path,
@@ -190,21 +186,21 @@ def test_training_with_targets_logs_the_term_and_records_its_weight(tester, tmp_
             "--per_device_train_batch_size", "4", "--max_steps", "2", "--logging_steps", "1", "--report_to", "none",
             "--use_cpu", "true", "--save_strategy", "no", "--identity_targets", str(tmp_path / "targets.safetensors"),
             "--identity_target_weight", "3", "--identity_target_batch", "2"]
-    trainer = train_icpt.main(args)
+    trainer = train_command.main(args)
     logged = [entry for entry in trainer.state.log_history if "identity_target_loss" in entry]
     assert len(logged) == 2 and all(entry["identity_target_loss"] > 0 for entry in logged)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["identity_target_weight"] == 3.0
     with pytest.raises(ValueError, match="identity_target_weight > 0"):
-        train_icpt.main(args[:-4] + ["--identity_target_weight", "0", "--identity_target_batch", "2"])
+        train_command.main(args[:-4] + ["--identity_target_weight", "0", "--identity_target_batch", "2"])
     IdentityTargets(tester.world.split("train")[:1], torch.zeros(1, 2, 8), {}).save(tmp_path / "narrow.st")
     with pytest.raises(ValueError, match="fit targets with --rows 4"):
-        train_icpt.main(args[:-5] + [str(tmp_path / "narrow.st"), "--identity_target_weight", "3"])
+        train_command.main(args[:-5] + [str(tmp_path / "narrow.st"), "--identity_target_weight", "3"])
 
 
 def test_training_without_targets_logs_no_target_term(tester, tmp_path):
     build_episodes(tester.world, "train", num_episodes=4, seed=0, tasks=("recognition",)).save_to_disk(tmp_path / "episodes")
-    trainer = train_icpt.main(["--backbone", str(tester.backbone), "--episodes", str(tmp_path / "episodes"),
+    trainer = train_command.main(["--backbone", str(tester.backbone), "--episodes", str(tmp_path / "episodes"),
                                "--output_dir", str(tmp_path / "run"), "--max_prompt_length", str(ROWS),
                                "--projector_hidden_size", "32", "--projector_heads", "2", "--projector_layers", "1",
                                "--per_device_train_batch_size", "4", "--max_steps", "1", "--logging_steps", "1",
@@ -215,7 +211,7 @@ def test_training_without_targets_logs_no_target_term(tester, tmp_path):
 
 
 def test_interrupted_training_with_targets_resumes_to_the_same_weights(tester, tmp_path):
-    from test_training import training_stops_at
+    from helpers.training import training_stops_at
 
     build_episodes(tester.world, "train", num_episodes=8, seed=0, tasks=("recognition",)).save_to_disk(tmp_path / "episodes")
     tester.targets(3).save(tmp_path / "targets.safetensors")
@@ -229,11 +225,11 @@ def test_interrupted_training_with_targets_resumes_to_the_same_weights(tester, t
                 str(tmp_path / "targets.safetensors"), "--identity_target_weight", "3", "--identity_target_batch", "2",
                 *extra]
 
-    whole = train_icpt.main(args(tmp_path / "whole"))
+    whole = train_command.main(args(tmp_path / "whole"))
     expected = {k: v.clone() for k, v in whole.model.projector.state_dict().items()}
     with training_stops_at(2):
-        assert train_icpt.main(args(tmp_path / "resumed")).state.global_step == 2
-    resumed = train_icpt.main(args(tmp_path / "resumed", "--resume_from_checkpoint", "latest"))
+        assert train_command.main(args(tmp_path / "resumed")).state.global_step == 2
+    resumed = train_command.main(args(tmp_path / "resumed", "--resume_from_checkpoint", "latest"))
     assert resumed.state.global_step == 4
     for name, tensor in resumed.model.projector.state_dict().items():
         assert torch.allclose(tensor, expected[name], rtol=0, atol=1e-6), name

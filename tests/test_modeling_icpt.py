@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_backbones import FAMILIES, IMAGE_PLACEHOLDERS
 
+from helpers.remote_code import without_project_paths
+from helpers.tiny_backbones import FAMILIES, IMAGE_PLACEHOLDERS
 from modeling_icpt import ConceptBank, ICPTConfig, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -379,22 +380,9 @@ def test_checkpoint_loads_as_remote_code_in_a_separate_process(llava, tmp_path):
            "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1"}
     # -I: isolated mode, so neither the repository nor PYTHONPATH is on sys.path; the editable
     # install's path hook is removed by running from a copy of the interpreter's site without it
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", _without_project_paths() + script],
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", without_project_paths() + script],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert "REMOTE-OK" in result.stdout, result.stdout + result.stderr
-
-
-def _without_project_paths() -> str:
-    """Preamble for the child: the venv's site-packages, without the editable install of this project."""
-    import site
-
-    packages = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    return textwrap.dedent(f"""
-        import sys
-        sys.path[:] = [p for p in sys.path if p] + {packages!r}
-        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
-                             and "editable" not in type(f).__name__.lower()]
-    """)
 
 
 # ---------------------------------------------------------------- a real language model inside

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from icpt.world import World
-from icpt.world_tasks import COMPARE_QUESTION, WorldTasks, split_words, vocabulary
+from icpt.world.world import World
+from icpt.world.tasks import COMPARE_QUESTION, WorldTasks, split_words, vocabulary
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "pretrain_world_backbone.py"
 

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-from conftest import random_image
-from tiny_backbones import IMAGE_PLACEHOLDERS
 from transformers import AutoProcessor
 
+from helpers.images import random_image
 from modeling_icpt import ConceptBank
 from processing_icpt import ICPTInputError, ICPTProcessor
 

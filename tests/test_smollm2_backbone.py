@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from smollm2_backbone import (
+from helpers.smollm2_backbone import (
     BUILD_VERSION,
     GGUF_FILE,
     IMAGE_TOKEN,
@@ -149,7 +149,7 @@ def test_fresh_build_copies_every_smollm2_weight(tmp_path):
 
 
 def test_missing_gguf_file_is_reported(tmp_path, monkeypatch):
-    import smollm2_backbone
+    from helpers import smollm2_backbone
 
     monkeypatch.setattr(smollm2_backbone, "smollm2_package_folder", lambda: tmp_path)
 

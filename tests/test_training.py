@@ -1,39 +1,20 @@
 """Episode collator, Trainer integration, short training runs and resuming."""
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_image
-from datasets import Dataset, load_from_disk
+from datasets import load_from_disk
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
-from icpt.episodes import EPISODE_FEATURES
-from icpt.training import EpisodeCollator, drawn_prompt_lengths
+from helpers.episodes import make_episodes
+from helpers.images import random_image
+from helpers.training import training_stops_at
+from icpt.commands import train as train_command
+from icpt.training.trainer import EpisodeCollator, drawn_prompt_lengths
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import train_icpt  # noqa: E402
-
-
-def make_episodes(count=8, masks=False):
-    rows = []
-    for i in range(count):
-        refs_a = [random_image(100 + 7 * i + j) for j in range(1 + i % 3)]
-        refs_b = [random_image(200 + 5 * i + j) for j in range(1 + (i + 1) % 2)]
-        concepts = [{"name": "<bo>", "references": refs_a, "masks": [random_image(300 + j, mode="L") for j in range(len(refs_a))] if masks else []},
-                    {"name": f"<c{i % 4}>", "references": refs_b, "masks": []}]
-        rows.append({
-            "concepts": concepts[: 1 + i % 2], "image": random_image(400 + i) if i % 4 else None,
-            "question": "Can you see <bo> in this photo?" if i % 4 else "Is <bo> a dog?", "answer": "Yes" if i % 3 else "No",
-            "task": "recognition" if i % 4 else "text_qa", "target": "<bo>", "options": [], "present": [], "tags": [],
-        })
-    return Dataset.from_list(rows, features=EPISODE_FEATURES)
 
 
 @pytest.fixture
@@ -117,7 +98,7 @@ def test_short_training_run_lowers_the_loss_and_changes_only_the_projector(setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     episodes = load_from_disk(tmp_path / "episodes")
     batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(8)])
-    trainer = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "60", "--save_steps", "100"))
+    trainer = train_command.main(_train_args(tmp_path, path, "--max_steps", "60", "--save_steps", "100"))
     model = trainer.model
     backbone_before = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4).vlm.state_dict()
     for name, tensor in model.vlm.state_dict().items():
@@ -135,43 +116,17 @@ def test_short_training_run_lowers_the_loss_and_changes_only_the_projector(setup
     assert (tmp_path / "run" / "processor_config.json").exists()
 
 
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
-            control.should_save = True
-
-
-@contextmanager
-def training_stops_at(step):
-    """Every run of `train_icpt.main` inside stops (and saves) after `step` steps, as an interrupted run would."""
-    original = train_icpt.ICPTTrainer.__init__
-
-    def interrupted_init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.add_callback(StopAt(step))
-
-    train_icpt.ICPTTrainer.__init__ = interrupted_init
-    try:
-        yield
-    finally:
-        train_icpt.ICPTTrainer.__init__ = original
-
-
 def test_resumed_training_ends_with_the_same_weights(setup, tmp_path):
     path, _ = setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     steps = ["--max_steps", "6", "--save_steps", "3"]
-    whole = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
+    whole = train_command.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
     expected = {k: v.clone() for k, v in whole.model.projector.state_dict().items()}
 
     with training_stops_at(3):
-        stopped = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
+        stopped = train_command.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
     assert stopped.state.global_step == 3
-    resumed = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
+    resumed = train_command.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
                                           "--resume_from_checkpoint", "latest"))
     assert resumed.state.global_step == 6
     for name, tensor in resumed.model.projector.state_dict().items():
@@ -183,7 +138,7 @@ def test_a_reader_adapter_trains_saves_loads_and_resumes_with_the_projector(setu
     path, processor = setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     steps = ["--max_steps", "6", "--save_steps", "3", "--reader_lora_rank", "4"]
-    whole = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
+    whole = train_command.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "whole")))
     trained = whole.model.trained_state_dict()
     adapter = {k: v for k, v in trained.items() if k.startswith("reader_adapter.")}
     assert adapter and any(v.abs().sum() > 0 for k, v in adapter.items() if ".lora_B." in k)  # it learned
@@ -201,8 +156,8 @@ def test_a_reader_adapter_trains_saves_loads_and_resumes_with_the_projector(setu
         torch.testing.assert_close(loaded(**inputs).logits, whole.model.eval()(**inputs).logits)
 
     with training_stops_at(3):
-        train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
-    resumed = train_icpt.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
+        train_command.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed")))
+    resumed = train_command.main(_train_args(tmp_path, path, *steps, "--output_dir", str(tmp_path / "resumed"),
                                           "--resume_from_checkpoint", "latest"))
     for name, tensor in resumed.model.trained_state_dict().items():
         assert torch.allclose(tensor, trained[name], rtol=0, atol=1e-6), name
@@ -213,9 +168,9 @@ def test_rerunning_a_finished_run_changes_nothing(setup, tmp_path):
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     # 3 steps end inside the second epoch (8 episodes, 4 per batch), where Trainer's resume ran one step more
     args = _train_args(tmp_path, path, "--max_steps", "3", "--save_steps", "2", "--output_dir", str(tmp_path / "run"))
-    finished = train_icpt.main(args)
+    finished = train_command.main(args)
     expected = {k: v.clone() for k, v in finished.model.projector.state_dict().items()}
-    again = train_icpt.main(args + ["--resume_from_checkpoint", "latest"])
+    again = train_command.main(args + ["--resume_from_checkpoint", "latest"])
     assert again.state.global_step == 3
     for name, tensor in again.model.projector.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
@@ -225,18 +180,18 @@ def test_resuming_a_run_started_with_other_settings_is_refused(setup, tmp_path):
     path, _ = setup
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "run"))
-    train_icpt.main(args)
+    train_command.main(args)
     recorded = json.loads((tmp_path / "run" / "run_settings.json").read_text())
     assert recorded["icpt"]["separation_weight"] == 1.0 and recorded["training"]["learning_rate"] == 3e-3
     with pytest.raises(ValueError, match=r"icpt\.separation_weight, training\.learning_rate differ"):
-        train_icpt.main(args + ["--separation_weight", "0", "--learning_rate", "1e-3", "--resume_from_checkpoint", "latest"])
+        train_command.main(args + ["--separation_weight", "0", "--learning_rate", "1e-3", "--resume_from_checkpoint", "latest"])
     # a checkpoint from before runs recorded their settings: nothing to check it against
     (tmp_path / "run" / "run_settings.json").unlink()
     with pytest.raises(ValueError, match="without run_settings.json.*new --output_dir"):
-        train_icpt.main(args + ["--resume_from_checkpoint", "latest"])
+        train_command.main(args + ["--resume_from_checkpoint", "latest"])
     # a longer run may continue a finished one
-    train_icpt.main(args)
-    extended = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "3", "--save_steps", "2", "--output_dir",
+    train_command.main(args)
+    extended = train_command.main(_train_args(tmp_path, path, "--max_steps", "3", "--save_steps", "2", "--output_dir",
                                            str(tmp_path / "run"), "--resume_from_checkpoint", "latest"))
     assert extended.state.global_step == 3
 
@@ -266,9 +221,9 @@ def test_fresh_projector_starts_at_the_image_token_norm(setup, tmp_path):
         model.match_image_token_norm(**processor(text="no photo here"))
 
     make_episodes(8).save_to_disk(tmp_path / "episodes")
-    trained = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--output_dir", str(tmp_path / "run")))
+    trained = train_command.main(_train_args(tmp_path, path, "--max_steps", "1", "--output_dir", str(tmp_path / "run")))
     assert trained.model.config.prompt_norm != pytest.approx(model.vlm.get_input_embeddings().weight.norm(dim=-1).median().item())
-    given = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--prompt_norm", "2.5",
+    given = train_command.main(_train_args(tmp_path, path, "--max_steps", "1", "--prompt_norm", "2.5",
                                         "--output_dir", str(tmp_path / "given")))
     assert given.model.config.prompt_norm == 2.5
 
@@ -278,7 +233,7 @@ def test_evaluation_during_training_reports_weighted_recognition_and_keeps_the_b
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     held_out = make_episodes(8).filter(lambda row: row["task"] == "recognition")
     held_out.save_to_disk(tmp_path / "held_out")
-    trainer = train_icpt.main(_train_args(
+    trainer = train_command.main(_train_args(
         tmp_path, path, "--max_steps", "4", "--save_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
         "--eval_episodes", str(tmp_path / "held_out"), "--load_best_model_at_end", "true",
         "--metric_for_best_model", "recognition_weighted", "--per_device_eval_batch_size", "3"))
@@ -303,7 +258,7 @@ def test_evaluation_episodes_need_a_schedule(setup, tmp_path):
     path, _ = setup
     make_episodes(4).save_to_disk(tmp_path / "episodes")
     with pytest.raises(ValueError, match="--eval_strategy steps"):
-        train_icpt.main(_train_args(tmp_path, path, "--max_steps", "1", "--eval_episodes", str(tmp_path / "episodes")))
+        train_command.main(_train_args(tmp_path, path, "--max_steps", "1", "--eval_episodes", str(tmp_path / "episodes")))
 
 
 def test_gradient_checkpointing_recomputes_the_backbone_and_gives_the_same_weights(setup, tmp_path):
@@ -311,7 +266,7 @@ def test_gradient_checkpointing_recomputes_the_backbone_and_gives_the_same_weigh
     make_episodes(8).save_to_disk(tmp_path / "episodes")
     runs = {}
     for flag in ("false", "true"):
-        runs[flag] = train_icpt.main(_train_args(tmp_path, path, "--max_steps", "2", "--save_strategy", "no",
+        runs[flag] = train_command.main(_train_args(tmp_path, path, "--max_steps", "2", "--save_strategy", "no",
                                                  "--reader_lora_rank", "2", "--activation_checkpointing", flag,
                                                  "--output_dir", str(tmp_path / flag)))
     layers = [m for m in runs["true"].model.vlm.modules() if hasattr(m, "gradient_checkpointing")]

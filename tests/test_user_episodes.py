@@ -1,13 +1,13 @@
 """Training episodes from a user's own photos (`icpt episodes`): folders per concept and `datasets` datasets."""
 
 import pytest
-from conftest import random_image
 from datasets import ClassLabel, Dataset, Features, load_from_disk
 from datasets import Image as ImageFeature
 
-from icpt.cli import main as cli_main
+from helpers.images import random_image
+from icpt.commands.cli import main as cli_main
 from icpt.episodes import EPISODE_FEATURES
-from icpt.user_episodes import concepts_from_dataset, concepts_from_folder, episodes_from_concepts
+from icpt.data.user_episodes import concepts_from_dataset, concepts_from_folder, episodes_from_concepts
 from modeling_icpt.input_checks import ICPTInputError
 
 

@@ -7,8 +7,8 @@ import pytest
 from scipy.ndimage import binary_dilation
 
 from icpt.episodes import EPISODE_FEATURES, TAGS, TASKS
-from icpt.world import ATTRIBUTES, LOOK_ALIKE_DETAILS, World
-from icpt.world_tasks import (
+from icpt.world.world import ATTRIBUTES, LOOK_ALIKE_DETAILS, World
+from icpt.world.tasks import (
     PRETRAINING_TASKS,
     WorldTasks,
     build_episodes,

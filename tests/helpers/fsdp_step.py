@@ -13,7 +13,7 @@ import torch.distributed as dist
 from datasets import load_from_disk
 from torch.distributed.fsdp import fully_shard
 
-from icpt.training import EpisodeCollator
+from icpt.training.trainer import EpisodeCollator
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 

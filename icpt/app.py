@@ -1,4 +1,4 @@
-"""`icpt serve`: a web app (Gradio) to personalize a model from photos in the browser.
+"""The web app (Gradio) behind `icpt serve`: personalize a model from photos in the browser.
 
 In the page: add a concept from a few uploaded photos and a name (`<bo>`), see the concepts of your bank with the
 patches of each photo that its prompt rows read, ask a question about a new photo that names concepts and see which
@@ -15,7 +15,7 @@ each browser session has its own bank (`gr.State`), so visitors never see each o
 Python:
 
 ```python
->>> from icpt.serve import ConceptApp
+>>> from icpt.app import ConceptApp
 >>> app = ConceptApp.from_pretrained()          # the embedded default  # doctest: +SKIP
 >>> app.launch(port=7860)                        # doctest: +SKIP  (app.build(): the gr.Blocks, to embed)
 ```
@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import html
 import itertools
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +37,20 @@ from pathlib import Path
 # no telemetry, no update check: the app must not reach the network unless a user asks it to
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import numpy as np
-import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont, ImageOps  # noqa: E402
 
-from icpt.cli import DEFAULT_MODEL, OneLineParser, _add_model_arguments, answer, load_model
+from icpt.inference import DEFAULT_MODEL, answer, load_model  # noqa: E402
+from icpt.world.world import world_for  # noqa: E402
+from modeling_icpt import ConceptBank, ICPTInputError  # noqa: E402
+from modeling_icpt.modeling_icpt import REFERENCE_PREFIX  # noqa: E402
+from processing_icpt import ICPTProcessor, load_image  # noqa: E402
+
+try:  # the page needs gradio, an optional dependency (`pip install 'icpt[app]'`); the handlers do not
+    import gradio as gr
+except ImportError:
+    gr = None
 
 STATUS_ID, CONCEPTS_ID, PICTURES_ID, ANSWER_ID, PROMPT_ID = (
     "icpt-status", "icpt-concepts", "icpt-pictures", "icpt-answer", "icpt-prompt")
@@ -85,8 +95,6 @@ def concept_attention(model, references, lengths: dict[str, int]) -> list[list[t
     [torch.Size([64]), torch.Size([64]), torch.Size([64])]
     ```
     """
-    from modeling_icpt.modeling_icpt import REFERENCE_PREFIX
-
     image_inputs = {k[len(REFERENCE_PREFIX):]: v for k, v in references.items() if k.startswith(REFERENCE_PREFIX)}
     # the projector's padded inputs, as encode_concepts builds them; the projector is re-run (it is tiny) to
     # return its attention, so the bank still comes from the public `encode_concepts`
@@ -196,8 +204,6 @@ def concept_colours(labels) -> dict[str, tuple]:
 
 def world_of(model):
     """The generated world (`icpt.world.World`) the model's backbone was trained on, if its folder records one."""
-    from icpt.demo import world_for
-
     backbone = model.config.base_model_name_or_path
     if not backbone or not (Path(backbone) / "world.json").is_file():
         return None
@@ -208,8 +214,6 @@ def as_label(name: str) -> str:
     """The label a user means: `bo` and `<bo>` both give `<bo>` (whether it is a valid label, the processor checks)."""
     name = (name or "").strip()
     if not name:
-        from modeling_icpt import ICPTInputError
-
         raise ICPTInputError("Give the concept a name, like <bo> (one word; the brackets are added if missing).")
     return name if name.startswith("<") and name.endswith(">") else f"<{name}>"
 
@@ -217,8 +221,6 @@ def as_label(name: str) -> str:
 @contextlib.contextmanager
 def uploaded_name(path):
     """Errors about an uploaded file name it as the user did (its file name), not by the server's upload folder."""
-    from modeling_icpt import ICPTInputError
-
     try:
         yield
     except (ValueError, OSError) as error:
@@ -233,11 +235,6 @@ def shown_errors(outputs: int):
     like HTML tags). Bad input (`ValueError`, which covers `ICPTInputError`, or `OSError`) becomes an error message
     in the status line, and every other output is left as it was: the app keeps running.
     """
-    import functools
-    import html
-
-    import gradio as gr
-
     def decorate(handler):
         @functools.wraps(handler)
         def wrapped(*args):
@@ -274,20 +271,16 @@ class ConceptApp:
 
     @classmethod
     def from_pretrained(cls, model=DEFAULT_MODEL, backbone=None, device=None, **kwargs) -> "ConceptApp":
-        """The app on an ICPT checkpoint (default: the embedded one), loaded with `icpt.cli.load_model`."""
+        """The app on an ICPT checkpoint (default: the embedded one), loaded with `icpt.inference.load_model`."""
         if Path(model).resolve() == DEFAULT_MODEL:
             kwargs.setdefault("model_name", "the embedded default (a 4.4 M-parameter LLaVA-class model trained on the "
                                             "project's generated world, with its ICPT projector)")
-        return cls(*load_model(model, backbone, device), **kwargs)
+        return cls(load_model(model, backbone, device), ICPTProcessor.from_pretrained(str(model)), **kwargs)
 
     # ------------------------------------------------------------ handlers (state in, state out)
 
     def add_concept(self, session: Session, files, name: str) -> tuple[Session, str]:
         """Encode a concept from uploaded photos (`files`: paths) and a name; returns the new session and a status."""
-        from processing_icpt import load_image
-
-        from modeling_icpt import ICPTInputError
-
         label = as_label(name)
         bank = session.bank
         if bank is not None and label in bank:
@@ -311,8 +304,6 @@ class ConceptApp:
 
     def ask(self, session: Session, image, question: str) -> tuple[str, str, Image.Image | None, str]:
         """The answer to `question` about `image`, with a table and a picture of what entered the prompt, and a status."""
-        from modeling_icpt import ICPTInputError
-
         if image is None:
             raise ICPTInputError("Upload a photo to ask about.")
         if not (question or "").strip():
@@ -336,8 +327,6 @@ class ConceptApp:
 
     def save_bank(self, session: Session) -> tuple[str, str]:
         """Write the session's bank to a new file to download; returns a status and the file's path."""
-        from modeling_icpt import ICPTInputError
-
         if session.bank is None:
             raise ICPTInputError("The bank is empty: add a concept first.")
         path = Path(tempfile.mkdtemp(prefix="icpt-bank-")) / "concepts.safetensors"
@@ -346,8 +335,6 @@ class ConceptApp:
 
     def load_bank(self, session: Session, file) -> tuple[Session, str]:
         """Add the concepts of a bank file (from `icpt encode` or this app) to the session's bank."""
-        from modeling_icpt import ConceptBank, ICPTInputError
-
         if file is None:
             raise ICPTInputError("Choose a bank file (.safetensors, from `icpt encode` or the Save button) to load.")
         path = getattr(file, "name", file)
@@ -368,8 +355,6 @@ class ConceptApp:
         saw in training, a name this session does not use yet, and a new photo (in an environment no reference shows)
         of it beside another identity, with a question. Returns a status and the values of those inputs.
         """
-        from modeling_icpt import ICPTInputError
-
         if self.world is None:
             raise ICPTInputError("This model records no generated world to draw example photos from: upload your own.")
         rng = np.random.default_rng()
@@ -434,8 +419,6 @@ class ConceptApp:
 
     def build(self):
         """The Gradio page (a `gr.Blocks`); `.launch()` it, or use `ConceptApp.launch`."""
-        import gradio as gr
-
         config = self.model.config
         with gr.Blocks(title="ICPT") as page:
             session = gr.State(Session())
@@ -503,31 +486,3 @@ class ConceptApp:
     def launch(self, host: str = "127.0.0.1", port: int | None = None, **kwargs):
         """Build the page and serve it (no share link; `kwargs` go to `gr.Blocks.launch`)."""
         return self.build().launch(server_name=host, server_port=port, share=False, css=CSS, **kwargs)
-
-
-# ---------------------------------------------------------------- `icpt serve`
-
-
-def main(argv=None) -> int:
-    parser = OneLineParser(prog="icpt serve", description=__doc__.split("\n\n")[0])
-    _add_model_arguments(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="longest answer in tokens (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    args = parser.parse_args(argv)
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        print("icpt serve: error: the web app needs gradio: pip install 'icpt[app]' (scripts/bootstrap.sh installs it).",
-              file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    app = ConceptApp.from_pretrained(args.model, args.backbone, args.device, max_new_tokens=args.max_new_tokens)
-    app.launch(args.host, args.port)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""Train an ICPT projector on episodes, with the backbone frozen: the code behind `icpt train` and
-`examples/train_icpt.py`.
+"""One training run of an ICPT projector on episodes, with the backbone frozen: the library behind `icpt train` and
+`examples/train_icpt.py` (`train(args, training_args)`).
 
 One process (CPU or one GPU):
 
@@ -24,8 +24,10 @@ with in `run_settings.json`; resuming a folder started with other settings (or r
 Example:
 
 ```python
->>> from icpt.train import main
->>> trainer = main(["--backbone", "path/to/backbone", "--output_dir", "outputs/projector", "--max_steps", "10"])  # doctest: +SKIP
+>>> from transformers import TrainingArguments
+>>> from icpt.training.run import ICPTArguments, train
+>>> trainer = train(ICPTArguments(backbone="path/to/backbone"),
+...                 TrainingArguments(output_dir="outputs/projector", max_steps=10))  # doctest: +SKIP
 ```
 """
 
@@ -33,17 +35,21 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainerState, TrainingArguments, set_seed
+from datasets import load_from_disk
+from transformers import TrainerState, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from icpt.cli import OneLineErrors
-from icpt.training import EpisodeCollator, ICPTTrainer, RecognitionMetrics
+from icpt.inference import DEFAULT_MODEL, load_model
+from icpt.world.tasks import build_episodes
+from icpt.world.world import world_for
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
+
+from .identity_targets import IdentityTargets, TargetReferences
+from .trainer import EpisodeCollator, ICPTTrainer, RecognitionMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ class ICPTArguments:
     decoupling_weight: float = field(default=0.0, metadata={"help": "λ_dec, weight of the identity/environment decoupling loss (off by default: its ablation showed no effect, docs/results.md; the shipped default was trained with 0.1)."})
     separation_weight: float = field(default=1.0, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
     separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
-    identity_targets: str | None = field(default=None, metadata={"help": "Identity target rows (a .safetensors file from `python -m icpt.identity_targets`): the projector is also regressed onto them; needs --backbone with its world.json."})
+    identity_targets: str | None = field(default=None, metadata={"help": "Identity target rows (a .safetensors file from `examples/fit_identity_targets.py`): the projector is also regressed onto them; needs --backbone with its world.json."})
     identity_target_weight: float = field(default=10.0, metadata={"help": "λ_id, weight of the regression onto --identity_targets (recorded in the checkpoint's config; 0 without targets). At 1 the LM loss drowned it on the embedded default (docs/default_model.md)."})
     identity_target_batch: int = field(default=16, metadata={"help": "Identities per step for the regression term."})
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
@@ -75,14 +81,9 @@ class ICPTArguments:
 
 def load_episodes(args: ICPTArguments):
     if args.episodes:
-        from datasets import load_from_disk
-
         if not Path(args.episodes).is_dir():
             raise FileNotFoundError(f"No episode dataset at {args.episodes}: write one with Dataset.save_to_disk.")
         return load_from_disk(args.episodes)
-    from icpt.demo import world_for
-    from icpt.world_tasks import build_episodes
-
     # the backbone's own world, so its held-out identities stay held out here too
     if args.backbone is None or not (Path(args.backbone) / "world.json").is_file():
         raise ValueError("Without --episodes, --backbone must be a folder with world.json (a backbone trained on the "
@@ -100,15 +101,10 @@ def load_eval_episodes(args: ICPTArguments, training_args: TrainingArguments):
         raise ValueError("Evaluation episodes need an evaluation schedule: add --eval_strategy steps --eval_steps N "
                          "(e.g. the --save_steps value, which --load_best_model_at_end requires).")
     if args.eval_episodes:
-        from datasets import load_from_disk
-
         if not Path(args.eval_episodes).is_dir():
             raise FileNotFoundError(f"No episode dataset at {args.eval_episodes}: write one with `icpt episodes` "
                                     "(OUTPUT/eval) or Dataset.save_to_disk.")
         return load_from_disk(args.eval_episodes)
-    from icpt.demo import world_for
-    from icpt.world_tasks import build_episodes
-
     if args.backbone is None or not (Path(args.backbone) / "world.json").is_file():
         raise ValueError("--eval_world_episodes needs --backbone: a folder with world.json; otherwise pass --eval_episodes DIR.")
     return build_episodes(world_for(Path(args.backbone)), "held_out", args.eval_world_episodes, seed=1,
@@ -136,9 +132,8 @@ def build_model(args: ICPTArguments):
             reader_lora_alpha=args.reader_lora_alpha,
         )
         return model, processor
-    from icpt.cli import DEFAULT_MODEL, load_model
-
-    model, processor = load_model(args.model or DEFAULT_MODEL, backbone=args.backbone)
+    checkpoint = args.model or DEFAULT_MODEL
+    model, processor = load_model(checkpoint, backbone=args.backbone), ICPTProcessor.from_pretrained(checkpoint)
     model.config.identity_target_weight = args.identity_target_weight if args.identity_targets else 0.0
     if args.reader_lora_rank > 0 and model.config.reader_lora_rank == 0:
         model.add_reader_adapter(args.reader_lora_rank, args.reader_lora_alpha)
@@ -149,12 +144,9 @@ def build_model(args: ICPTArguments):
 
 
 def load_target_references(args: ICPTArguments, model, processor, seed: int):
-    """The regression term's data (`icpt.identity_targets.TargetReferences`), or None without --identity_targets."""
+    """The regression term's data (`icpt.training.identity_targets.TargetReferences`), or None without --identity_targets."""
     if not args.identity_targets:
         return None
-    from icpt.demo import world_for
-    from icpt.identity_targets import IdentityTargets, TargetReferences
-
     if args.identity_target_weight <= 0:
         raise ValueError("--identity_targets needs --identity_target_weight > 0 (0 would ignore the targets).")
     if args.backbone is None or not (Path(args.backbone) / "world.json").is_file():
@@ -231,15 +223,9 @@ def record_run_settings(output_dir: str, settings: dict) -> None:
     os.replace(temporary, path)  # a complete file or the previous one
 
 
-class TrainArgumentParser(OneLineErrors, HfArgumentParser):
-    """`HfArgumentParser` with `icpt`'s one-line usage errors."""
-
-
-def main(argv=None):
-    parser = TrainArgumentParser((ICPTArguments, TrainingArguments), prog="icpt train")
-    args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+def train(args: ICPTArguments, training_args: TrainingArguments) -> ICPTTrainer:
+    """Build the model, episodes and trainer of `args`, train (or resume), and save the projector and processor to
+    `training_args.output_dir`; returns the trainer."""
     training_args.remove_unused_columns = False  # the collator needs the raw episode columns
     resume = training_args.resume_from_checkpoint
     if resume == "latest":
@@ -278,7 +264,3 @@ def main(argv=None):
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)
     return trainer
-
-
-if __name__ == "__main__":  # also `accelerate launch -m icpt.train ...`
-    main(sys.argv[1:])

@@ -15,9 +15,8 @@ bootstrap interval and its paired difference to ICPT (the machinery of `icpt eva
     icpt demo --output demo.png --eval-episodes 400 --threads 1   # about a minute on a shared 2-core CPU
 """
 
-import argparse
-import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,47 +24,24 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from icpt.cli import answer
+from icpt.evaluation.harness import run_evaluation
+from icpt.evaluation.scoring import format_difference, format_value
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model
+from icpt.world.tasks import RECOGNITION_QUESTION, build_episodes
+from icpt.world.world import world_for
+from processing_icpt import ICPTProcessor
 
-DEFAULT_DIR = Path(__file__).resolve().parent / "default"
-DEFAULT_BACKBONE = DEFAULT_DIR / "backbone"
-DEFAULT_PROJECTOR = DEFAULT_DIR / "projector"
+from .arguments import ArgumentParser
+
 # What the held-out score compares, with the names the demo prints.
 DEMO_METHODS = {"icpt": "ICPT", "raw_references": "raw photos", "name_only": "name only"}
-
-
-def world_for(backbone: Path):
-    """The world the backbone was trained on (its parameters are saved beside its weights)."""
-    from icpt.world import World
-
-    settings = Path(backbone) / "world.json"
-    if not settings.is_file():
-        raise FileNotFoundError(f"{settings} is missing: the backbone folder must record the world it was trained on.")
-    return World(**json.loads(settings.read_text()))
-
-
-def load_default(projector: Path = DEFAULT_PROJECTOR, backbone: Path = DEFAULT_BACKBONE):
-    """The embedded default model and processor."""
-    from transformers import AutoModelForImageTextToText
-
-    from modeling_icpt import ICPTForConditionalGeneration
-    from processing_icpt import ICPTProcessor
-
-    for path in (projector, backbone):
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"The embedded default is missing {path}: reinstall from a full clone of the repository.")
-    vlm = AutoModelForImageTextToText.from_pretrained(backbone)
-    model = ICPTForConditionalGeneration.from_pretrained(projector, backbone=vlm).eval()
-    return model, ICPTProcessor.from_pretrained(projector)
 
 
 def compare_on_held_out(projector: Path, backbone: Path, episodes, seed: int) -> dict:
     """Weighted recognition accuracy (Yo'LLaVA protocol) with its 95 % bootstrap interval, the paired
     difference to ICPT, prompt tokens and seconds per concept of ICPT, of the backbone with the raw
     reference photos in context, and of the name alone, on the same held-out episodes
-    (`icpt.evaluation.run_evaluation`). `ceiling` says whether the photos in context beat chance at all."""
-    from icpt.evaluation import run_evaluation
-
+    (`icpt.evaluation.harness.run_evaluation`). `ceiling` says whether the photos in context beat chance at all."""
     results = run_evaluation(
         episodes,
         checkpoints={"icpt": str(projector)},
@@ -113,16 +89,13 @@ def save_picture(rows, path: Path, cell=96):
     canvas.save(path)
 
 
-def run(projector=DEFAULT_PROJECTOR, backbone=DEFAULT_BACKBONE, output=Path("outputs/demo.png"), eval_episodes=400,
+def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs/demo.png"), eval_episodes=400,
         seed=0):
-    from icpt.evaluation_scoring import format_difference, format_value
-    from icpt.world_tasks import RECOGNITION_QUESTION, build_episodes
-
     started = time.perf_counter()
     torch.manual_seed(seed)
+    world = world_for(backbone)  # before the model: a backbone folder without its world fails at once
     print("Loading the embedded default ...", flush=True)
-    model, processor = load_default(Path(projector), Path(backbone))
-    world = world_for(Path(backbone))
+    model, processor = load_model(projector, backbone=backbone), ICPTProcessor.from_pretrained(str(projector))
     rng = np.random.default_rng(seed)
     held_out = world.split("held_out")
     identities = [int(i) for i in rng.choice(held_out, size=3, replace=False)]
@@ -181,21 +154,20 @@ def run(projector=DEFAULT_PROJECTOR, backbone=DEFAULT_BACKBONE, output=Path("out
     return scores
 
 
+@dataclass
+class DemoArguments:
+    projector: str = field(default=str(DEFAULT_MODEL), metadata={"help": "ICPT checkpoint folder."})
+    backbone: str = field(default=str(DEFAULT_BACKBONE), metadata={"help": "Backbone folder (with world.json)."})
+    output: str = field(default="outputs/demo.png", metadata={"help": "Where to save the picture."})
+    eval_episodes: int = field(default=400, metadata={"help": "Held-out recognition episodes to score."})
+    seed: int = field(default=0, metadata={"help": "Seed of the identities, photos and episodes."})
+    threads: int | None = field(default=None, metadata={
+        "help": "CPU threads for torch (on a shared machine, 1 avoids spinning threads)"})
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="icpt demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR, help="ICPT checkpoint folder.")
-    parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE, help="Backbone folder (with world.json).")
-    parser.add_argument("--output", type=Path, default=Path("outputs/demo.png"), help="Where to save the picture.")
-    parser.add_argument("--eval-episodes", type=int, default=400, help="Held-out recognition episodes to score.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (on a shared machine, 1 avoids spinning threads)")
-    args = parser.parse_args(argv)
+    (args,) = ArgumentParser(DemoArguments, prog="icpt demo", description=__doc__.split("\n\n")[0]).parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     run(args.projector, args.backbone, args.output, args.eval_episodes, args.seed)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,7 +20,7 @@ Example:
 
 ```python
 >>> import numpy as np
->>> from icpt.world import World
+>>> from icpt.world.world import World
 >>> world = World(seed=0, num_identities=200)
 >>> world.identities[0].description  # doctest: +SKIP
 'a green hexagon with white checks, a triangle on the top and ears'
@@ -35,11 +35,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from skimage import data as skimage_photos
+
+try:  # scikit-learn is not a dependency: its two sample photos join the backgrounds when it is installed
+    from sklearn.datasets import load_sample_image
+except ImportError:
+    load_sample_image = None
 
 # ---------------------------------------------------------------------------------------------
 # Attribute values. Colours are far apart so that lighting jitter never turns one into another.
@@ -175,34 +183,22 @@ PHOTO_SHORT_SIDE = 192  # photos are pre-resized so that a 64-pixel crop shows a
 
 
 def _load_skimage_photo(name: str) -> np.ndarray:
-    try:
-        from skimage import data
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "The ICPT world uses scikit-image's bundled photos as backgrounds: `pip install scikit-image`."
-        ) from error
     if name == "motorcycle":
-        return data.stereo_motorcycle()[0]
+        return skimage_photos.stereo_motorcycle()[0]
     if name == "phantom":
-        return (data.shepp_logan_phantom() * 255).astype(np.uint8)
-    return getattr(data, name)()
+        return (skimage_photos.shepp_logan_phantom() * 255).astype(np.uint8)
+    return getattr(skimage_photos, name)()
 
 
 def _sklearn_photo_names() -> tuple[str, ...]:
     """scikit-learn's sample images, when scikit-learn is installed (it is not a dependency)."""
-    try:
-        from sklearn.datasets import load_sample_image  # noqa: F401
-    except ImportError:
-        return ()
-    return SKLEARN_PHOTOS
+    return SKLEARN_PHOTOS if load_sample_image is not None else ()
 
 
 @functools.cache
 def _photo(name: str) -> np.ndarray:
     """The photo as uint8 RGB (or grey, 2-D), resized to a short side of PHOTO_SHORT_SIDE."""
     if name in SKLEARN_PHOTOS:
-        from sklearn.datasets import load_sample_image
-
         array = load_sample_image(name)
     else:
         array = _load_skimage_photo(name)
@@ -882,3 +878,11 @@ class RenderBank:
     def load(cls, path: str) -> RenderBank:
         with np.load(path) as data:
             return cls(data["identity_ids"], data["images"], data["environment_index"])
+
+
+def world_for(backbone) -> World:
+    """The world a backbone folder was trained on (its parameters are saved beside its weights, in `world.json`)."""
+    settings = Path(backbone) / "world.json"
+    if not settings.is_file():
+        raise FileNotFoundError(f"{settings} is missing: the backbone folder must record the world it was trained on.")
+    return World(**json.loads(settings.read_text()))

@@ -20,7 +20,7 @@ Example:
 
 ```python
 >>> from transformers import AutoModelForImageTextToText, AutoProcessor
->>> from smollm2_backbone import build_smollm2_llava, smollm2_unavailable_reason
+>>> from helpers.smollm2_backbone import build_smollm2_llava, smollm2_unavailable_reason
 >>> assert smollm2_unavailable_reason() is None
 >>> path = build_smollm2_llava()  # ~20 s the first time, then instant
 >>> model = AutoModelForImageTextToText.from_pretrained(path)

@@ -37,7 +37,7 @@ and transformers at it (environment variables and the module constants they read
 restores everything on exit:
 
 ```python
-from hub_server import local_hub
+from helpers.hub_server import local_hub
 
 with local_hub() as endpoint:
     model.push_to_hub("test-user/tiny")

@@ -8,7 +8,7 @@ Example:
 
 ```python
 >>> from transformers import AutoModelForImageTextToText
->>> from tiny_backbones import build_tiny_backbone
+>>> from helpers.tiny_backbones import build_tiny_backbone
 >>> path = build_tiny_backbone("qwen2_vl", "/tmp/tiny-qwen2-vl")
 >>> model = AutoModelForImageTextToText.from_pretrained(path)
 >>> model.config.model_type

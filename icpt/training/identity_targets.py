@@ -16,23 +16,22 @@ episodes give their concepts any label.
 
 Fitting takes about 65 s per identity on one CPU core; the file is rewritten atomically after each
 identity, so an interrupted run resumes where it stopped, and several processes can split the work
-(`--part`, `--parts`) and be merged afterwards (`--merge`):
+(`--part`, `--parts`) and be merged afterwards (`--merge`), with `examples/fit_identity_targets.py`:
 
-    python -m icpt.identity_targets --output outputs/targets/part0.safetensors --identities 800 --part 0 --parts 2
-    python -m icpt.identity_targets --output outputs/targets/part1.safetensors --identities 800 --part 1 --parts 2
-    python -m icpt.identity_targets --output outputs/targets/all.safetensors --identities 800 --merge outputs/targets/part*.safetensors
+    python examples/fit_identity_targets.py --output outputs/targets/part0.safetensors --identities 800 --part 0 --parts 2
+    python examples/fit_identity_targets.py --output outputs/targets/part1.safetensors --identities 800 --part 1 --parts 2
+    python examples/fit_identity_targets.py --output outputs/targets/all.safetensors --identities 800 --merge outputs/targets/part*.safetensors
 
 Example:
 
 ```python
->>> from icpt.identity_targets import IdentityTargets
+>>> from icpt.training.identity_targets import IdentityTargets
 >>> targets = IdentityTargets.load("outputs/targets/all.safetensors")  # doctest: +SKIP
 >>> len(targets), targets.rows.shape  # doctest: +SKIP
 (800, torch.Size([800, 8, 256]))
 ```
 """
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -43,6 +42,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
+
+from icpt.world.tasks import WorldTasks
+
+from .prompt_fitting import train_concept_prompts
 
 
 class IdentityTargets:
@@ -70,7 +73,7 @@ class IdentityTargets:
     def load(cls, path) -> "IdentityTargets":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"No identity targets at {path}: fit them with `python -m icpt.identity_targets`.")
+            raise FileNotFoundError(f"No identity targets at {path}: fit them with `python examples/fit_identity_targets.py`.")
         with safe_open(str(path), framework="pt") as file:
             settings = json.loads((file.metadata() or {}).get("settings", "{}"))
             identities = sorted(int(key) for key in file.keys())
@@ -108,7 +111,7 @@ class TargetReferences:
     def __init__(self, targets: IdentityTargets, world, processor, batch_size: int = 16, max_references: int = 5,
                  photos: int = 8, seed: int = 0):
         if len(targets) == 0:
-            raise ValueError("The identity targets file holds no identity: fit some with `python -m icpt.identity_targets`.")
+            raise ValueError("The identity targets file holds no identity: fit some with `python examples/fit_identity_targets.py`.")
         if not 1 <= max_references <= photos:
             raise ValueError(f"Need 1 <= max_references ({max_references}) <= photos ({photos}).")
         targets.check_world(world)
@@ -165,15 +168,12 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     Example:
 
     ```python
-    >>> from icpt.demo import load_default, world_for, DEFAULT_BACKBONE
-    >>> model, processor = load_default()  # doctest: +SKIP
+    >>> from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, load_model
+    >>> model, processor = load_model(), ICPTProcessor.from_pretrained(DEFAULT_MODEL)  # doctest: +SKIP
     >>> world = world_for(DEFAULT_BACKBONE)  # doctest: +SKIP
     >>> targets = fit_identity_targets(model, processor, world, world.split("train")[:4], "t.safetensors")  # doctest: +SKIP
     ```
     """
-    from icpt.evaluation_methods import train_concept_prompts
-    from icpt.world_tasks import WorldTasks
-
     held_out = sorted(set(identities) - set(world.split("train")))
     if held_out:
         raise ValueError(f"Identities {held_out[:5]} are not training identities: only the training split gets targets.")
@@ -231,49 +231,3 @@ def identity_order(world, count: int) -> list[int]:
     if not 1 <= count <= len(train):
         raise ValueError(f"The number of identities must lie in [1, {len(train)}] (the training split), got {count}.")
     return [int(i) for i in np.random.default_rng(11).choice(train, len(train), replace=False)[:count]]
-
-
-def main(argv=None):
-    from icpt.demo import DEFAULT_BACKBONE, DEFAULT_PROJECTOR, load_default, world_for
-
-    parser = argparse.ArgumentParser(prog="python -m icpt.identity_targets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, required=True, help="the .safetensors file to write (and resume)")
-    parser.add_argument("--identities", type=int, default=800,
-                        help="how many training identities (a fixed random order of the training split)")
-    parser.add_argument("--part", type=int, default=0, help="this process fits every --parts-th identity from --part")
-    parser.add_argument("--parts", type=int, default=1)
-    parser.add_argument("--rows", type=int, default=8, help="prompt rows per identity")
-    parser.add_argument("--steps", type=int, default=60, help="full-batch steps per identity")
-    parser.add_argument("--scenes", type=int, default=16, help="scenes with and without the identity, each")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
-    parser.add_argument("--projector", type=Path, default=DEFAULT_PROJECTOR,
-                        help="supplies the injection and, without --prompt_norm, the rows' starting norm")
-    parser.add_argument("--prompt_norm", type=float, help="the rows' starting norm (default: the projector's prompt_norm)")
-    parser.add_argument("--merge", type=Path, nargs="+",
-                        help="merge these parts (their first --identities identities) into --output instead of fitting")
-    args = parser.parse_args(argv)
-    if not 0 <= args.part < args.parts:
-        parser.error(f"--part must lie in [0, --parts), got {args.part} of {args.parts}")
-    world = world_for(args.backbone)
-    try:
-        order = identity_order(world, args.identities)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.merge:
-        merged = merge_identity_targets(args.merge, args.output, keep=order)
-        print(f"{len(merged)} identities -> {args.output}")
-        return merged
-    torch.set_num_threads(args.threads)
-    model, processor = load_default(args.projector, args.backbone)
-    if args.prompt_norm is not None:
-        model.set_prompt_norm(args.prompt_norm)
-    targets = fit_identity_targets(model, processor, world, order[args.part::args.parts], args.output,
-                                   num_rows=args.rows, steps=args.steps, scenes=args.scenes, seed=args.seed)
-    print(f"{len(targets)} identities -> {args.output}")
-    return targets
-
-
-if __name__ == "__main__":
-    main()

@@ -14,8 +14,8 @@ Example:
 
 ```python
 >>> import numpy as np
->>> from icpt.world import World
->>> from icpt.world_tasks import WorldTasks, build_episodes
+>>> from icpt.world.world import World
+>>> from icpt.world.tasks import WorldTasks, build_episodes
 >>> world = World(seed=0, num_identities=100)
 >>> example = WorldTasks(world).compare(np.random.default_rng(0))
 >>> example.question, example.answer in ("yes", "no")
@@ -35,7 +35,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .episodes import EPISODE_FEATURES, TASKS
+from icpt.episodes import EPISODE_FEATURES, TASKS
+
 from .world import (
     ATTRIBUTE_VALUES,
     ACCESSORIES,
@@ -185,7 +186,7 @@ class WorldTasks:
 
     ```python
     >>> import numpy as np
-    >>> from icpt.world import World
+    >>> from icpt.world.world import World
     >>> tasks = WorldTasks(World(num_identities=50))
     >>> example = tasks.describe_object(np.random.default_rng(0))
     >>> example.question, len(example.images)
@@ -658,7 +659,7 @@ def build_episodes(
     Example:
 
     ```python
-    >>> from icpt.world import World
+    >>> from icpt.world.world import World
     >>> train = build_episodes(World(num_identities=60), "train", num_episodes=12)
     >>> train.features == EPISODE_FEATURES
     True
@@ -684,7 +685,7 @@ def generic_episodes(world: World, split: str, num_episodes: int, seed: int = 0)
     Example:
 
     ```python
-    >>> from icpt.world import World
+    >>> from icpt.world.world import World
     >>> episodes = generic_episodes(World(num_identities=60), "held_out", num_episodes=2)
     >>> list(episodes["task"]), list(episodes["concepts"])
     (['generic', 'generic'], [[], []])

@@ -1,4 +1,4 @@
-"""The evaluation harness (`icpt eval`): ICPT, its ablations and the baselines, on the same questions and backbone.
+"""The evaluation harness (the library of `icpt eval`): ICPT, its ablations and the baselines, on the same questions and backbone.
 
 One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt` and the ablations
 `icpt_frozen_reader`, `icpt_fixed_length` or `icpt_adaptive_length`, `icpt_no_decoupling`, `icpt_no_separation`,
@@ -27,11 +27,11 @@ Every method asks as users do: a question's prompt holds only the concepts the q
    other method is run on them.
 2. Every other method answers every question of the measurable tasks (test-time training a random subsample
    of `ttt_questions`, it costs seconds per concept).
-3. Each answer is scored by its task's rule (`icpt.evaluation_scoring.question_score`) and written as one
+3. Each answer is scored by its task's rule (`icpt.evaluation.scoring.question_score`) and written as one
    line of `outcomes.jsonl` (episode, question id, task, splits, method, prediction, score, prompt tokens), so
    every number of the report can be recomputed from that file.
 4. Cells are mean [95 % interval] from a bootstrap over episodes (one question per episode;
-   `icpt.evaluation_statistics`); each method's row carries its paired difference to `icpt` on the same
+   `icpt.evaluation.statistics`); each method's row carries its paired difference to `icpt` on the same
    questions, with interval and a paired permutation test's p-value. The splits (environment shift,
    look-alikes, multi-concept scenes) are subsets of the same questions.
 5. Generic questions that name no concept (the backbone's own "Describe the object." questions, scored by
@@ -59,7 +59,7 @@ machine ran several times slower):
 ```bash
 icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md
 # the same without the console script:
-python -m icpt.evaluation --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md
+python -m icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md
 ```
 
 The ablation projectors are trained like the default one (scripts/train_default_projectors.sh for the
@@ -70,7 +70,7 @@ length ablation is `icpt_adaptive_length`, the same recipe with 2..8 rows chosen
 
 Other data: `--episodes DIR` (a `Dataset.save_to_disk` folder with `EPISODE_FEATURES`), or
 `--benchmark yollava|myvlm|mc_llava|rap --benchmark-root DIR` (a local copy of the benchmark, see
-`icpt.benchmarks`); by default the generated world's held-out episodes (`world_episodes`).
+`icpt.data.benchmarks`); by default the generated world's held-out episodes (`world_episodes`).
 
 `results.json`: `schema_version`, `command`, `backbone`, `data` (`description`, `num_episodes`, `tasks`,
 `tags`), `seeds`, `variance`, `settings`, `metrics`, `splits`, `reference_method`, `ceiling`
@@ -85,7 +85,7 @@ JSON-lines file) and `plots`. An estimate is `{"mean", "low", "high", "n"}` (plu
 Example:
 
 ```python
->>> from icpt.evaluation import run_evaluation
+>>> from icpt.evaluation.harness import run_evaluation
 >>> results = run_evaluation(
 ...     episodes,  # a Dataset, or a function seed -> Dataset
 ...     checkpoints={"icpt": "outputs/projector", "icpt_no_separation": "outputs/projector-no-sep"},
@@ -98,11 +98,9 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import shlex
 import shutil
 import sys
 import time
@@ -112,14 +110,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import concatenate_datasets
+from transformers import AutoModelForImageTextToText
 from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .evaluation_methods import (
+from icpt.inference import DEFAULT_DIR, load_model
+from icpt.metrics.recognition.recognition import read_yes_no
+from icpt.training.prompt_fitting import TEST_TIME_TRAINING_LEARNING_RATE, TEST_TIME_TRAINING_ROWS
+from icpt.world.tasks import build_episodes, generic_episodes
+from icpt.world.world import World
+from modeling_icpt import ICPTConfig, ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+
+from .methods import (
     DEFAULT_MAX_NEW_TOKENS,
-    TEST_TIME_TRAINING_LEARNING_RATE,
-    TEST_TIME_TRAINING_ROWS,
-    TEST_TIME_TRAINING_STEPS,
     BackboneContext,
     ICPTMethod,
     ICPTRetrievalMethod,
@@ -128,8 +132,11 @@ from .evaluation_methods import (
     TestTimeTrainingMethod,
     TextDescriptionMethod,
     eval_episodes,
+    image_key,
+    subsample_references,
 )
-from .evaluation_scoring import (
+from .plots import plot_accuracy_vs_prompt_tokens, plot_accuracy_vs_references
+from .scoring import (
     CHANCE,
     METRICS,
     SPLITS,
@@ -144,8 +151,7 @@ from .evaluation_scoring import (
     question_score,
     render_markdown,
 )
-from .evaluation_statistics import CONFIDENCE, N_RESAMPLES, estimate
-from .metrics.recognition.recognition import read_yes_no
+from .statistics import CONFIDENCE, N_RESAMPLES, estimate
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
@@ -187,9 +193,7 @@ VARIANCE = (
     "checkpoint is one training run (seed 0), so the variance between training seeds is not in them; "
     "decoding is greedy"
 )
-# The embedded default: the backbone and the projector checkpoints, inside the package.
-DEFAULT_DIR = Path(__file__).resolve().parent / "default"
-# The ablation projectors ship beside it, so the results page can be regenerated from a clone.
+# The ablation projectors ship beside the embedded default, so the results page can be regenerated from a clone.
 DEFAULT_ABLATIONS_DIR = DEFAULT_DIR / "ablations"
 # The generated world the default backbone is pretrained on (examples/pretrain_world_backbone.py defaults).
 DEFAULT_WORLD_SEED = 0
@@ -265,11 +269,6 @@ def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = D
     questions that name no concept (`generic_episodes`), on which methods asked through a reader adapter
     show what it costs the backbone's own answers.
     """
-    from datasets import concatenate_datasets
-
-    from .world import World
-    from .world_tasks import build_episodes, generic_episodes
-
     world = World(seed=world_seed, num_identities=num_identities)
     splits = [split for split in SPLITS if split != "all"]
 
@@ -313,8 +312,6 @@ def _episodes_for_seed(source, seed: int, num_episodes: int | None):
 
 def question_id(episode) -> str:
     """A short id of a question from its content (question, query image, references), stable across runs."""
-    from .evaluation_methods import image_key
-
     parts = [episode.question, image_key(episode.image_value) if episode.image_value else ""]
     parts += [concept.key for concept in episode.concepts]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
@@ -333,11 +330,6 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
     (`min_prompt_length == max_prompt_length`): it is then loaded with `adaptive_length=False`, which gives
     every concept the same rows as before, and the note says so.
     """
-    from transformers import AutoModelForImageTextToText
-
-    from modeling_icpt import ICPTConfig, ICPTForConditionalGeneration
-    from processing_icpt import ICPTProcessor
-
     unknown = sorted(set(checkpoints) - set(CHECKPOINT_METHODS))
     if unknown:
         raise ValueError(f"Checkpoints given for unknown methods {unknown}: the checkpoint methods are {CHECKPOINT_METHODS}.")
@@ -398,8 +390,7 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
             )
         # a reader adapter changes the backbone it is added to: such a checkpoint gets a backbone of its own
         own = AutoModelForImageTextToText.from_pretrained(backbone).to(device) if config.reader_lora_rank else vlm
-        models[method] = ICPTForConditionalGeneration.from_pretrained(checkpoints[method], config=config,
-                                                                      backbone=own).eval()
+        models[method] = load_model(checkpoints[method], backbone=own, config=config)
     injector = next((model for model in models.values() if model.vlm is vlm), None)
     if injector is None:  # no checkpoint: an untrained wrapper only injects test-time-trained rows
         injector = ICPTForConditionalGeneration.from_backbone(vlm, prompt_token_id=processor.prompt_token_id).eval()
@@ -896,14 +887,10 @@ def run_evaluation(
 
 
 def _capped(concept, k: int, seed: int) -> list:
-    from .evaluation_methods import subsample_references
-
     return subsample_references(concept.reference_values, k, seed, concept.key)
 
 
 def _capped_key(concept, k: int, seed: int) -> str:
-    from .evaluation_methods import image_key
-
     return concept.name + "|" + ",".join(image_key(v) for v in _capped(concept, k, seed))
 
 
@@ -1052,8 +1039,6 @@ def _ablation_claim(claim, methods, ok, name, split, metric) -> dict:
 
 def write_results(results: dict, outcomes: list[dict], output_dir: str | Path) -> Path:
     """Write the plots, `results.json`, `outcomes.jsonl` and `results.md` into `output_dir`; returns the folder."""
-    from .plots import plot_accuracy_vs_prompt_tokens, plot_accuracy_vs_references
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_prompt_tokens(results, output_dir / "accuracy_vs_prompt_tokens.png")
@@ -1130,7 +1115,7 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
         )
     paths = {"icpt": DEFAULT_DIR / "projector", **{m: Path(ablations_dir) / m for m in ABLATIONS}}
     # a projector with one length has no length rule to switch off, but one to switch on (and vice versa)
-    del paths[_inapplicable_length_ablation(paths["icpt"])]
+    del paths[inapplicable_length_ablation(paths["icpt"])]
     checkpoints, missing = {}, []
     for method, path in paths.items():
         if (path / "config.json").is_file():
@@ -1145,195 +1130,14 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     return backbone, checkpoints, missing
 
 
-def _inapplicable_length_ablation(checkpoint: Path) -> str:
+def inapplicable_length_ablation(checkpoint: Path) -> str:
     """The length ablation that would not change a projector: fixed length for one with a single length."""
     return "icpt_fixed_length" if _fixed_anyway(checkpoint) else "icpt_adaptive_length"
 
 
 def _fixed_anyway(checkpoint: Path) -> bool:
     """Whether a projector checkpoint gives every concept the same length (min = max prompt length)."""
-    from modeling_icpt import ICPTConfig
-
     if not (checkpoint / "config.json").is_file():
         return False
     config = ICPTConfig.from_pretrained(checkpoint)
     return config.min_prompt_length == config.max_prompt_length
-
-
-def _parse_checkpoint(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--checkpoint takes METHOD=PATH (e.g. icpt=outputs/projector), got {text!r}.")
-    method, path = text.split("=", 1)
-    if method not in CHECKPOINT_METHODS:
-        raise argparse.ArgumentTypeError(f"--checkpoint: unknown method {method!r}; choose among {CHECKPOINT_METHODS}.")
-    return method, path
-
-
-def _parse_methods(text: str) -> list[str]:
-    if text == "all":
-        return list(METHODS)
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"Unknown methods {unknown}; choose among {', '.join(METHODS)} (or 'all').")
-    return methods
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="icpt eval",
-        description="Evaluate ICPT, its ablations and the baselines on the same questions and backbone; write "
-        "results.json, outcomes.jsonl, results.md and plots.",
-        epilog="Regenerate docs/results.md on the embedded default (about 17 minutes on 2 CPU cores):\n"
-        "  icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    models = parser.add_argument_group("models")
-    models.add_argument("--preset", choices=["default"], help="the embedded default backbone and its projectors")
-    models.add_argument("--ablations-dir", default=str(DEFAULT_ABLATIONS_DIR),
-                        help="with --preset: where the ablation projectors are, one folder per method "
-                        f"(default: {DEFAULT_ABLATIONS_DIR})")
-    models.add_argument("--checkpoint", action="append", type=_parse_checkpoint, default=[], metavar="METHOD=PATH",
-                        help=f"an ICPT checkpoint for one of {', '.join(CHECKPOINT_METHODS)} (repeatable; "
-                        "overrides the preset's)")
-    models.add_argument("--backbone", help="the frozen backbone (default: the one the checkpoints name)")
-    models.add_argument("--methods", type=_parse_methods, default=None,
-                        help="comma-separated methods, or 'all' (default: all; with --preset, all that apply to its "
-                        "projector)")
-    data = parser.add_argument_group("data (default: the generated world's held-out episodes)")
-    data.add_argument("--episodes", help="an episode dataset folder written by Dataset.save_to_disk")
-    data.add_argument("--benchmark", choices=["yollava", "myvlm", "mc_llava", "rap"], help="a public benchmark's layout")
-    data.add_argument("--benchmark-root", help="the local copy of --benchmark")
-    data.add_argument("--world-seed", type=int, default=DEFAULT_WORLD_SEED,
-                      help=f"seed of the generated world (default: {DEFAULT_WORLD_SEED}, the default backbone's)")
-    data.add_argument("--world-identities", type=int, default=DEFAULT_WORLD_IDENTITIES,
-                      help=f"identities of the generated world (default: {DEFAULT_WORLD_IDENTITIES}, the default backbone's)")
-    data.add_argument("--recognition-questions", type=int, default=DEFAULT_RECOGNITION_QUESTIONS,
-                      help=f"world: recognition questions, half positive (default: {DEFAULT_RECOGNITION_QUESTIONS})")
-    data.add_argument("--min-per-split", type=int, default=DEFAULT_MIN_PER_SPLIT,
-                      help=f"world: at least this many recognition questions per split (default: {DEFAULT_MIN_PER_SPLIT})")
-    data.add_argument("--task-questions", type=int, default=DEFAULT_TASK_QUESTIONS,
-                      help=f"world: questions of each other task (default: {DEFAULT_TASK_QUESTIONS})")
-    data.add_argument("--generic-questions", type=int, default=DEFAULT_GENERIC_QUESTIONS,
-                      help=f"world: generic questions without concepts (default: {DEFAULT_GENERIC_QUESTIONS})")
-    data.add_argument("--num-episodes", type=int, default=None, help="--episodes/--benchmark: at most this many (default: all)")
-    data.add_argument("--num-references", type=int, default=None, help="at most this many references per concept (default: all)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="episode draws, pooled (default: 0)")
-    run.add_argument("--reference-counts", type=int, nargs="*", default=list(DEFAULT_REFERENCE_COUNTS),
-                     help="k of the reference sweep (default: 1 3 5; none: no sweep)")
-    run.add_argument("--sweep-methods", type=_parse_methods, default=None,
-                     help=f"methods of the reference sweep (default: {', '.join(DEFAULT_SWEEP_METHODS)})")
-    run.add_argument("--sweep-questions", type=int, default=DEFAULT_SWEEP_QUESTIONS,
-                     help=f"recognition questions of the sweep (default: {DEFAULT_SWEEP_QUESTIONS})")
-    run.add_argument("--swap-methods", type=_parse_methods, default=None,
-                     help=f"methods of the swap test (default: {', '.join(DEFAULT_SWAP_METHODS)})")
-    run.add_argument("--swap-questions", type=int, default=DEFAULT_SWAP_QUESTIONS,
-                     help=f"positive recognition questions of the swap test (default: {DEFAULT_SWAP_QUESTIONS}; 0: none)")
-    run.add_argument("--ttt-questions", type=int, default=DEFAULT_TTT_QUESTIONS,
-                     help=f"questions test-time training answers, a random subsample (default: {DEFAULT_TTT_QUESTIONS})")
-    run.add_argument("--ttt-steps", type=int, default=DEFAULT_TTT_STEPS,
-                     help=f"test-time-training steps per concept (default: {DEFAULT_TTT_STEPS}; "
-                     f"{TEST_TIME_TRAINING_STEPS} in train_concept_prompts)")
-    run.add_argument("--ttt-learning-rate", type=float, default=TEST_TIME_TRAINING_LEARNING_RATE,
-                     help="Adam step relative to the size of an embedding entry "
-                     f"(default: {TEST_TIME_TRAINING_LEARNING_RATE})")
-    run.add_argument("--ttt-negatives", type=int, default=8, help="negative photos per concept (default: 8)")
-    run.add_argument("--ceiling-margin", type=float, default=CEILING_MARGIN,
-                     help="a task is measurable when the photos in context beat chance by this much, with 95 %% "
-                     f"confidence (default: {CEILING_MARGIN})")
-    run.add_argument("--max-new-tokens", type=int, default=None,
-                     help="at most this many new tokens for any task (default: per task, enough for its answers)")
-    run.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (on a shared machine, 1 avoids spinning threads)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--output-dir", default="outputs/eval", help="(default: outputs/eval)")
-    out.add_argument("--write-docs", metavar="PATH", help="also write the results page here (e.g. docs/results.md)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar or lines")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`icpt eval`: parse the arguments, run the evaluation, write the outputs; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:  # the command line's progress lines, timestamped, between the bar's updates
-        logging.basicConfig(level=logging.INFO, format="[icpt eval %(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    checkpoints = dict(args.checkpoint)
-    backbone = args.backbone
-    notes = []
-    if args.preset == "default":
-        preset_backbone, preset_checkpoints, missing = default_preset(args.ablations_dir)
-        backbone = backbone or str(preset_backbone)
-        checkpoints = {**{m: str(p) for m, p in preset_checkpoints.items()}, **checkpoints}
-        notes = missing
-        if args.methods is None:  # of the two length ablations, only the one that changes the projector applies
-            args.methods = [m for m in METHODS if m != _inapplicable_length_ablation(preset_checkpoints["icpt"])]
-    if args.benchmark and not args.benchmark_root:
-        raise ValueError(f"--benchmark {args.benchmark} needs --benchmark-root DIR (the local copy of the benchmark).")
-    if args.episodes and args.benchmark:
-        raise ValueError("Pass --episodes or --benchmark, not both.")
-
-    num_episodes = args.num_episodes
-    if args.episodes:
-        from datasets import load_from_disk
-
-        if not Path(args.episodes).is_dir():
-            raise FileNotFoundError(f"No episode dataset at {args.episodes}: write one with Dataset.save_to_disk.")
-        episodes, description = load_from_disk(args.episodes), f"episodes from {args.episodes}"
-    elif args.benchmark:
-        from . import benchmarks
-
-        loader = {"yollava": benchmarks.load_yollava, "myvlm": benchmarks.load_myvlm,
-                  "mc_llava": benchmarks.load_mc_llava, "rap": benchmarks.load_rap}[args.benchmark]
-        episodes, description = loader(args.benchmark_root), f"{args.benchmark} from {args.benchmark_root}"
-    else:
-        if args.num_episodes is not None:
-            raise ValueError("--num-episodes applies to --episodes/--benchmark; the world takes --recognition-questions "
-                             "and --task-questions.")
-        episodes = world_episodes(args.world_seed, args.world_identities, args.recognition_questions,
-                                  args.min_per_split, args.task_questions, args.generic_questions)
-        description = episodes.description
-
-    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        results = run_evaluation(
-            episodes,
-            checkpoints=checkpoints,
-            backbone=backbone,
-            methods=args.methods,
-            seeds=args.seeds,
-            num_episodes=num_episodes,
-            num_references=args.num_references,
-            reference_counts=args.reference_counts,
-            sweep_methods=args.sweep_methods,
-            sweep_questions=args.sweep_questions,
-            swap_methods=args.swap_methods,
-            swap_questions=args.swap_questions,
-            ttt_questions=args.ttt_questions,
-            ttt_steps=args.ttt_steps,
-            ttt_learning_rate=args.ttt_learning_rate,
-            ttt_negatives=args.ttt_negatives,
-            ceiling_margin=args.ceiling_margin,
-            max_new_tokens=(None if args.max_new_tokens is None
-                            else {task: min(n, args.max_new_tokens) for task, n in DEFAULT_MAX_NEW_TOKENS.items()}),
-            device=args.device,
-            output_dir=args.output_dir,
-            data_description=description,
-            command=" ".join(["icpt eval", *map(shlex.quote, argv)]),
-            progress=not args.quiet,
-        )
-    if args.write_docs:
-        write_docs(results, args.output_dir, args.write_docs)
-    for note in notes:
-        print(f"note: a projector of the preset is missing; train it with: {note}", file=sys.stderr)
-    print(render_markdown(results))
-    print(f"\nWrote {Path(args.output_dir) / 'results.json'}, outcomes.jsonl, results.md and plots"
-          + (f"; and {args.write_docs}" if args.write_docs else "")
-          + f". Wall time: {results['wall_seconds'] / 60:.1f} minutes.")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

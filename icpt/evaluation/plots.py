@@ -6,12 +6,12 @@
 - `plot_accuracy_vs_references`: accuracy against the number of reference images per concept, one
   line per method.
 
-Both read the `results.json` structure that `icpt.evaluation.run_evaluation` returns.
+Both read the `results.json` structure that `icpt.evaluation.harness.run_evaluation` returns.
 
 Example:
 
 ```python
->>> from icpt.plots import plot_accuracy_vs_prompt_tokens
+>>> from icpt.evaluation.plots import plot_accuracy_vs_prompt_tokens
 >>> plot_accuracy_vs_prompt_tokens(results, "outputs/eval/accuracy_vs_prompt_tokens.png")  # doctest: +SKIP
 ```
 """
@@ -26,7 +26,7 @@ matplotlib.use("Agg")  # files only: the harness runs on machines without a disp
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .evaluation_scoring import METRIC_HEADERS  # noqa: E402
+from .scoring import METRIC_HEADERS  # noqa: E402
 
 
 def _error(value: dict, low: str = "low", high: str = "high") -> list[list[float]]:

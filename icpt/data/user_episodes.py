@@ -1,4 +1,4 @@
-"""Training episodes from your own photos: `icpt episodes`.
+"""Training episodes from your own photos (the library of `icpt episodes`).
 
 A projector (and its reader adapter) trains on episodes: a question about a photo, asked with the reference
 photos of the concepts it names (`icpt.episodes.EPISODE_FEATURES`, the schema the generated world writes).
@@ -26,7 +26,7 @@ captions, caption requests. Each episode's references are photos of the concept 
 Example:
 
 ```python
->>> from icpt.user_episodes import episodes_from_concepts
+>>> from icpt.data.user_episodes import episodes_from_concepts
 >>> splits = episodes_from_concepts({"<bo>": bo_photos, "<kiki>": kiki_photos, "<mia>": mia_photos},
 ...                                 num_episodes=30, eval_fraction=0.34)  # doctest: +SKIP
 >>> splits["train"][0]["question"]  # doctest: +SKIP
@@ -36,24 +36,20 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import re
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from datasets import Dataset
 from tqdm.auto import tqdm
 
+from icpt.episodes import EPISODE_FEATURES
+from icpt.world.tasks import CAPTION_QUESTION, RECOGNITION_QUESTION
 from modeling_icpt.input_checks import LABEL_PATTERN, ICPTInputError
 from processing_icpt import load_image
 
-from .cli import OneLineErrors, concept_folders
-from .episodes import EPISODE_FEATURES
-from .world_tasks import CAPTION_QUESTION, RECOGNITION_QUESTION
-
-logger = logging.getLogger(__name__)
+from .folders import concept_folders
 
 
 @dataclass
@@ -146,8 +142,6 @@ def episodes_from_concepts(concepts: dict[str, Concept] | dict[str, list], num_e
     split_labels = {"train": [l for l in labels if l not in held_out], "eval": [l for l in labels if l in held_out]}
     counts = {"train": num_episodes, "eval": (eval_episodes if eval_episodes is not None else max(num_episodes // 4, 1))
               if held_out else 0}
-    from datasets import Dataset
-
     splits = {}
     bar = tqdm(total=sum(counts.values()), desc="icpt episodes", unit="episode", disable=not progress)
     for split, chosen in split_labels.items():
@@ -193,65 +187,3 @@ def _episode(concepts: dict[str, Concept], label: str, rng: np.random.Generator,
         "image": load_image(image, "query photo"), "question": question, "answer": answer, "task": task,
         "target": label, "options": [], "present": present, "tags": [],
     }
-
-
-@dataclass
-class EpisodeArguments:
-    output: str = field(metadata={"help": "Folder to write: OUTPUT/train and OUTPUT/eval (Dataset.save_to_disk)."})
-    photos: str | None = field(default=None, metadata={"help": "A folder with one sub-folder of photos per concept (optional masks/ and captions/ beside the photos)."})
-    dataset: str | None = field(default=None, metadata={"help": "A datasets dataset: a save_to_disk folder or a Hub id."})
-    dataset_split: str = field(default="train", metadata={"help": "The split of a Hub --dataset."})
-    image_column: str = field(default="image", metadata={"help": "The --dataset column with the photos."})
-    label_column: str = field(default="label", metadata={"help": "The --dataset column with the identity of each photo."})
-    num_episodes: int = field(default=1000, metadata={"help": "Training episodes."})
-    eval_episodes: int | None = field(default=None, metadata={"help": "Held-out episodes (default: a quarter of --num_episodes)."})
-    eval_fraction: float = field(default=0.2, metadata={"help": "Share of the concepts held out for evaluation (0: none)."})
-    num_references: int = field(default=3, metadata={"help": "Most reference photos per concept and episode."})
-    seed: int = field(default=0, metadata={"help": "Seed of the draw."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
-
-
-def main(argv=None) -> int:
-    from transformers import HfArgumentParser
-
-    class Parser(OneLineErrors, HfArgumentParser):
-        pass
-
-    (args,) = Parser(EpisodeArguments, prog="icpt episodes", description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if (args.photos is None) == (args.dataset is None):
-        raise ICPTInputError("Give --photos DIR (a folder per concept) or --dataset NAME_OR_DIR, not both or neither.")
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise ICPTInputError(f"{output} exists: pass --overwrite to replace it, or choose another --output.")
-    if args.photos is not None:
-        concepts = concepts_from_folder(args.photos)
-    else:
-        concepts = concepts_from_dataset(_load_dataset(args.dataset, args.dataset_split), args.image_column,
-                                         args.label_column)
-    splits = episodes_from_concepts(concepts, args.num_episodes, args.eval_fraction, args.eval_episodes,
-                                    args.num_references, args.seed)
-    from modeling_icpt.atomic_save import atomic_destination
-
-    if output.exists():  # --overwrite: the new episodes replace the old ones, not mix with them
-        shutil.rmtree(output)
-    with atomic_destination(output, directory=True) as temporary:  # a complete folder or none
-        for split, dataset in splits.items():
-            dataset.save_to_disk(str(Path(temporary) / split))
-    logger.info("Wrote %s: %s", output, ", ".join(f"{split} {len(d)} episodes" for split, d in splits.items()))
-    return 0
-
-
-def _load_dataset(name: str, split: str):
-    from datasets import load_dataset, load_from_disk
-
-    if Path(name).is_dir():
-        dataset = load_from_disk(name)
-        return dataset[split] if hasattr(dataset, "keys") else dataset
-    if Path(name).exists() or name.startswith((".", "/")):
-        raise ICPTInputError(f"--dataset {name} is not a dataset folder: give a folder written by save_to_disk or a Hub id.")
-    return load_dataset(name, split=split)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .episodes import EPISODE_FEATURES
+from icpt.episodes import EPISODE_FEATURES
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 

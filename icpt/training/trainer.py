@@ -4,7 +4,7 @@ it reports at each evaluation step.
 Example:
 
 ```python
->>> from icpt.training import EpisodeCollator, ICPTTrainer
+>>> from icpt.training.trainer import EpisodeCollator, ICPTTrainer
 >>> collator = EpisodeCollator(processor, min_prompt_length=2, max_prompt_length=8)  # doctest: +SKIP
 >>> trainer = ICPTTrainer(model=model, args=args, train_dataset=episodes, data_collator=collator)  # doctest: +SKIP
 >>> trainer.train()  # doctest: +SKIP
@@ -19,10 +19,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import Trainer
 
+from icpt.metrics import load_metric
+from icpt.metrics.recognition.recognition import read_yes_no
 from modeling_icpt.input_checks import LABEL_PATTERN
-
-from .metrics import load_metric
-from .metrics.recognition.recognition import read_yes_no
 
 
 def episode_messages(episode: dict, with_answer: bool) -> list[dict]:

@@ -1,0 +1,2 @@
+"""What several test files share: tiny backbones of every family, a local Hub, the SmolLM2 backbone, small
+images and episodes, and the child-process preambles. Nothing here is a test."""
