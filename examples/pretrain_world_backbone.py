@@ -342,7 +342,7 @@ def contrastive_batch(
 # ---------------------------------------------------------------------------------------------
 # Training batches: one random stream per (stage, step), built here or in worker processes
 # ---------------------------------------------------------------------------------------------
-STAGES = ("contrastive", "comparison", "questions")
+STAGES = ("contrastive", "comparison", "questions", "formats")
 
 
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
@@ -602,9 +602,9 @@ def model_card(
     stage_2_look_alikes = source["look_alike_fraction"] if source else args.look_alike_fraction
     stage_3 = f"{state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}"
     if source:
-        stage_3 = (
-            f"{source['questions_step']} steps, tower learning rate {source['tower_lr']}, then {stage_3}, "
-            f"{args.look_alike_fraction:.0%} look-alike negatives"
+        continued = f", then {stage_3}, {args.look_alike_fraction:.0%} look-alike negatives"
+        stage_3 = f"{source['questions_step']} steps, tower learning rate {source['tower_lr']}" + (
+            continued if state.get("questions_step") else ""
         )
     held, look = results["held_out/overall"], results["held_out/look_alike"]
     shift = results.get("held_out/overall/environment_shift")
@@ -639,11 +639,19 @@ def model_card(
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
         'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '
         f"descriptions ({stage_3}). "
-        "It never saw ICPT prompts, concept labels, held-out identities or environment set B."
+        "It never saw ICPT prompts, held-out identities or environment set B."
         + (
-            f" This run started from `{args.init_from}`, a backbone trained as above, and trained its stage 3 "
-            "further."
+            f" This run started from `{args.init_from}`, a backbone trained as above, and continued from there."
             if source
+            else ""
+        )
+        + (
+            f" Then the evaluation's answer formats ({state['formats_step']} steps, tower learning rate "
+            f"{args.format_tower_lr}): half of the steps ICPT episodes of the presence, attribute, caption, either/or "
+            "and VQA tasks asked with the named concepts' photos in context under their labels (\"<w12> is <image> "
+            '<image>.", training identities only), the other half stage 3\'s tasks; the only stage with concept '
+            "labels, and never an ICPT prompt."
+            if state.get("formats_step")
             else ""
         ),
         "",
@@ -774,6 +782,17 @@ def parse_args(argv=None):
         help="stage 3: steps on named questions (+ comparison and descriptions) with the tower tuned too",
     )
     parser.add_argument("--tower-lr", type=float, default=1e-4, help="stage 3's peak learning rate for the tower")
+    parser.add_argument(
+        "--format-steps",
+        type=int,
+        default=0,
+        help="stage 4 (a continuation, e.g. with --init-from): steps teaching the evaluation's answer formats "
+        "(labelled questions: presence, attribute, caption, either/or, VQA with photos in context under labels) "
+        "mixed with stage 3's tasks",
+    )
+    parser.add_argument(
+        "--format-tower-lr", type=float, default=0.0, help="stage 4's peak learning rate for the tower (0: frozen)"
+    )
     parser.add_argument("--describe-every", type=int, default=3, help="every n-th step is a description step")
     # evaluation
     parser.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
@@ -1042,6 +1061,20 @@ def main(argv=None) -> dict:
             if (step + 1) % args.describe_every == 0
             else ("compare", "named_question")[step % 2],
             tower_lr=args.tower_lr,
+        )
+
+    # -- stage 4: the evaluation's answer formats, labels bound to photos in context ---------------
+    # Half the steps are labelled questions; the rest keep what stages 2-3 taught (recognition among them).
+    state.setdefault("formats_step", 0)
+    if not out_of_time and state["formats_step"] < args.format_steps and not args.export_now:
+        optimizer_state = optimizer_state if state.get("optimizer_stage") == "formats" else None
+        out_of_time = language_stage(
+            "formats",
+            args.format_steps,
+            lambda step: "describe"
+            if (step + 1) % args.describe_every == 0
+            else ("labelled_question", "compare", "labelled_question", "named_question")[step % 4],
+            tower_lr=args.format_tower_lr,
         )
 
     if pool is not None:
