@@ -10,8 +10,9 @@
 #   $OUT/icpt_adaptive_length      icpt_frozen_reader, 2..8 rows by visual complexity instead of 8 + adapter
 # (ablations install as icpt/default/ablations/<name>; the frozen-reader starts are trained by
 # scripts/train_default_projectors.sh and ship under icpt/default/ablations/frozen_reader/).
-# Episodes: recognition and attribute questions on training identities (environment set A), each asking
-# about the concepts its question names, as users ask; plus GENERIC_SHARE generic questions without
+# Episodes: the questions of TASKS on training identities (environment set A; a task listed twice is drawn
+# twice as often), each asking about the concepts its question names, as users ask; plus GENERIC_SHARE
+# generic questions without
 # concepts (describe an object or a scene, the backbone's own pretraining formats), so the adapter keeps
 # the answers that need no concept (docs/default_model.md measures what it costs them).
 #
@@ -25,6 +26,8 @@ PY=${PYTHON:-.venv/bin/python}
 STEPS=${STEPS:-1200}
 NUM_EPISODES=${NUM_EPISODES:-4800}
 GENERIC_SHARE=${GENERIC_SHARE:-0.2}
+# recognition on 3 of 8 episodes, each other task of the evaluation on 1 of 8
+TASKS=${TASKS:-recognition recognition recognition attribute presence caption text_qa vqa}
 RANK=${RANK:-16}
 OUT=${OUT:-outputs/default_reader}
 INSTALL=${INSTALL:-1}
@@ -32,13 +35,13 @@ THREADS=${THREADS:-1}  # one: two threads beside another job ran 10x slower here
 PARALLEL=${PARALLEL:-2}  # runs at a time
 RUNS=${RUNS:-icpt icpt_no_decoupling icpt_no_separation icpt_no_identity_targets icpt_adaptive_length}
 read -r -a extra <<< "${TRAIN_ARGS:-}"
-BACKBONE=icpt/default/backbone
-EPISODES=$OUT/episodes_${NUM_EPISODES}_generic_${GENERIC_SHARE}
+BACKBONE=${BACKBONE:-icpt/default/backbone}
+EPISODES=$OUT/episodes_${NUM_EPISODES}_generic_${GENERIC_SHARE}_$(echo "$TASKS" | tr ' ' '+')
 mkdir -p "$OUT"
 
 if [ ! -d "$EPISODES" ]; then
   echo "rendering $NUM_EPISODES training episodes ($GENERIC_SHARE of them generic) -> $EPISODES"
-  $PY - "$BACKBONE" "$NUM_EPISODES" "$GENERIC_SHARE" "$EPISODES" <<'EOF'
+  $PY - "$BACKBONE" "$NUM_EPISODES" "$GENERIC_SHARE" "$EPISODES" $TASKS <<'EOF'
 import multiprocessing
 import sys
 from pathlib import Path
@@ -49,11 +52,12 @@ from icpt.demo import world_for
 from icpt.world_tasks import build_episodes, generic_episodes
 
 backbone, count, share, target = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
+tasks = tuple(sys.argv[5:])
 world = world_for(Path(backbone))
 generic_count = int(round(count * share))
 shards = 8  # fixed, so the episodes do not depend on how many processes render them
 sizes = [(count - generic_count) // shards + (shard < (count - generic_count) % shards) for shard in range(shards)]
-jobs = [(world, "train", size, shard, ("recognition", "attribute")) for shard, size in enumerate(sizes)]
+jobs = [(world, "train", size, shard, tasks) for shard, size in enumerate(sizes)]
 with multiprocessing.get_context("fork").Pool(min(multiprocessing.cpu_count(), shards)) as pool:
     parts = pool.starmap(build_episodes, jobs)
 parts.append(generic_episodes(world, "train", generic_count, seed=7))  # questions without concepts
@@ -107,8 +111,8 @@ done
 while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
 if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&2; exit 1; fi
 
-# the learning curve, every logged loss term, from the run's last checkpoint
-[[ " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
+# the learning curve, every logged loss term, from the run's last checkpoint (into docs/ when installing)
+[[ "$INSTALL" = 1 && " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
 import json
 import sys
 from pathlib import Path
