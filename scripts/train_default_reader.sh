@@ -20,6 +20,8 @@
 #                                            # (20-40 minutes per run on this 2-core CPU); resumable
 #   RUNS="icpt_no_separation" bash scripts/train_default_reader.sh   # some of them
 #   STEPS=10 NUM_EPISODES=64 OUT=/tmp/r INSTALL=0 bash scripts/train_default_reader.sh   # a quick check
+#   START=shipped BACKBONE=... STEPS=600 RUNS="icpt icpt_frozen_reader ..." bash scripts/train_default_reader.sh
+#                                            # continue the shipped checkpoints on a continued backbone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -34,6 +36,13 @@ INSTALL=${INSTALL:-1}
 THREADS=${THREADS:-1}  # one: two threads beside another job ran 10x slower here
 PARALLEL=${PARALLEL:-2}  # runs at a time
 RUNS=${RUNS:-icpt icpt_no_decoupling icpt_no_separation icpt_no_identity_targets icpt_adaptive_length}
+# frozen: each run starts from its frozen-reader projector (the recipe). shipped: each run continues its shipped
+# checkpoint (after a continuation of the backbone; RUNS may then include icpt_frozen_reader, trained without adapter)
+START=${START:-frozen}
+if [[ "$START" != frozen && "$START" != shipped ]]; then echo "START must be frozen or shipped, not $START" >&2; exit 2; fi
+if [[ "$START" = frozen && " $RUNS " == *" icpt_frozen_reader "* ]]; then
+  echo "icpt_frozen_reader is trained by scripts/train_default_projectors.sh (or continued with START=shipped)" >&2; exit 2
+fi
 read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=${BACKBONE:-icpt/default/backbone}
 EPISODES=$OUT/episodes_${NUM_EPISODES}_generic_${GENERIC_SHARE}_$(echo "$TASKS" | tr ' ' '+')
@@ -67,14 +76,21 @@ EOF
 fi
 
 FROZEN=icpt/default/ablations
-start_of() {  # the frozen-reader projector a run starts from
+start_of() {  # the frozen-reader projector a run starts from (START=shipped: the shipped checkpoint it continues)
+  if [ "$START" = shipped ]; then
+    case $1 in
+      icpt) echo "icpt/default/projector" ;;
+      *) echo "$FROZEN/$1" ;;
+    esac
+    return
+  fi
   case $1 in
     icpt) echo "$FROZEN/icpt_frozen_reader" ;;
     icpt_adaptive_length) echo "$OUT/start_icpt_adaptive_length" ;;
     *) echo "$FROZEN/frozen_reader/$1" ;;
   esac
 }
-if [[ " $RUNS " == *" icpt_adaptive_length "* && ! -d "$OUT/start_icpt_adaptive_length" ]]; then
+if [[ "$START" = frozen && " $RUNS " == *" icpt_adaptive_length "* && ! -d "$OUT/start_icpt_adaptive_length" ]]; then
   # the method's frozen-reader projector with the length rule free to choose 2..8 rows (it was trained at 8)
   $PY - "$FROZEN/icpt_frozen_reader" "$OUT/start_icpt_adaptive_length" <<'EOF'
 import sys
@@ -89,11 +105,12 @@ EOF
 fi
 
 train() {
-  local name=$1 start
+  local name=$1 start rank=$RANK
   start=$(start_of "$name")
-  echo "training $name: reader adapter (rank $RANK, $STEPS steps) from $start -> $OUT/$name (log: $OUT/$name.log)"
+  [ "$name" = icpt_frozen_reader ] && rank=0  # the projector alone, the language model frozen
+  echo "training $name: reader adapter (rank $rank, $STEPS steps) from $start -> $OUT/$name (log: $OUT/$name.log)"
   OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py --model "$start" --backbone "$BACKBONE" --episodes "$EPISODES" \
-    --reader_lora_rank "$RANK" --max_steps "$STEPS" --per_device_train_batch_size 16 --learning_rate 6e-4 \
+    --reader_lora_rank "$rank" --max_steps "$STEPS" --per_device_train_batch_size 16 --learning_rate 6e-4 \
     --lr_scheduler_type cosine --warmup_steps 30 --logging_steps 20 --save_steps 100 --save_total_limit 1 --seed 0 \
     --report_to none --resume_from_checkpoint latest --output_dir "$OUT/$name" "${extra[@]}" \
     >> "$OUT/$name.log" 2>&1  # appended: a resumed run keeps the earlier sittings
