@@ -540,6 +540,23 @@ def evaluate(model, encoder: TextEncoder, eval_sets: dict) -> dict:
     return results
 
 
+def against_source(model, source, encoder: TextEncoder, eval_sets: dict) -> dict:
+    """This backbone minus the one it continued, on the same held-out examples: the paired difference of
+    weighted accuracy per set (`icpt.evaluation_statistics.paired_difference`: bootstrap interval, p-value)."""
+    from icpt.evaluation_statistics import paired_difference
+
+    results = {}
+    for set_name, examples in eval_sets["held_out"].items():
+        if not examples:
+            continue
+        truth = [e.answer.lower() == "yes" for e in examples]
+        scores = [
+            [float(p == t) for p, t in zip(comparison_predictions(m, encoder, examples), truth)] for m in (model, source)
+        ]
+        results[f"held_out/{set_name}"] = paired_difference(scores[0], scores[1], positive=truth)
+    return results
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +601,8 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def model_card(
-    args, results: dict, state: dict, num_parameters: int, size_mb: float, probe: dict | None = None
+    args, results: dict, state: dict, num_parameters: int, size_mb: float, probe: dict | None = None,
+    compared: dict | None = None,
 ) -> str:
     def row(identities: str, negatives: str, result: dict) -> str:
         numbers = " | ".join(f"{result[key]:.3f}" for key in ("weighted", "positive", "negative"))
@@ -681,6 +699,21 @@ def model_card(
         )
     if train:
         lines.append(row("training (new renders)", "random training", train))
+    if compared:
+        lines += [
+            "",
+            f"Against the backbone it continued (`{state['source']['path']}`), on the same held-out examples: "
+            "the paired difference of weighted accuracy (this one minus the source), 95 % bootstrap interval, "
+            "permutation p-value.",
+            "",
+            "| held-out set | difference | interval | p |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, value in compared.items():
+            if value["difference"] is not None:
+                interval = f"[{value['low']:+.3f}, {value['high']:+.3f}]" if value["low"] is not None else "–"
+                p_value = "–" if value["p_value"] is None else f"{value['p_value']:.3f}"
+                lines.append(f"| {name.removeprefix('held_out/')} | {value['difference']:+.3f} | {interval} | {p_value} |")
     tokens = (args.image_size // args.patch_size) ** 2
     lines += ["", f"Each reference or query image costs {tokens} tokens in context.", ""]
     if probe:
@@ -854,6 +887,7 @@ def main(argv=None) -> dict:
             for key in ("wall_seconds", "cpu_seconds", "devices", "history"):
                 state[key] = source["state"][key]
             state["source"] = {
+                "path": str(args.init_from),
                 "questions_step": source["state"].get("questions_step", 0),
                 "look_alike_fraction": source["args"]["look_alike_fraction"],
                 "tower_lr": source["args"]["tower_lr"],
@@ -1090,18 +1124,26 @@ def main(argv=None) -> dict:
     log(work_dir, "final eval " + json.dumps(results))
     probe = attribute_probe(world, vision_tower, head) if args.attribute_weight > 0 else None
     log(work_dir, "attribute probe " + json.dumps(probe))
+    compared = None
+    if state.get("source", {}).get("path"):  # a continuation says what it changed on the same examples
+        from transformers import LlavaForConditionalGeneration
+
+        source_model = LlavaForConditionalGeneration.from_pretrained(state["source"]["path"]).to(device).eval()
+        compared = against_source(model.eval(), source_model, encoder, eval_sets)
+        log(work_dir, "against the source backbone " + json.dumps(compared))
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     size_mb = sum(f.stat().st_size for f in output_dir.iterdir() if f.is_file()) / 2**20
-    (output_dir / "README.md").write_text(model_card(args, results, state, num_parameters, size_mb, probe))
+    (output_dir / "README.md").write_text(model_card(args, results, state, num_parameters, size_mb, probe, compared))
     # The world it was trained on, so that users (and `icpt demo`) rebuild the same splits: `World(**settings)`
     # (without the extra training identities: they change no split, and only training used them).
     world_settings = {"seed": args.seed, "num_identities": args.num_identities, "image_size": args.image_size}
     (output_dir / "world.json").write_text(json.dumps(world_settings, indent=1))
     (output_dir / "training_results.json").write_text(
-        json.dumps({"results": results, "attribute_probe": probe, "state": state, "args": vars(args)}, indent=1)
+        json.dumps({"results": results, "attribute_probe": probe, "against_source": compared, "state": state,
+                    "args": vars(args)}, indent=1)
     )
     log(work_dir, f"saved to {output_dir} ({size_mb:.1f} MB)")
     return {"finished": True, "results": results, "state": state}

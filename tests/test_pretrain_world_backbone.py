@@ -224,6 +224,16 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(script, tmp_path)
     assert any(not torch.equal(before[k], stage_4[k]) for k in before if "language_model" in k)
     card = (tmp_path / "formats" / "README.md").read_text()
     assert "Then the evaluation's answer formats (4 steps, tower learning rate 0.0)" in card
+    # a continuation measures itself against its source on the same examples, paired
+    compared = json.loads((tmp_path / "formats" / "training_results.json").read_text())["against_source"]
+    assert set(compared) == {"held_out/overall", "held_out/look_alike", "held_out/named/overall",
+                             "held_out/named/look_alike"}
+    overall = compared["held_out/overall"]
+    assert overall["n"] == len(script.comparison_eval_set(World(0, 60), "held_out", 3, seed=1, limit=3)["overall"])
+    assert overall["difference"] == pytest.approx(
+        formats["results"]["held_out/overall"]["weighted"] - copied["results"]["held_out/overall"]["weighted"]
+    )  # the copy is the source itself, measured on the same examples
+    assert f"Against the backbone it continued (`{source}`)" in card and "| overall |" in card
     assert "(3 steps, tower learning rate 0.0001)" in card  # the source's stage 3, not continued
 
     wrong = TINY + ["--work-dir", str(tmp_path / "w3"), "--output-dir", str(tmp_path / "x"), "--text-hidden", "64"]
