@@ -342,7 +342,7 @@ def contrastive_batch(
 # ---------------------------------------------------------------------------------------------
 # Training batches: one random stream per (stage, step), built here or in worker processes
 # ---------------------------------------------------------------------------------------------
-STAGES = ("contrastive", "comparison", "questions")
+STAGES = ("contrastive", "comparison", "questions", "formats")
 
 
 def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
@@ -540,6 +540,23 @@ def evaluate(model, encoder: TextEncoder, eval_sets: dict) -> dict:
     return results
 
 
+def against_source(model, source, encoder: TextEncoder, eval_sets: dict) -> dict:
+    """This backbone minus the one it continued, on the same held-out examples: the paired difference of
+    weighted accuracy per set (`icpt.evaluation.statistics.paired_difference`: bootstrap interval, p-value)."""
+    from icpt.evaluation.statistics import paired_difference
+
+    results = {}
+    for set_name, examples in eval_sets["held_out"].items():
+        if not examples:
+            continue
+        truth = [e.answer.lower() == "yes" for e in examples]
+        scores = [
+            [float(p == t) for p, t in zip(comparison_predictions(m, encoder, examples), truth)] for m in (model, source)
+        ]
+        results[f"held_out/{set_name}"] = paired_difference(scores[0], scores[1], positive=truth)
+    return results
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +601,8 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def model_card(
-    args, results: dict, state: dict, num_parameters: int, size_mb: float, probe: dict | None = None
+    args, results: dict, state: dict, num_parameters: int, size_mb: float, probe: dict | None = None,
+    compared: dict | None = None,
 ) -> str:
     def row(identities: str, negatives: str, result: dict) -> str:
         numbers = " | ".join(f"{result[key]:.3f}" for key in ("weighted", "positive", "negative"))
@@ -602,9 +620,9 @@ def model_card(
     stage_2_look_alikes = source["look_alike_fraction"] if source else args.look_alike_fraction
     stage_3 = f"{state.get('questions_step', 0)} steps, tower learning rate {args.tower_lr}"
     if source:
-        stage_3 = (
-            f"{source['questions_step']} steps, tower learning rate {source['tower_lr']}, then {stage_3}, "
-            f"{args.look_alike_fraction:.0%} look-alike negatives"
+        continued = f", then {stage_3}, {args.look_alike_fraction:.0%} look-alike negatives"
+        stage_3 = f"{source['questions_step']} steps, tower learning rate {source['tower_lr']}" + (
+            continued if state.get("questions_step") else ""
         )
     held, look = results["held_out/overall"], results["held_out/look_alike"]
     shift = results.get("held_out/overall/environment_shift")
@@ -639,11 +657,19 @@ def model_card(
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
         'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '
         f"descriptions ({stage_3}). "
-        "It never saw ICPT prompts, concept labels, held-out identities or environment set B."
+        "It never saw ICPT prompts, held-out identities or environment set B."
         + (
-            f" This run started from `{args.init_from}`, a backbone trained as above, and trained its stage 3 "
-            "further."
+            f" This run started from `{args.init_from}`, a backbone trained as above, and continued from there."
             if source
+            else ""
+        )
+        + (
+            f" Then the evaluation's answer formats ({state['formats_step']} steps, tower learning rate "
+            f"{args.format_tower_lr}): half of the steps ICPT episodes of the presence, attribute, caption, either/or "
+            "and VQA tasks asked with the named concepts' photos in context under their labels (\"<w12> is <image> "
+            '<image>.", training identities only), the other half stage 3\'s tasks; the only stage with concept '
+            "labels, and never an ICPT prompt."
+            if state.get("formats_step")
             else ""
         ),
         "",
@@ -673,6 +699,21 @@ def model_card(
         )
     if train:
         lines.append(row("training (new renders)", "random training", train))
+    if compared:
+        lines += [
+            "",
+            f"Against the backbone it continued (`{state['source']['path']}`), on the same held-out examples: "
+            "the paired difference of weighted accuracy (this one minus the source), 95 % bootstrap interval, "
+            "permutation p-value.",
+            "",
+            "| held-out set | difference | interval | p |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, value in compared.items():
+            if value["difference"] is not None:
+                interval = f"[{value['low']:+.3f}, {value['high']:+.3f}]" if value["low"] is not None else "–"
+                p_value = "–" if value["p_value"] is None else f"{value['p_value']:.3f}"
+                lines.append(f"| {name.removeprefix('held_out/')} | {value['difference']:+.3f} | {interval} | {p_value} |")
     tokens = (args.image_size // args.patch_size) ** 2
     lines += ["", f"Each reference or query image costs {tokens} tokens in context.", ""]
     if probe:
@@ -774,6 +815,17 @@ def parse_args(argv=None):
         help="stage 3: steps on named questions (+ comparison and descriptions) with the tower tuned too",
     )
     parser.add_argument("--tower-lr", type=float, default=1e-4, help="stage 3's peak learning rate for the tower")
+    parser.add_argument(
+        "--format-steps",
+        type=int,
+        default=0,
+        help="stage 4 (a continuation, e.g. with --init-from): steps teaching the evaluation's answer formats "
+        "(labelled questions: presence, attribute, caption, either/or, VQA with photos in context under labels) "
+        "mixed with stage 3's tasks",
+    )
+    parser.add_argument(
+        "--format-tower-lr", type=float, default=0.0, help="stage 4's peak learning rate for the tower (0: frozen)"
+    )
     parser.add_argument("--describe-every", type=int, default=3, help="every n-th step is a description step")
     # evaluation
     parser.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
@@ -835,6 +887,7 @@ def main(argv=None) -> dict:
             for key in ("wall_seconds", "cpu_seconds", "devices", "history"):
                 state[key] = source["state"][key]
             state["source"] = {
+                "path": str(args.init_from),
                 "questions_step": source["state"].get("questions_step", 0),
                 "look_alike_fraction": source["args"]["look_alike_fraction"],
                 "tower_lr": source["args"]["tower_lr"],
@@ -1044,6 +1097,20 @@ def main(argv=None) -> dict:
             tower_lr=args.tower_lr,
         )
 
+    # -- stage 4: the evaluation's answer formats, labels bound to photos in context ---------------
+    # Half the steps are labelled questions; the rest keep what stages 2-3 taught (recognition among them).
+    state.setdefault("formats_step", 0)
+    if not out_of_time and state["formats_step"] < args.format_steps and not args.export_now:
+        optimizer_state = optimizer_state if state.get("optimizer_stage") == "formats" else None
+        out_of_time = language_stage(
+            "formats",
+            args.format_steps,
+            lambda step: "describe"
+            if (step + 1) % args.describe_every == 0
+            else ("labelled_question", "compare", "labelled_question", "named_question")[step % 4],
+            tower_lr=args.format_tower_lr,
+        )
+
     if pool is not None:
         pool.terminate()
     if out_of_time:
@@ -1057,18 +1124,26 @@ def main(argv=None) -> dict:
     log(work_dir, "final eval " + json.dumps(results))
     probe = attribute_probe(world, vision_tower, head) if args.attribute_weight > 0 else None
     log(work_dir, "attribute probe " + json.dumps(probe))
+    compared = None
+    if state.get("source", {}).get("path"):  # a continuation says what it changed on the same examples
+        from transformers import LlavaForConditionalGeneration
+
+        source_model = LlavaForConditionalGeneration.from_pretrained(state["source"]["path"]).to(device).eval()
+        compared = against_source(model.eval(), source_model, encoder, eval_sets)
+        log(work_dir, "against the source backbone " + json.dumps(compared))
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     size_mb = sum(f.stat().st_size for f in output_dir.iterdir() if f.is_file()) / 2**20
-    (output_dir / "README.md").write_text(model_card(args, results, state, num_parameters, size_mb, probe))
+    (output_dir / "README.md").write_text(model_card(args, results, state, num_parameters, size_mb, probe, compared))
     # The world it was trained on, so that users (and `icpt demo`) rebuild the same splits: `World(**settings)`
     # (without the extra training identities: they change no split, and only training used them).
     world_settings = {"seed": args.seed, "num_identities": args.num_identities, "image_size": args.image_size}
     (output_dir / "world.json").write_text(json.dumps(world_settings, indent=1))
     (output_dir / "training_results.json").write_text(
-        json.dumps({"results": results, "attribute_probe": probe, "state": state, "args": vars(args)}, indent=1)
+        json.dumps({"results": results, "attribute_probe": probe, "against_source": compared, "state": state,
+                    "args": vars(args)}, indent=1)
     )
     log(work_dir, f"saved to {output_dir} ({size_mb:.1f} MB)")
     return {"finished": True, "results": results, "state": state}

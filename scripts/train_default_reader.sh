@@ -10,8 +10,9 @@
 #   $OUT/icpt_adaptive_length      icpt_frozen_reader, 2..8 rows by visual complexity instead of 8 + adapter
 # (ablations install as icpt/default/ablations/<name>; the frozen-reader starts are trained by
 # scripts/train_default_projectors.sh and ship under icpt/default/ablations/frozen_reader/).
-# Episodes: recognition and attribute questions on training identities (environment set A), each asking
-# about the concepts its question names, as users ask; plus GENERIC_SHARE generic questions without
+# Episodes: the questions of TASKS on training identities (environment set A; a task listed twice is drawn
+# twice as often), each asking about the concepts its question names, as users ask; plus GENERIC_SHARE
+# generic questions without
 # concepts (describe an object or a scene, the backbone's own pretraining formats), so the adapter keeps
 # the answers that need no concept (docs/default_model.md measures what it costs them).
 #
@@ -19,26 +20,37 @@
 #                                            # (20-40 minutes per run on this 2-core CPU); resumable
 #   RUNS="icpt_no_separation" bash scripts/train_default_reader.sh   # some of them
 #   STEPS=10 NUM_EPISODES=64 OUT=/tmp/r INSTALL=0 bash scripts/train_default_reader.sh   # a quick check
+#   START=shipped BACKBONE=... STEPS=600 RUNS="icpt icpt_frozen_reader ..." bash scripts/train_default_reader.sh
+#                                            # continue the shipped checkpoints on a continued backbone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 STEPS=${STEPS:-1200}
 NUM_EPISODES=${NUM_EPISODES:-4800}
 GENERIC_SHARE=${GENERIC_SHARE:-0.2}
+# recognition on 3 of 8 episodes, each other task of the evaluation on 1 of 8
+TASKS=${TASKS:-recognition recognition recognition attribute presence caption text_qa vqa}
 RANK=${RANK:-16}
 OUT=${OUT:-outputs/default_reader}
 INSTALL=${INSTALL:-1}
 THREADS=${THREADS:-1}  # one: two threads beside another job ran 10x slower here
 PARALLEL=${PARALLEL:-2}  # runs at a time
 RUNS=${RUNS:-icpt icpt_no_decoupling icpt_no_separation icpt_no_identity_targets icpt_adaptive_length}
+# frozen: each run starts from its frozen-reader projector (the recipe). shipped: each run continues its shipped
+# checkpoint (after a continuation of the backbone; RUNS may then include icpt_frozen_reader, trained without adapter)
+START=${START:-frozen}
+if [[ "$START" != frozen && "$START" != shipped ]]; then echo "START must be frozen or shipped, not $START" >&2; exit 2; fi
+if [[ "$START" = frozen && " $RUNS " == *" icpt_frozen_reader "* ]]; then
+  echo "icpt_frozen_reader is trained by scripts/train_default_projectors.sh (or continued with START=shipped)" >&2; exit 2
+fi
 read -r -a extra <<< "${TRAIN_ARGS:-}"
-BACKBONE=icpt/default/backbone
-EPISODES=$OUT/episodes_${NUM_EPISODES}_generic_${GENERIC_SHARE}
+BACKBONE=${BACKBONE:-icpt/default/backbone}
+EPISODES=$OUT/episodes_${NUM_EPISODES}_generic_${GENERIC_SHARE}_$(echo "$TASKS" | tr ' ' '+')
 mkdir -p "$OUT"
 
 if [ ! -d "$EPISODES" ]; then
   echo "rendering $NUM_EPISODES training episodes ($GENERIC_SHARE of them generic) -> $EPISODES"
-  $PY - "$BACKBONE" "$NUM_EPISODES" "$GENERIC_SHARE" "$EPISODES" <<'EOF'
+  $PY - "$BACKBONE" "$NUM_EPISODES" "$GENERIC_SHARE" "$EPISODES" $TASKS <<'EOF'
 import multiprocessing
 import sys
 from pathlib import Path
@@ -49,11 +61,12 @@ from icpt.world.world import world_for
 from icpt.world.tasks import build_episodes, generic_episodes
 
 backbone, count, share, target = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
+tasks = tuple(sys.argv[5:])
 world = world_for(Path(backbone))
 generic_count = int(round(count * share))
 shards = 8  # fixed, so the episodes do not depend on how many processes render them
 sizes = [(count - generic_count) // shards + (shard < (count - generic_count) % shards) for shard in range(shards)]
-jobs = [(world, "train", size, shard, ("recognition", "attribute")) for shard, size in enumerate(sizes)]
+jobs = [(world, "train", size, shard, tasks) for shard, size in enumerate(sizes)]
 with multiprocessing.get_context("fork").Pool(min(multiprocessing.cpu_count(), shards)) as pool:
     parts = pool.starmap(build_episodes, jobs)
 parts.append(generic_episodes(world, "train", generic_count, seed=7))  # questions without concepts
@@ -63,14 +76,21 @@ EOF
 fi
 
 FROZEN=icpt/default/ablations
-start_of() {  # the frozen-reader projector a run starts from
+start_of() {  # the frozen-reader projector a run starts from (START=shipped: the shipped checkpoint it continues)
+  if [ "$START" = shipped ]; then
+    case $1 in
+      icpt) echo "icpt/default/projector" ;;
+      *) echo "$FROZEN/$1" ;;
+    esac
+    return
+  fi
   case $1 in
     icpt) echo "$FROZEN/icpt_frozen_reader" ;;
     icpt_adaptive_length) echo "$OUT/start_icpt_adaptive_length" ;;
     *) echo "$FROZEN/frozen_reader/$1" ;;
   esac
 }
-if [[ " $RUNS " == *" icpt_adaptive_length "* && ! -d "$OUT/start_icpt_adaptive_length" ]]; then
+if [[ "$START" = frozen && " $RUNS " == *" icpt_adaptive_length "* && ! -d "$OUT/start_icpt_adaptive_length" ]]; then
   # the method's frozen-reader projector with the length rule free to choose 2..8 rows (it was trained at 8)
   $PY - "$FROZEN/icpt_frozen_reader" "$OUT/start_icpt_adaptive_length" <<'EOF'
 import sys
@@ -85,11 +105,12 @@ EOF
 fi
 
 train() {
-  local name=$1 start
+  local name=$1 start rank=$RANK
   start=$(start_of "$name")
-  echo "training $name: reader adapter (rank $RANK, $STEPS steps) from $start -> $OUT/$name (log: $OUT/$name.log)"
+  [ "$name" = icpt_frozen_reader ] && rank=0  # the projector alone, the language model frozen
+  echo "training $name: reader adapter (rank $rank, $STEPS steps) from $start -> $OUT/$name (log: $OUT/$name.log)"
   OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py --model "$start" --backbone "$BACKBONE" --episodes "$EPISODES" \
-    --reader_lora_rank "$RANK" --max_steps "$STEPS" --per_device_train_batch_size 16 --learning_rate 6e-4 \
+    --reader_lora_rank "$rank" --max_steps "$STEPS" --per_device_train_batch_size 16 --learning_rate 6e-4 \
     --lr_scheduler_type cosine --warmup_steps 30 --logging_steps 20 --save_steps 100 --save_total_limit 1 --seed 0 \
     --report_to none --resume_from_checkpoint latest --output_dir "$OUT/$name" "${extra[@]}" \
     >> "$OUT/$name.log" 2>&1  # appended: a resumed run keeps the earlier sittings
@@ -107,8 +128,8 @@ done
 while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
 if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&2; exit 1; fi
 
-# the learning curve, every logged loss term, from the run's last checkpoint
-[[ " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
+# the learning curve, every logged loss term, from the run's last checkpoint (into docs/ when installing)
+[[ "$INSTALL" = 1 && " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
 import json
 import sys
 from pathlib import Path

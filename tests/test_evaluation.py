@@ -17,7 +17,7 @@ from icpt.episodes import EPISODE_FEATURES, TASKS
 from icpt.evaluation import harness
 from icpt.evaluation.harness import CHECKPOINT_METHODS, METHODS, select_stratified, world_episodes
 from icpt.evaluation.methods import eval_episodes
-from icpt.evaluation.scoring import METRICS, SPLITS, Scorer, cells, is_positive, question_score
+from icpt.evaluation.scoring import METRICS, SPLITS, Scorer, cells, compare_runs, is_positive, question_score
 from icpt.training import prompt_fitting
 from icpt.training.prompt_fitting import initial_concept_rows, train_concept_prompts
 from icpt.world.tasks import build_episodes, generic_episodes
@@ -422,3 +422,27 @@ def test_clear_errors(default_preset, tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "DEFAULT_DIR", tmp_path / "backbone_only")
     with pytest.raises(FileNotFoundError, match="projector is not at .*train_icpt.py .*--output_dir"):
         main(["--preset", "default"])
+
+
+def test_compare_runs_pairs_two_runs_on_their_shared_questions(tmp_path):
+    """Two backbones' runs: the difference is taken question by question, over the questions both asked."""
+
+    def write(folder, predictions):
+        folder.mkdir()
+        rows = [{"question_id": f"q{i}", "method": "raw_references", "task": "vqa", "splits": ["look_alike"] * (i % 2),
+                 "score": float(correct), "positive": None} for i, correct in predictions.items()]
+        (folder / "outcomes.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+
+    write(tmp_path / "before", {i: i < 10 for i in range(40)})  # 10 of 40 right
+    write(tmp_path / "after", {i: i < 30 for i in range(44)})  # 30 of the same 40 right (and 4 more questions)
+    [row] = compare_runs(tmp_path / "before", tmp_path / "after")
+    assert (row["method"], row["metric"]) == ("raw_references", "vqa")
+    assert row["before"]["mean"] == 0.25 and row["after"]["mean"] == 0.75  # on the 40 shared questions only
+    assert row["difference"]["difference"] == 0.5 and row["difference"]["low"] > 0.3
+    assert row["difference"]["p_value"] < 0.01
+    [odd] = compare_runs(tmp_path / "before", tmp_path / "after", split="look_alike")
+    assert odd["before"]["n"] == 20
+    with pytest.raises(ValueError, match="No method in both runs among icpt"):
+        compare_runs(tmp_path / "before", tmp_path / "after", methods=["icpt"])
+    with pytest.raises(FileNotFoundError, match="pass an output folder of `icpt eval`"):
+        compare_runs(tmp_path, tmp_path / "after")

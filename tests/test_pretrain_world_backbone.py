@@ -189,7 +189,7 @@ def test_worker_processes_build_the_same_batches(script, tmp_path):
     assert "(20 identities added to the world's own training split" in (tmp_path / "model0" / "README.md").read_text()
 
 
-def test_init_from_an_exported_backbone_trains_only_stage_3(script, tmp_path):
+def test_init_from_an_exported_backbone_continues_stage_3_or_4(script, tmp_path):
     from safetensors.torch import load_file
 
     source = tmp_path / "source"
@@ -212,6 +212,29 @@ def test_init_from_an_exported_backbone_trains_only_stage_3(script, tmp_path):
     assert "(3 steps, tower learning rate 0.0001, then 3 steps, tower learning rate 0.0001, 60% look-alike" in card
     changed = load_file(tmp_path / "tuned" / "model.safetensors")
     assert any(not torch.equal(before[k], changed[k]) for k in before)
+
+    # stage 4, the answer formats, continues the source with its tower frozen
+    paths = ["--work-dir", str(tmp_path / "w5"), "--output-dir", str(tmp_path / "formats")]
+    formats = script.main(TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "4"])
+    assert formats["finished"] and formats["state"]["formats_step"] == 4 and formats["state"]["questions_step"] == 0
+    assert [entry.get("formats_step") for entry in formats["state"]["history"][len(source_history) :]] == [2, 4]
+    stage_4 = load_file(tmp_path / "formats" / "model.safetensors")
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], stage_4[k]) for k in tower)
+    assert any(not torch.equal(before[k], stage_4[k]) for k in before if "language_model" in k)
+    card = (tmp_path / "formats" / "README.md").read_text()
+    assert "Then the evaluation's answer formats (4 steps, tower learning rate 0.0)" in card
+    # a continuation measures itself against its source on the same examples, paired
+    compared = json.loads((tmp_path / "formats" / "training_results.json").read_text())["against_source"]
+    assert set(compared) == {"held_out/overall", "held_out/look_alike", "held_out/named/overall",
+                             "held_out/named/look_alike"}
+    overall = compared["held_out/overall"]
+    assert overall["n"] == len(script.comparison_eval_set(World(0, 60), "held_out", 3, seed=1, limit=3)["overall"])
+    assert overall["difference"] == pytest.approx(
+        formats["results"]["held_out/overall"]["weighted"] - copied["results"]["held_out/overall"]["weighted"]
+    )  # the copy is the source itself, measured on the same examples
+    assert f"Against the backbone it continued (`{source}`)" in card and "| overall |" in card
+    assert "(3 steps, tower learning rate 0.0001)" in card  # the source's stage 3, not continued
 
     wrong = TINY + ["--work-dir", str(tmp_path / "w3"), "--output-dir", str(tmp_path / "x"), "--text-hidden", "64"]
     with pytest.raises(ValueError, match="do not fit this run's model settings"):

@@ -7,8 +7,9 @@ import pytest
 from scipy.ndimage import binary_dilation
 
 from icpt.episodes import EPISODE_FEATURES, TAGS, TASKS
-from icpt.world.world import ATTRIBUTES, LOOK_ALIKE_DETAILS, World
 from icpt.world.tasks import (
+    LABELLED_MAX_REFERENCES,
+    LABELLED_TASKS,
     PRETRAINING_TASKS,
     WorldTasks,
     build_episodes,
@@ -17,6 +18,7 @@ from icpt.world.tasks import (
     split_words,
     vocabulary,
 )
+from icpt.world.world import ATTRIBUTES, LOOK_ALIKE_DETAILS, World
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +160,8 @@ def test_training_data_never_shows_held_out_identities_or_set_b(world, monkeypat
     build_episodes(world, "train", num_episodes=36, seed=4)
     pretraining = pretraining_dataset(world, num_examples=30, seed=4)
     assert set(pretraining["task"]) == set(PRETRAINING_TASKS)
-    assert all(1 <= len(images) <= 6 for images in pretraining["images"])
+    for images, task in zip(pretraining["images"], pretraining["task"]):  # labelled: up to 4 concepts' photos
+        assert 1 <= len(images) <= (4 * LABELLED_MAX_REFERENCES + 1 if task == "labelled_question" else 6)
     bank = world.prerender(world.split("train")[:10], renders_per_identity=2)
     tasks = WorldTasks(world, bank=bank)
     rng = np.random.default_rng(0)
@@ -267,6 +270,28 @@ def test_named_questions_show_what_they_say(world):
     assert colour.identity_ids[0] in colour.identity_ids[1:]
     with pytest.raises(ValueError, match="only recognition"):
         tasks.named_question(rng, kind="colour", positive=False)
+
+
+def test_labelled_questions_put_the_named_concepts_photos_before_the_question(world):
+    tasks = WorldTasks(world)
+    rng = np.random.default_rng(5)
+    for task in LABELLED_TASKS * 4:
+        example = tasks.labelled_question(rng, task)
+        assert example.task == "labelled_question" and example.tags[0] == task
+        *preamble, asked = example.question.split("\n")
+        named = re.findall(r"<w\d+>", asked)
+        # one "<label> is <image> ..." line per label the question names, each label once, in some order
+        assert sorted(line.split(" is ")[0] for line in preamble) == sorted(set(named))
+        assert all(re.fullmatch(r"<w\d+> is( <image>){1,%d}\." % LABELLED_MAX_REFERENCES, line) for line in preamble)
+        # every placeholder has its image; the query image (none for text questions) comes right before the question
+        assert example.question.count("<image>") == len(example.images)
+        assert asked.startswith("<image> ") == (task != "text_qa")
+        if task == "presence":
+            assert example.answer == "none" or set(example.answer.split(", ")) <= set(named)
+        if task == "caption":
+            assert example.answer.startswith("a photo of ")
+    with pytest.raises(ValueError, match="Unknown labelled task"):
+        tasks.labelled_question(rng, "recognition")
 
 
 def test_vocabulary_covers_every_text(world, held_out_episodes):

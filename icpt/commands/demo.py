@@ -4,15 +4,17 @@ What it does, in order: loads the embedded default (a small LLaVA-class backbone
 project's generated world, and an ICPT projector trained for it); takes three *held-out*
 identities of that world (never used to train either), photographs each three times in
 environment set A and encodes each as a concept, timing how long adding a concept takes; asks
-recognition questions about new photos in environment set B, which no reference shows (the one
-task the default backbone can do at all: its attribute, caption and other answers are not
-measurable, see docs/results.md); prints the answers; saves a picture of references, queries and
-answers; and prints the weighted recognition accuracy on held-out episodes of ICPT, of the
-backbone with the raw reference photos in context, and of the name alone, each with its 95 %
-bootstrap interval and its paired difference to ICPT (the machinery of `icpt eval`).
+recognition questions about new photos in environment set B, which no reference shows; asks for a
+caption of a photo with two of them, where one of them stands, and an either/or question about one's
+colour; prints the answers beside the truth; saves a picture of references, queries and answers; and
+prints, on held-out episodes, the weighted recognition accuracy, the either/or accuracy (text and
+visual questions) and the caption recall of ICPT, of the backbone with the raw reference photos in
+context, and of the name alone, each with its 95 % bootstrap interval and its paired difference to
+ICPT (the machinery of `icpt eval`; a task the photos in context do not beat chance on is reported as
+not measurable on the backbone).
 
     icpt demo                       # the embedded default
-    icpt demo --output demo.png --eval-episodes 400 --threads 1   # about a minute on a shared 2-core CPU
+    icpt demo --output demo.png --eval-episodes 400 --task-episodes 40 --threads 1   # a few minutes here
 """
 
 import time
@@ -21,27 +23,37 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import concatenate_datasets
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from icpt.evaluation.harness import run_evaluation
 from icpt.evaluation.scoring import format_difference, format_value
 from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model
-from icpt.world.tasks import RECOGNITION_QUESTION, build_episodes
-from icpt.world.world import world_for
+from icpt.world.tasks import (
+    CAPTION_QUESTION,
+    RECOGNITION_QUESTION,
+    TEXT_QA_QUESTIONS,
+    VQA_POSITION_QUESTION,
+    build_episodes,
+)
+from icpt.world.world import COLOURS, world_for
 from processing_icpt import ICPTProcessor
 
 from .arguments import ArgumentParser
 
 # What the held-out score compares, with the names the demo prints.
 DEMO_METHODS = {"icpt": "ICPT", "raw_references": "raw photos", "name_only": "name only"}
+# The held-out numbers the demo prints, as (column title, task, metric of `icpt.evaluation.scoring`).
+DEMO_COLUMNS = (("recognition", "recognition", "recognition_weighted"), ("either/or text", "text_qa", "text_qa"),
+                ("either/or photo", "vqa", "vqa"), ("caption recall", "caption", "caption_recall"))
 
 
 def compare_on_held_out(projector: Path, backbone: Path, episodes, seed: int) -> dict:
-    """Weighted recognition accuracy (Yo'LLaVA protocol) with its 95 % bootstrap interval, the paired
-    difference to ICPT, prompt tokens and seconds per concept of ICPT, of the backbone with the raw
-    reference photos in context, and of the name alone, on the same held-out episodes
-    (`icpt.evaluation.harness.run_evaluation`). `ceiling` says whether the photos in context beat chance at all."""
+    """Each metric of `DEMO_COLUMNS` with its 95 % bootstrap interval and paired difference to ICPT, and
+    prompt tokens and seconds per concept, of ICPT, of the backbone with the raw reference photos in
+    context, and of the name alone, on the same held-out episodes (`icpt.evaluation.harness.run_evaluation`).
+    `ceiling[task]` says whether the photos in context beat chance on the task at all."""
     results = run_evaluation(
         episodes,
         checkpoints={"icpt": str(projector)},
@@ -51,14 +63,14 @@ def compare_on_held_out(projector: Path, backbone: Path, episodes, seed: int) ->
         reference_counts=[],
         progress=True,
     )
-    table = {"ceiling": results["ceiling"]["recognition"]}
+    table = {"ceiling": results["ceiling"]}
     for method in DEMO_METHODS:
         row = results["methods"][method]
         if row["status"] != "ok":
             raise RuntimeError(f"The {method} measurement did not run: {row['note']}")
         table[method] = {
-            "weighted": row["results"]["all"]["recognition_weighted"],
-            "difference": row["difference"].get("all", {}).get("recognition_weighted"),
+            "values": {metric: row["results"]["all"][metric] for _, _, metric in DEMO_COLUMNS},
+            "differences": {metric: row["difference"].get("all", {}).get(metric) for _, _, metric in DEMO_COLUMNS},
             "tokens": row["prompt_tokens_per_concept"]["mean"],
             "seconds": row["seconds_per_concept"]["mean"],
         }
@@ -90,7 +102,7 @@ def save_picture(rows, path: Path, cell=96):
 
 
 def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs/demo.png"), eval_episodes=400,
-        seed=0):
+        seed=0, task_episodes=40):
     started = time.perf_counter()
     torch.manual_seed(seed)
     world = world_for(backbone)  # before the model: a backbone folder without its world fails at once
@@ -129,27 +141,58 @@ def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs
             reply = answer(model, processor, question, image, bank, max_new_tokens=4)
             row["queries"].append((image, question, reply))
             print(f"  [{name} {'in' if image is with_it else 'not in'} photo] {question}\n      -> {reply}")
-    save_picture(rows, Path(output))
+
+    print("\nBeyond yes and no (a new photo of two of them, environment set B; the truth in brackets):")
+    first, second = rows[0], rows[1]
+    scene, masks = world.render([first["identity"], second["identity"]], env_b[int(rng.integers(len(env_b)))], rng)
+    left_to_right = sorted((first, second), key=lambda row: np.nonzero(masks[row["identity"]].any(axis=0))[0].mean())
+    colour = world.identities[first["identity"]].colour
+    options = [colour, str(rng.choice([c for c in COLOURS if c != colour]))]
+    options = [options[i] for i in rng.permutation(2)]
+    asked = [
+        (scene, CAPTION_QUESTION.format(names=", ".join(names)),
+         f"a photo of {left_to_right[0]['name']} and {left_to_right[1]['name']}, from left to right."),
+        (scene, VQA_POSITION_QUESTION.format(name=first["name"]),
+         "on the left" if left_to_right[0] is first else "on the right"),
+        (None, TEXT_QA_QUESTIONS["colour"].format(name=first["name"], first=options[0], second=options[1]), colour),
+    ]
+    scene_row = {"name": "new", "identity": None, "references": [], "queries": []}
+    for image, question, truth in asked:
+        reply = answer(model, processor, question, image, bank, max_new_tokens=32)
+        print(f"  {question}\n      -> {reply}   [{truth}]")
+        if image is not None:
+            scene_row["queries"].append((image, question, reply))
+    save_picture(rows + [scene_row], Path(output))
     print(f"\nSaved a picture of the references, photos and answers to {output}")
 
-    episodes = build_episodes(world, "held_out", eval_episodes, seed=seed + 1, tasks=("recognition",))
-    print(f"\nScoring {len(episodes)} held-out recognition episodes (ICPT, raw photos in context, name only) ...",
-          flush=True)
+    episodes = concatenate_datasets([
+        build_episodes(world, "held_out", eval_episodes, seed=seed + 1, tasks=("recognition",)),
+        build_episodes(world, "held_out", 3 * task_episodes, seed=seed + 2, tasks=("text_qa", "vqa", "caption")),
+    ])
+    print(f"\nScoring {len(episodes)} held-out episodes ({eval_episodes} recognition, {task_episodes} of each other "
+          "task) with ICPT, the raw photos in context and the name alone ...", flush=True)
     scores = compare_on_held_out(Path(projector), Path(backbone), episodes, seed)
-    ceiling = scores["ceiling"]
-    print(f"\nHeld-out recognition ({len(episodes)} episodes, Yo'LLaVA protocol: 0.5 x positives + 0.5 x negatives; "
-          "mean [95 % bootstrap interval over episodes]; difference to ICPT on the same questions, paired "
-          "permutation test):")
-    if not ceiling["measurable"]:
-        print(f"  not measurable on this backbone: the photos in context score {format_value(ceiling['value'])}, "
-              "no better than chance (0.5) by the bar of `icpt eval`")
-    print(f"  {'method':<12}{'weighted':>24}{'difference to ICPT':>36}{'tokens/concept':>16}{'s to add':>10}")
+    print(f"\nHeld-out identities (recognition: Yo'LLaVA protocol, 0.5 x positives + 0.5 x negatives; either/or: "
+          "share of the right option, chance 0.5; caption recall: share of the concepts in the photo the caption "
+          "names; mean [95 % bootstrap interval over episodes], below it the difference to ICPT on the same "
+          "questions with its paired permutation test):")
+    for title, task, metric in DEMO_COLUMNS:
+        ceiling = scores["ceiling"][task]
+        print(f"  {title}" + ("" if ceiling["measurable"] else
+                              f": not measurable on this backbone (the photos in context score "
+                              f"{format_value(ceiling['value'])}, no better than chance by the bar of `icpt eval`)"))
+        if not ceiling["measurable"]:
+            continue
+        for method, name in DEMO_METHODS.items():
+            row = scores[method]
+            difference = "(reference)" if method == "icpt" else format_difference(row["differences"][metric])
+            print(f"    {name:<12}{format_value(row['values'][metric]):>24}   {difference}")
+    print(f"  {'method':<12}{'tokens/concept':>16}{'s to add':>10}")
     for method, name in DEMO_METHODS.items():
         row = scores[method]
-        difference = "(reference)" if method == "icpt" else format_difference(row["difference"])
         tokens = "n/a" if row["tokens"] is None else f"{row['tokens']:.1f}"
         seconds = "n/a" if row["seconds"] is None else f"{row['seconds']:.4f}"
-        print(f"  {name:<12}{format_value(row['weighted']):>24}{difference:>36}{tokens:>16}{seconds:>10}")
+        print(f"  {name:<12}{tokens:>16}{seconds:>10}")
     print(f"Demo took {time.perf_counter() - started:.0f} s")
     return scores
 
@@ -160,6 +203,8 @@ class DemoArguments:
     backbone: str = field(default=str(DEFAULT_BACKBONE), metadata={"help": "Backbone folder (with world.json)."})
     output: str = field(default="outputs/demo.png", metadata={"help": "Where to save the picture."})
     eval_episodes: int = field(default=400, metadata={"help": "Held-out recognition episodes to score."})
+    task_episodes: int = field(default=40, metadata={
+        "help": "Held-out episodes of each other task scored (either/or text and photo, caption)."})
     seed: int = field(default=0, metadata={"help": "Seed of the identities, photos and episodes."})
     threads: int | None = field(default=None, metadata={
         "help": "CPU threads for torch (on a shared machine, 1 avoids spinning threads)"})
@@ -169,5 +214,5 @@ def main(argv=None) -> int:
     (args,) = ArgumentParser(DemoArguments, prog="icpt demo", description=__doc__.split("\n\n")[0]).parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    run(args.projector, args.backbone, args.output, args.eval_episodes, args.seed)
+    run(args.projector, args.backbone, args.output, args.eval_episodes, args.seed, args.task_episodes)
     return 0

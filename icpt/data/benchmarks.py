@@ -37,7 +37,7 @@ scores captions beyond the name; the harness reports name recall.
 Example:
 
 ```python
->>> from icpt.benchmarks import load_yollava
+>>> from icpt.data.benchmarks import load_yollava
 >>> episodes = load_yollava("/data/YoLLaVA")  # a clone of Yo'LLaVA's repository (with its images) + RAP's text QA
 >>> episodes.filter(lambda task: task == "recognition", input_columns="task").num_rows
 13320

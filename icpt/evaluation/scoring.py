@@ -8,7 +8,8 @@
   figures with the `evaluate` modules themselves (the tests check that both agree).
 - `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
   episodes (`icpt.evaluation.statistics.estimate`); `differences(outcomes, reference_outcomes)`: the paired
-  difference to a reference method on the same questions, with interval and p-value.
+  difference to a reference method on the same questions, with interval and p-value; `compare_runs(before,
+  after)`: the same between two runs' output folders (e.g. two backbones asked the same questions).
 - `render_markdown(results)`: the tables of a `results.json`.
 
 Example:
@@ -24,7 +25,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 
 from icpt.metrics import load_metric, normalize_answer
 from icpt.metrics.caption_recall.caption_recall import caption_score
@@ -230,6 +233,48 @@ def differences(outcomes: list[dict], reference: list[dict], metrics=METRICS, se
                                                       positive=positive, seed=seed)
             result[split][metric]["verdict"] = verdict(result[split][metric])
     return result
+
+
+def read_outcomes(folder: Path) -> dict[str, list[dict]]:
+    """`{method: outcomes}` of an `icpt eval` output folder's outcomes.jsonl."""
+    path = folder / "outcomes.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass an output folder of `icpt eval` (its --output-dir).")
+    by_method: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        outcome = json.loads(line)
+        by_method.setdefault(outcome["method"], []).append(outcome)
+    return by_method
+
+
+def compare_runs(before: Path, after: Path, methods: list[str] | None = None, split: str = "all") -> list[dict]:
+    """Two `icpt eval` runs on the same questions (e.g. two backbones), paired: one row per (method, metric)
+    both measured, with ``before``, ``after`` (cells) and ``difference`` (after − before, `differences`).
+
+    The runs must share questions (`question_id`): the same world, seeds and question counts.
+    """
+    first, second = read_outcomes(before), read_outcomes(after)
+    shared = [m for m in second if m in first and (methods is None or m in methods)]
+    if not shared:
+        raise ValueError(f"No method in both runs{' among ' + ', '.join(methods) if methods else ''}: "
+                         f"{sorted(first)} vs {sorted(second)}.")
+    rows = []
+    for method in shared:
+        asked = {o["question_id"] for o in first[method]} & {o["question_id"] for o in second[method]}
+        if not asked:
+            raise ValueError(f"{method}: the two runs share no question; run both with the same world, seeds "
+                             "and question counts.")
+        old = [o for o in first[method] if o["question_id"] in asked]
+        new = [o for o in second[method] if o["question_id"] in asked]
+        change = differences(new, old)[split]
+        for metric in METRICS:
+            if change[metric]["difference"] is None:
+                continue
+            rows.append({"method": method, "metric": metric, "task": METRIC_TASK[metric],
+                         "before": cell(old, split, metric), "after": cell(new, split, metric),
+                         "difference": change[metric]})
+    return rows
+
 
 
 # --------------------------------------------------------------------------------------------- markdown

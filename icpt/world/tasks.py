@@ -4,7 +4,10 @@
   describe a scene, compare ("Is the object of the first images also in the last one?" after
   1-5 reference images and a query), and named questions (the layout of an ICPT episode with the
   plain noun "the object" for a label: "the object is <image> <image>.", then a query scene and a
-  recognition or attribute question about "the object"). They never contain concept labels.
+  recognition or attribute question about "the object"), and labelled questions (an ICPT episode of
+  the presence, attribute, caption, either/or or VQA task with its concepts' reference photos in context
+  under their labels, "<w12> is <image> <image>.", the way the `raw_references` baseline asks: it
+  teaches the backbone the evaluation's answer formats). Only labelled questions contain concept labels.
 * `build_episodes` writes ICPT episodes (`icpt.episodes.EPISODE_FEATURES`) for the tasks
   recognition, presence, attribute, caption, text_qa and vqa. Training episodes use training
   identities in environment set A only; held-out episodes use held-out identities, references from
@@ -33,9 +36,12 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from datasets import Dataset, Features, List, Value
+from datasets import Image as ImageFeature
 from PIL import Image
 
 from icpt.episodes import EPISODE_FEATURES, TASKS
+from modeling_icpt.input_checks import LABEL_PATTERN
 
 from .world import (
     ATTRIBUTE_VALUES,
@@ -59,7 +65,10 @@ COMPARE_QUESTION = "Is the object of the first images also in the last one?"
 DESCRIBE_OBJECT_QUESTION = "Describe the object."
 DESCRIBE_SCENE_QUESTION = "Describe the objects from left to right."
 NO_OBJECTS = "nothing."
-PRETRAINING_TASKS = ("describe_object", "describe_scene", "compare", "named_question")
+PRETRAINING_TASKS = ("describe_object", "describe_scene", "compare", "named_question", "labelled_question")
+# The episode tasks a labelled question draws from: the evaluation's formats beyond recognition (recognition is
+# taught with a plain noun by `named_question`, so that the photos in context stay a baseline, not a trained task).
+LABELLED_TASKS = ("presence", "attribute", "caption", "text_qa", "vqa")
 # Named questions put the references where ICPT puts a concept's prompt (a preamble that says what
 # the name stands for) and ask the episode questions about it, with a plain noun as the name.
 GENERIC_NAME = "the object"
@@ -87,6 +96,7 @@ TEXT_QA_QUESTIONS = {
     "accessory": "Does {name} wear {first} or {second}?",
 }
 NUM_CONCEPT_LABELS = 1000  # episodes name their concepts <w0> ... <w999>
+LABELLED_MAX_REFERENCES = 3  # photos per concept in a labelled question (fewer than episodes' 5: shorter sequences)
 VQA_POSITION_QUESTION = "Is {name} on the left or on the right of this photo?"
 VQA_NEIGHBOUR_QUESTION = "Is {name} next to {first} or {second}?"
 EXTRA_WORDS = (
@@ -223,6 +233,7 @@ class WorldTasks:
                     "The render bank holds environments outside set A; prerender with environment_set='A'."
                 )
             self._bank_row = {int(i): row for row, i in enumerate(bank.identity_ids)}
+        self._episodes = _EpisodeBuilder(world, identities, max_references=LABELLED_MAX_REFERENCES)
 
     # -- images -------------------------------------------------------------------------------
     def _single(self, identity_id: int, rng: np.random.Generator, environments) -> tuple[np.ndarray, str]:
@@ -385,6 +396,38 @@ class WorldTasks:
             [environment for _, environment in references] + [environment],
         )
 
+    def labelled_question(self, rng: np.random.Generator, task: str | None = None) -> WorldExample:
+        """An ICPT episode asked with its named concepts' reference photos in context under their labels.
+
+        The prompt is the one the `raw_references` baseline builds: for each concept the question names,
+        "<w12> is <image> <image>." (1-3 photos), then the query image (none for text questions) and the
+        question; the answer is the episode's ("<w3>, <w7>", "blue", "a photo of <w3> and ..., from left to
+        right."). It teaches the answer formats of the evaluation's tasks with labels bound to photos.
+
+        Args:
+            task: one of `LABELLED_TASKS` (random when None).
+        """
+        if task is None:
+            task = LABELLED_TASKS[int(rng.integers(len(LABELLED_TASKS)))]
+        if task not in LABELLED_TASKS:
+            raise ValueError(f"Unknown labelled task {task!r}; expected one of {LABELLED_TASKS}.")
+        row = self._episodes.episode(task, rng)
+        named = set(LABEL_PATTERN.findall(row["question"])) or {c["name"] for c in row["concepts"]}
+        concepts = [concept for concept in row["concepts"] if concept["name"] in named]
+        preamble = "".join(
+            NAMED_PREAMBLE.format(name=concept["name"], images=" ".join(["<image>"] * len(concept["references"])))
+            for concept in concepts
+        )
+        images = [np.asarray(image) for concept in concepts for image in concept["references"]]
+        question = preamble + row["question"]
+        if row["image"] is not None:
+            images.append(np.asarray(row["image"]))
+            question = preamble + "<image> " + row["question"]
+        return WorldExample(
+            images, question, row["answer"], "labelled_question", [task] + row["tags"], row["identity_ids"],
+            row["environments"],
+        )
+
     def sample(self, rng: np.random.Generator, task: str) -> WorldExample:
         if task not in PRETRAINING_TASKS:
             raise ValueError(f"Unknown pretraining task {task!r}; expected one of {PRETRAINING_TASKS}.")
@@ -406,9 +449,6 @@ def pretraining_dataset(world: World, num_examples: int, seed: int = 0, tasks: S
 
     Columns: ``images`` (the query last), ``question``, ``answer``, ``task``, ``tags``.
     """
-    from datasets import Dataset, Features, List, Value
-    from datasets import Image as ImageFeature
-
     features = Features(
         {
             "images": List(ImageFeature()),
@@ -483,7 +523,7 @@ class _EpisodeBuilder:
         # Distractor identities are never a concept nor a concept's twin (twins enter on purpose).
         taken = set(concept_ids) | {world.look_alike_of[i] for i in concept_ids if i in world.look_alike_of}
 
-        concepts = []
+        concepts, environments = [], []
         for identity_id, name in zip(concept_ids, names):
             references, masks = [], []
             for _ in range(int(rng.integers(1, self.max_references + 1))):
@@ -491,6 +531,7 @@ class _EpisodeBuilder:
                 image, scene_masks = world.render([identity_id], environment, rng)
                 references.append(image)
                 masks.append(_mask_image(scene_masks[identity_id]))
+                environments.append(environment.name)
             concepts.append({"name": name, "references": references, "masks": masks,
                              "description": world.identities[identity_id].description})
         order = rng.permutation(num_concepts)  # the target is not always listed first
@@ -506,6 +547,9 @@ class _EpisodeBuilder:
             "task": task,
             "options": options,
             "tags": tags,
+            # what the images show, for split checks (not episode columns)
+            "identity_ids": list(concept_ids),
+            "environments": environments,
         }
         if scene is None:  # text-only
             row.update(image=None, target=target_name, present=[])
@@ -520,6 +564,8 @@ class _EpisodeBuilder:
         if callable(answer):  # answers that depend on where the objects landed
             row["answer"] = answer(masks)
         row.update(image=image, target="" if task in ("presence", "caption") else target_name, present=present)
+        row["identity_ids"] += [i for i in scene if i not in concept_ids]
+        row["environments"].append(environment.name)
         return row
 
     def _task(self, task, rng, target, target_name, twin, look_alike, concept_ids, names, name_of, taken):
@@ -665,8 +711,6 @@ def build_episodes(
     True
     ```
     """
-    from datasets import Dataset
-
     rows = list(iter_episodes(world, split, num_episodes, seed, tasks, max_references))
     return Dataset.from_list(rows, features=EPISODE_FEATURES)
 
@@ -691,8 +735,6 @@ def generic_episodes(world: World, split: str, num_episodes: int, seed: int = 0)
     (['generic', 'generic'], [[], []])
     ```
     """
-    from datasets import Dataset
-
     world_tasks = WorldTasks(world, split)
     rng = np.random.default_rng([world.seed, 4, seed])
     rows = []
