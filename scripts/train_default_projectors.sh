@@ -73,13 +73,13 @@ if [ ! -f "$TARGETS" ]; then
   echo "fitting identity targets for $TARGET_IDENTITIES training identities -> $TARGETS (logs: $OUT/targets_part*.log)"
   pids=()
   for part in $(seq 0 $((PARALLEL - 1))); do
-    OMP_NUM_THREADS=$THREADS $PY -m icpt.identity_targets --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" \
+    OMP_NUM_THREADS=$THREADS $PY examples/fit_identity_targets.py --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" \
       --prompt_norm "$TARGET_PROMPT_NORM" --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
       > "$OUT/targets_part$part.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || { echo "fitting targets failed: see $OUT/targets_part*.log" >&2; exit 1; }; done
-  $PY -m icpt.identity_targets --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" --output "$TARGETS" \
+  $PY examples/fit_identity_targets.py --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" --output "$TARGETS" \
     --merge "$OUT"/targets_part*.safetensors
 fi
 
