@@ -1,10 +1,10 @@
-"""Bootstrap intervals over episodes and paired tests between methods (icpt.evaluation.statistics)."""
+"""Bootstrap intervals over episodes and paired tests between methods (icpt.metrics.statistics)."""
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from icpt.evaluation.statistics import estimate, paired_difference, verdict
+from icpt.metrics.statistics import estimate, paired_difference, verdict
 
 
 def test_intervals_stay_inside_zero_one_even_near_the_edges():

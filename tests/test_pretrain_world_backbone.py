@@ -1,7 +1,9 @@
-"""The world backbone's training script: tokenizer, processor fast path, losses, resumable run, HF export."""
+"""The world backbone's pretraining (`icpt.world.pretraining`): tokenizer, processor fast path, losses, resumable run,
+HF export; and its script's command line."""
 
-import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,25 +12,30 @@ import pytest
 import torch
 from PIL import Image
 
-from icpt.world.world import World
+from icpt.commands.arguments import ArgumentParser
+from icpt.inference import DEFAULT_BACKBONE
+from icpt.world.pretraining.arguments import PretrainArguments
+from icpt.world.pretraining.batches import TextEncoder, format_prompt
+from icpt.world.pretraining.contrastive import supervised_contrastive_loss
+from icpt.world.pretraining.evaluation import comparison_eval_set, weighted_accuracy
+from icpt.world.pretraining.modeling import build_processor, build_tokenizer
+from icpt.world.pretraining.run import pretrain
 from icpt.world.tasks import COMPARE_QUESTION, WorldTasks, split_words, vocabulary
+from icpt.world.world import World
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "pretrain_world_backbone.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "pretrain_world_backbone.py"
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("pretrain_world_backbone", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # worker processes find their functions by module name
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def run(argv: list[str]) -> dict:
+    """A sitting from a command line in the dash forms the docs use (`--patch-size 8`), as the script parses it."""
+    (args,) = ArgumentParser(PretrainArguments).parse(argv)
+    return pretrain(args)
 
 
 @pytest.fixture(scope="module")
-def tokenizer(script):
-    return script.build_tokenizer()
+def tokenizer():
+    return build_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -47,32 +54,32 @@ def test_world_words_are_single_tokens_and_labels_stay_distinct(tokenizer):
     assert split_words(text) == tokenizer.tokenize(text)
 
 
-def test_fast_path_matches_the_saved_processor(script, tokenizer, compare_example, tmp_path):
+def test_fast_path_matches_the_saved_processor(tokenizer, compare_example, tmp_path):
     from transformers import AutoProcessor
 
-    script.build_processor(tokenizer).save_pretrained(tmp_path)
+    build_processor(tokenizer).save_pretrained(tmp_path)
     processor = AutoProcessor.from_pretrained(tmp_path)
     messages = [
         {"role": "user", "content": [{"type": "image"}] * 3 + [{"type": "text", "text": compare_example.question}]}
     ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    assert prompt == script.format_prompt(3, compare_example.question)
+    assert prompt == format_prompt(3, compare_example.question)
     inputs = processor(
         images=[Image.fromarray(image) for image in compare_example.images], text=prompt, return_tensors="pt"
     )
-    batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example], with_answers=False)
+    batch = TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example], with_answers=False)
     assert torch.equal(inputs["input_ids"], batch["input_ids"])
     assert (inputs["input_ids"] == tokenizer.convert_tokens_to_ids("<image>")).sum() == 3 * 16
     torch.testing.assert_close(inputs["pixel_values"], batch["pixel_values"])
 
 
-def test_fast_path_places_the_images_of_a_named_question(script, tokenizer, tmp_path):
+def test_fast_path_places_the_images_of_a_named_question(tokenizer, tmp_path):
     from transformers import AutoProcessor
 
     world = World(seed=0, num_identities=40)
     example = WorldTasks(world).named_question(np.random.default_rng(0), num_references=2, kind="recognition")
     preamble, question = example.question.split("\n<image> ")
-    script.build_processor(tokenizer).save_pretrained(tmp_path)
+    build_processor(tokenizer).save_pretrained(tmp_path)
     processor = AutoProcessor.from_pretrained(tmp_path)
     # The ICPT layout: the preamble text first, then the query image and the question.
     messages = [
@@ -82,36 +89,36 @@ def test_fast_path_places_the_images_of_a_named_question(script, tokenizer, tmp_
     ]  # fmt: skip
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(images=[Image.fromarray(image) for image in example.images], text=prompt, return_tensors="pt")
-    batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([example], with_answers=False)
+    batch = TextEncoder(tokenizer, num_image_tokens=16).batch([example], with_answers=False)
     assert torch.equal(inputs["input_ids"], batch["input_ids"])
     torch.testing.assert_close(inputs["pixel_values"], batch["pixel_values"])
     tokens = tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
     assert tokens[1:4] == ["the", "object", "is"] and tokens.count("<image>") == 3 * 16
 
 
-def test_labels_cover_only_the_answer(script, tokenizer, compare_example):
-    batch = script.TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example])
+def test_labels_cover_only_the_answer(tokenizer, compare_example):
+    batch = TextEncoder(tokenizer, num_image_tokens=16).batch([compare_example])
     supervised = batch["input_ids"][batch["labels"] != -100].tolist()
     assert tokenizer.convert_ids_to_tokens(supervised) == [compare_example.answer, "<|end|>"]
     assert batch["pixel_values"].shape == (3, 3, 64, 64)
 
 
-def test_supervised_contrastive_loss_prefers_clustered_views(script):
+def test_supervised_contrastive_loss_prefers_clustered_views():
     torch.manual_seed(0)
     centres = torch.randn(8, 16)
     classes = torch.arange(8).repeat_interleave(4)
     clustered = centres[classes] + 0.05 * torch.randn(32, 16)
-    assert script.supervised_contrastive_loss(clustered, classes, 0.1) < script.supervised_contrastive_loss(
+    assert supervised_contrastive_loss(clustered, classes, 0.1) < supervised_contrastive_loss(
         clustered[torch.randperm(32)], classes, 0.1
     )
 
 
-def test_weighted_accuracy(script, compare_example):
+def test_weighted_accuracy(compare_example):
     yes, no = (
         compare_example,
         WorldTasks(World(seed=0, num_identities=40)).compare(np.random.default_rng(1), positive=False),
     )
-    result = script.weighted_accuracy([yes, yes, no], [True, False, False])
+    result = weighted_accuracy([yes, yes, no], [True, False, False])
     assert result["positive"] == 0.5 and result["negative"] == 1.0 and result["weighted"] == 0.75
 
 
@@ -124,16 +131,16 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
+def test_tiny_run_resumes_and_exports_a_loadable_model(tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     work, output = tmp_path / "work", tmp_path / "model"
     paths = ["--work-dir", str(work), "--output-dir", str(output)]
-    first = script.main(TINY + paths + ["--max-minutes", "0"])  # stops after the first step
+    first = run(TINY + paths + ["--max-minutes", "0"])  # stops after the first step
     assert not first["finished"] and first["state"]["contrastive_step"] == 1
     with pytest.raises(FileExistsError, match="--resume"):
-        script.main(TINY + paths)
-    second = script.main(TINY + paths + ["--resume"])
+        run(TINY + paths)
+    second = run(TINY + paths + ["--resume"])
     assert second["finished"] and second["state"]["contrastive_step"] == 3 and second["state"]["comparison_step"] == 3
     assert second["state"]["questions_step"] == 3
     assert set(second["results"]) >= {
@@ -149,7 +156,7 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
     assert json.loads((output / "training_results.json").read_text())["state"]["comparison_step"] == 3
     assert (output / "model.safetensors").exists()
     assert World(**json.loads((output / "world.json").read_text())).identities == World(0, 60).identities
-    exported = script.main(TINY + paths + ["--export-now"])  # measure and save again from the checkpoint
+    exported = run(TINY + paths + ["--export-now"])  # measure and save again from the checkpoint
     assert exported["finished"] and exported["results"] == second["results"]
     model = AutoModelForImageTextToText.from_pretrained(output)
     processor = AutoProcessor.from_pretrained(output)
@@ -165,18 +172,18 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(script, tmp_path):
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
 
-def test_resume_without_checkpoint_is_a_clear_error(script, tmp_path):
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run once without --resume"):
-        script.main(TINY + ["--work-dir", str(tmp_path), "--output-dir", str(tmp_path / "m"), "--resume"])
+        run(TINY + ["--work-dir", str(tmp_path), "--output-dir", str(tmp_path / "m"), "--resume"])
 
 
-def test_worker_processes_build_the_same_batches(script, tmp_path):
+def test_worker_processes_build_the_same_batches(tmp_path):
     """Batches come from one random stream per step, so workers change speed, not the result."""
     results = []
     for workers in ("0", "2"):
         paths = ["--work-dir", str(tmp_path / workers), "--output-dir", str(tmp_path / f"model{workers}")]
         extra = ["--extra-training-identities", "20"]  # training identities beyond the world's own, in pairs
-        results.append(script.main(TINY + paths + extra + ["--workers", workers, "--device", "cpu"]))
+        results.append(run(TINY + paths + extra + ["--workers", workers, "--device", "cpu"]))
     assert results[0]["finished"] and results[1]["finished"]
     assert results[0]["results"] == results[1]["results"]
     assert results[0]["state"]["history"] == results[1]["state"]["history"]
@@ -189,20 +196,20 @@ def test_worker_processes_build_the_same_batches(script, tmp_path):
     assert "(20 identities added to the world's own training split" in (tmp_path / "model0" / "README.md").read_text()
 
 
-def test_init_from_an_exported_backbone_continues_stage_3_or_4(script, tmp_path):
+def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path):
     from safetensors.torch import load_file
 
     source = tmp_path / "source"
-    script.main(TINY + ["--work-dir", str(tmp_path / "w0"), "--output-dir", str(source)])
+    run(TINY + ["--work-dir", str(tmp_path / "w0"), "--output-dir", str(source)])
     paths = ["--work-dir", str(tmp_path / "w1"), "--output-dir", str(tmp_path / "copy")]
-    copied = script.main(TINY + paths + ["--init-from", str(source), "--question-steps", "0"])
+    copied = run(TINY + paths + ["--init-from", str(source), "--question-steps", "0"])
     assert copied["state"]["contrastive_step"] == 3 and copied["state"]["comparison_step"] == 3
     assert copied["state"]["questions_step"] == 0 and copied["finished"]
     before, after = load_file(source / "model.safetensors"), load_file(tmp_path / "copy" / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
     paths = ["--work-dir", str(tmp_path / "w2"), "--output-dir", str(tmp_path / "tuned")]
-    tuned = script.main(TINY + paths + ["--init-from", str(source), "--look-alike-fraction", "0.6"])
+    tuned = run(TINY + paths + ["--init-from", str(source), "--look-alike-fraction", "0.6"])
     assert tuned["state"]["questions_step"] == 3
     source_history, history = copied["state"]["history"], tuned["state"]["history"]  # the copy kept the source's
     assert history[: len(source_history)] == source_history  # and stages 1-2 did not run again:
@@ -215,7 +222,7 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(script, tmp_path)
 
     # stage 4, the answer formats, continues the source with its tower frozen
     paths = ["--work-dir", str(tmp_path / "w5"), "--output-dir", str(tmp_path / "formats")]
-    formats = script.main(TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "4"])
+    formats = run(TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "4"])
     assert formats["finished"] and formats["state"]["formats_step"] == 4 and formats["state"]["questions_step"] == 0
     assert [entry.get("formats_step") for entry in formats["state"]["history"][len(source_history) :]] == [2, 4]
     stage_4 = load_file(tmp_path / "formats" / "model.safetensors")
@@ -229,7 +236,7 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(script, tmp_path)
     assert set(compared) == {"held_out/overall", "held_out/look_alike", "held_out/named/overall",
                              "held_out/named/look_alike"}
     overall = compared["held_out/overall"]
-    assert overall["n"] == len(script.comparison_eval_set(World(0, 60), "held_out", 3, seed=1, limit=3)["overall"])
+    assert overall["n"] == len(comparison_eval_set(World(0, 60), "held_out", 3, seed=1, limit=3)["overall"])
     assert overall["difference"] == pytest.approx(
         formats["results"]["held_out/overall"]["weighted"] - copied["results"]["held_out/overall"]["weighted"]
     )  # the copy is the source itself, measured on the same examples
@@ -238,6 +245,64 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(script, tmp_path)
 
     wrong = TINY + ["--work-dir", str(tmp_path / "w3"), "--output-dir", str(tmp_path / "x"), "--text-hidden", "64"]
     with pytest.raises(ValueError, match="do not fit this run's model settings"):
-        script.main(wrong + ["--init-from", str(source)])
+        run(wrong + ["--init-from", str(source)])
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
-        script.main(TINY + ["--work-dir", str(tmp_path / "w4"), "--init-from", str(tmp_path)])
+        run(TINY + ["--work-dir", str(tmp_path / "w4"), "--init-from", str(tmp_path)])
+
+
+def test_the_shipped_backbone_has_the_tokenizer_and_processor_the_library_builds(tokenizer):
+    from transformers import AutoProcessor, AutoTokenizer, LlavaConfig
+
+    assert AutoTokenizer.from_pretrained(DEFAULT_BACKBONE).get_vocab() == tokenizer.get_vocab()
+    config = LlavaConfig.from_pretrained(DEFAULT_BACKBONE)
+    shipped = AutoProcessor.from_pretrained(DEFAULT_BACKBONE)
+    built = build_processor(tokenizer, config.vision_config.image_size, config.vision_config.patch_size)
+    assert shipped.chat_template == built.chat_template and shipped.patch_size == built.patch_size
+    assert shipped.image_processor.to_dict() == built.image_processor.to_dict()
+    assert shipped.image_token == built.image_token and shipped.num_additional_image_tokens == 1
+
+
+# The documented command lines of the recipe (README, docs/default_model.md, scripts/pretrain_backbone_gpu.sh), and
+# one line with every other option
+DOCUMENTED = [
+    "--threads 2 --max-minutes 60",
+    "--threads 2 --max-minutes 60 --resume",
+    "--work-dir /tmp/w --output-dir /tmp/o --device cuda --workers 15 --threads 4 --checkpoint-minutes 2 --patch-size 8"
+    " --contrastive-steps 4000 --contrastive-pairs 12 --comparison-steps 3000 --question-steps 3000 --eval-every 1000"
+    " --max-minutes 6.5 --export-now",
+    "--patch-size 8 --contrastive-steps 400 --contrastive-pairs 12 --comparison-steps 0 --question-steps 0"
+    " --extra-training-identities 4000 --renders-per-identity 16",
+    "--patch-size 8 --extra-training-identities 4000 --renders-per-identity 16 --contrastive-steps 6000"
+    " --contrastive-identities 48 --contrastive-pairs 24 --attribute-weight 5 --comparison-steps 3000"
+    " --question-steps 3000 --eval-every 2000 --max-minutes 8",
+    "--look-alike-fraction 0.5 --comparison-steps 4000 --contrastive-steps 4000",
+    "--init-from icpt/default/backbone --patch-size 8 --contrastive-steps 4000 --contrastive-pairs 12"
+    " --comparison-steps 3000 --question-steps 500 --look-alike-fraction 0.6 --attribute-weight 0 --lr 3e-4"
+    " --tower-lr 1e-4 --threads 1",
+    "--init-from icpt/default/backbone --patch-size 8 --question-steps 0 --format-steps 1500 --format-tower-lr 0"
+    " --eval-limit 50 --eval-references 3 --describe-every 3 --batch-size 32 --seed 0 --num-identities 1000"
+    " --image-size 64 --vision-hidden 128 --vision-layers 4 --text-hidden 256 --text-layers 4 --views 4"
+    " --contrastive-lr 1e-3 --temperature 0.1",
+]
+
+
+@pytest.mark.parametrize("line", DOCUMENTED)
+def test_documented_command_lines_parse_in_their_dash_forms(line):
+    (args,) = ArgumentParser(PretrainArguments).parse(line.split())
+    for option, value in zip(line.split(), line.split()[1:] + [""]):
+        if option.startswith("--"):
+            parsed = getattr(args, option[2:].replace("-", "_"))
+            assert parsed is True if isinstance(parsed, bool) else parsed == type(parsed)(value), option
+
+
+def test_the_script_parses_its_options_and_exports_to_the_embedded_default(tmp_path):
+    """The example is the library behind a parser: its --help shows the dash forms and the embedded default's folder;
+    a typo is a usage error."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "COLUMNS": "1000"}
+    shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "--patch-size" in shown.stdout and "--init-from" in shown.stdout and str(DEFAULT_BACKBONE) in shown.stdout
+    with pytest.raises(SystemExit) as error:
+        ArgumentParser(PretrainArguments).parse(["--patch-sise", "8"])
+    assert error.value.code == 2

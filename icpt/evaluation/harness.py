@@ -31,7 +31,7 @@ Every method asks as users do: a question's prompt holds only the concepts the q
    line of `outcomes.jsonl` (episode, question id, task, splits, method, prediction, score, prompt tokens), so
    every number of the report can be recomputed from that file.
 4. Cells are mean [95 % interval] from a bootstrap over episodes (one question per episode;
-   `icpt.evaluation.statistics`); each method's row carries its paired difference to `icpt` on the same
+   `icpt.metrics.statistics`); each method's row carries its paired difference to `icpt` on the same
    questions, with interval and a paired permutation test's p-value. The splits (environment shift,
    look-alikes, multi-concept scenes) are subsets of the same questions.
 5. Generic questions that name no concept (the backbone's own "Describe the object." questions, scored by
@@ -116,6 +116,7 @@ from tqdm.auto import tqdm
 
 from icpt.inference import DEFAULT_DIR, load_model
 from icpt.metrics.recognition.recognition import read_yes_no
+from icpt.metrics.statistics import CONFIDENCE, N_RESAMPLES, estimate
 from icpt.training.prompt_fitting import TEST_TIME_TRAINING_LEARNING_RATE, TEST_TIME_TRAINING_ROWS
 from icpt.world.tasks import build_episodes, generic_episodes
 from icpt.world.world import World
@@ -151,7 +152,6 @@ from .scoring import (
     question_score,
     render_markdown,
 )
-from .statistics import CONFIDENCE, N_RESAMPLES, estimate
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 2

@@ -7,7 +7,7 @@
   questions that name no concept (what a reader adapter costs the backbone's own answers). `Scorer` computes the same
   figures with the `evaluate` modules themselves (the tests check that both agree).
 - `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
-  episodes (`icpt.evaluation.statistics.estimate`); `differences(outcomes, reference_outcomes)`: the paired
+  episodes (`icpt.metrics.statistics.estimate`); `differences(outcomes, reference_outcomes)`: the paired
   difference to a reference method on the same questions, with interval and p-value; `compare_runs(before,
   after)`: the same between two runs' output folders (e.g. two backbones asked the same questions).
 - `render_markdown(results)`: the tables of a `results.json`.
@@ -33,9 +33,9 @@ from icpt.metrics import load_metric, normalize_answer
 from icpt.metrics.caption_recall.caption_recall import caption_score
 from icpt.metrics.option_match.option_match import pick_option
 from icpt.metrics.recognition.recognition import read_yes_no
+from icpt.metrics.statistics import estimate, paired_difference, verdict
 from icpt.metrics.word_f1.word_f1 import word_f1
 
-from .statistics import estimate, paired_difference, verdict
 
 # Flat metric names, in table order, and the task each is computed on.
 METRICS = (

@@ -16,7 +16,7 @@ Example:
 
 ```python
 >>> import numpy as np
->>> from icpt.evaluation.statistics import estimate, paired_difference
+>>> from icpt.metrics.statistics import estimate, paired_difference
 >>> a = np.array([1, 1, 1, 0, 1, 1, 0, 1, 1, 1] * 30, dtype=float)
 >>> b = np.array([1, 0, 1, 0, 0, 1, 0, 1, 0, 1] * 30, dtype=float)
 >>> cell = estimate(a)
