@@ -23,8 +23,8 @@ What it does:
 Photos are shrunk to `--max_side` pixels first, so references cost a bounded number of image tokens.
 """
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,9 +32,11 @@ from datasets import Dataset, load_from_disk
 from PIL import Image
 from transformers import TrainingArguments
 
+from icpt.cards import card_for
+from icpt.commands.arguments import ArgumentParser
 from icpt.data.folders import concept_folders
-from icpt.inference import answer, encode
 from icpt.episodes import EPISODE_FEATURES
+from icpt.inference import answer, encode
 from icpt.training.trainer import EpisodeCollator, ICPTTrainer
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor, load_image
@@ -66,25 +68,34 @@ def photo_episodes(concepts: dict[str, list[Image.Image]], max_references: int) 
     return Dataset.from_list(rows, features=EPISODE_FEATURES)
 
 
+@dataclass
+class PersonalizeArguments:
+    photos: str = field(metadata={"help": "folder with one sub-folder of photos per concept"})
+    image: str = field(metadata={"help": "the photo to ask about"})
+    backbone: str = field(default="Qwen/Qwen2.5-VL-3B-Instruct", metadata={"help": "Hub id or folder of the VLM"})
+    projector: str | None = field(default=None, metadata={
+        "help": "a trained ICPT checkpoint for this backbone (skips training)"})
+    question: str | None = field(default=None, metadata={
+        "help": "default: a recognition question about the first concept"})
+    episodes: str | None = field(default=None, metadata={
+        "help": "training episodes (a save_to_disk folder); default: your photos"})
+    train_steps: int = field(default=200, metadata={"help": "steps of the short projector training"})
+    batch_size: int = field(default=4, metadata={"help": "episodes per training step"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "the projector's learning rate"})
+    max_prompt_length: int = field(default=8, metadata={"help": "most prompt rows per concept (a fresh projector)"})
+    max_side: int = field(default=448, metadata={"help": "photos are shrunk to this many pixels per side"})
+    output_dir: str = field(default="outputs/personalized", metadata={"help": "projector, processor and bank go here"})
+    push_to_hub: str | None = field(default=None, metadata={
+        "metavar": "REPO", "help": "also upload the projector (with its model card) to this repo"})
+    device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "where to run"})
+    dtype: str = field(default="bfloat16", metadata={"choices": ["bfloat16", "float16", "float32"],
+                       "help": "the backbone's dtype (the projector trains in float32)"})
+
+
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbone", default="Qwen/Qwen2.5-VL-3B-Instruct", help="Hub id or folder of the VLM")
-    parser.add_argument("--projector", default=None, help="a trained ICPT checkpoint for this backbone (skips training)")
-    parser.add_argument("--photos", required=True, help="folder with one sub-folder of photos per concept")
-    parser.add_argument("--image", required=True, help="the photo to ask about")
-    parser.add_argument("--question", default=None, help="default: a recognition question about the first concept")
-    parser.add_argument("--episodes", default=None, help="training episodes (a save_to_disk folder); default: your photos")
-    parser.add_argument("--train_steps", type=int, default=200)
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--learning_rate", type=float, default=1e-4)
-    parser.add_argument("--max_prompt_length", type=int, default=8)
-    parser.add_argument("--max_side", type=int, default=448, help="photos are shrunk to this many pixels per side")
-    parser.add_argument("--output_dir", default="outputs/personalized")
-    parser.add_argument("--push_to_hub", default=None, metavar="REPO", help="also upload the projector to this repo")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                        help="the backbone's dtype (the projector trains in float32)")
-    args = parser.parse_args(argv)
+    parser = ArgumentParser(PersonalizeArguments, prog="python examples/personalize_real_checkpoint.py",
+                            description=__doc__.split("\n\n")[0])
+    (args,) = parser.parse(argv)
     dtype = getattr(torch, args.dtype)
     output_dir = Path(args.output_dir)
     torch.manual_seed(0)
@@ -123,7 +134,7 @@ def main(argv=None) -> str:
         model.save_pretrained(output_dir / "projector")
         processor.save_pretrained(output_dir / "projector")
         if args.push_to_hub:
-            model.push_to_hub(args.push_to_hub, processor=processor)
+            model.push_to_hub(args.push_to_hub, processor=processor, card=card_for(model))
 
     # 3. encode the concepts once, keep the bank
     bank = encode(model, processor, concepts)

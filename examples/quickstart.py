@@ -10,22 +10,28 @@ forward pass of the projector (no training); the encoded concept (a `ConceptBank
 questions need neither the photos nor a new encoding.
 """
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 
+from icpt.commands.arguments import ArgumentParser
 from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
 
+@dataclass
+class QuickstartArguments:
+    checkpoint: str = field(metadata={"positional": True, "help": "ICPT checkpoint: a folder or a Hub repo id"})
+    photos: list[str] = field(metadata={"help": "a few photos of the concept"})
+    image: str = field(metadata={"help": "the photo to ask about"})
+    label: str = field(default="<bo>", metadata={"help": "the concept's label, one word in angle brackets"})
+    question: str | None = field(default=None, metadata={"help": 'default: "Is LABEL in this photo?"'})
+    bank: str = field(default="my_concepts.safetensors", metadata={"help": "where to save the encoded concept"})
+
+
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="ICPT checkpoint: a folder or a Hub repo id")
-    parser.add_argument("--label", default="<bo>", help="the concept's label, one word in angle brackets")
-    parser.add_argument("--photos", nargs="+", required=True, help="a few photos of the concept")
-    parser.add_argument("--image", required=True, help="the photo to ask about")
-    parser.add_argument("--question", default=None, help='default: "Is LABEL in this photo?"')
-    parser.add_argument("--bank", default="my_concepts.safetensors", help="where to save the encoded concept")
-    args = parser.parse_args(argv)
+    parser = ArgumentParser(QuickstartArguments, prog="python examples/quickstart.py",
+                            description=__doc__.split("\n\n")[0])
+    (args,) = parser.parse(argv)
     question = args.question or f"Is {args.label} in this photo? Answer with a single word or phrase."
 
     # 1. the frozen backbone named in the checkpoint's config, with the trained projector on top
