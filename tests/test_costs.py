@@ -1,16 +1,21 @@
-"""The cost benchmark (examples/benchmark_costs.py) on a tiny backbone, and its full-size configurations."""
+"""The cost benchmark (icpt.evaluation.costs, the library of examples/benchmark_costs.py) on a tiny backbone, and its
+full-size configurations."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from icpt.commands.arguments import ArgumentParser
+from icpt.evaluation import costs
+from icpt.evaluation.costs import CostArguments
 from modeling_icpt import ICPTConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import benchmark_costs  # noqa: E402
+
+def run(argv: list[str]) -> dict:
+    """The benchmark from a command line in the dash forms the docs use, as the script parses it."""
+    (args,) = ArgumentParser(CostArguments).parse(argv)
+    return costs.benchmark_costs(args)
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +27,7 @@ def restore_threads():
 
 def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path, capsys):
     output = tmp_path / "costs.json"
-    report = benchmark_costs.main([
+    report = run([
         "--backbone", str(tiny_backbone_dirs["llava"]), "--num-concepts", "16", "--references", "2",
         "--ttt-steps", "2", "--ttt-negatives", "2", "--add-repeats", "2", "--repeats", "1", "--new-tokens", "3",
         "--threads", "1", "--output", str(output), "--skip-many-concepts",
@@ -34,9 +39,9 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
     assert json.loads(output.read_text()) == json.loads(json.dumps(report))
 
     results, targets = report["results"], report["targets"]
-    assert set(targets) == set(list(benchmark_costs.TARGETS)[:5])  # the few-concept targets
+    assert set(targets) == set(list(costs.TARGETS)[:5])  # the few-concept targets
     for name, target in targets.items():
-        comparison, threshold = benchmark_costs.TARGETS[name]
+        comparison, threshold = costs.TARGETS[name]
         measured = results[name]
         assert measured > 0 and target["measured"] == measured
         assert target["met"] == (measured >= threshold if comparison == ">=" else measured <= threshold)
@@ -59,31 +64,31 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the full-size backbone is really built")
 def test_full_size_configuration_is_refused_without_a_gpu(capsys):
-    with pytest.raises(SystemExit, match=r"7\.06 B-parameter.*GPU"):
-        benchmark_costs.main(["--config", "llava-1.5-7b"])
-    with pytest.raises(SystemExit, match="--config only"):
-        benchmark_costs.main(["--num-layers", "1"])
+    with pytest.raises(ValueError, match=r"7\.06 B-parameter.*GPU"):
+        run(["--config", "llava-1.5-7b"])
+    with pytest.raises(ValueError, match="--config only"):
+        run(["--num-layers", "1"])
 
 
 def test_full_size_configurations_match_the_published_models():
     labels = ["<c0>", "<c1>"]
-    llava, llava_processor, llava_side = benchmark_costs.full_size_backbone("llava-1.5-7b", labels)
-    assert benchmark_costs.count_parameters(llava) == 7_063_427_072  # llava-hf/llava-1.5-7b-hf
+    llava, llava_processor, llava_side = costs.full_size_backbone("llava-1.5-7b", labels)
+    assert costs.count_parameters(llava) == 7_063_427_072  # llava-hf/llava-1.5-7b-hf
     assert llava_side == 336 and llava.text_config.hidden_size == 4096
-    qwen, qwen_processor, _ = benchmark_costs.full_size_backbone("qwen2.5-vl-7b", labels)
-    assert benchmark_costs.count_parameters(qwen) == 8_292_166_656  # Qwen/Qwen2.5-VL-7B-Instruct
+    qwen, qwen_processor, _ = costs.full_size_backbone("qwen2.5-vl-7b", labels)
+    assert costs.count_parameters(qwen) == 8_292_166_656  # Qwen/Qwen2.5-VL-7B-Instruct
     for config, processor in ((llava, llava_processor), (qwen, qwen_processor)):
         # the local tokenizer's image token is the one the config expects, labels stay whole
         image_token = processor.backbone_processor.image_token
         assert processor.tokenizer.convert_tokens_to_ids(image_token) == config.image_token_id
         assert processor.tokenizer.tokenize("<c1>") == ["<c1>"]
     with pytest.raises(ValueError, match="Unknown --config"):
-        benchmark_costs.full_size_backbone("gpt-5", labels)
+        costs.full_size_backbone("gpt-5", labels)
 
 
 def test_many_concepts_tiny_run_writes_every_figure_to_the_performance_page(tiny_backbone_dirs, tmp_path, capsys):
     page, plots = tmp_path / "docs" / "performance.md", tmp_path / "docs" / "performance_plots"
-    report = benchmark_costs.main([
+    report = run([
         "--backbone", str(tiny_backbone_dirs["llava"]), "--num-concepts", "6", "--references", "1",
         "--ttt-steps", "1", "--ttt-negatives", "1", "--add-repeats", "1", "--repeats", "1", "--new-tokens", "2",
         "--threads", "1", "--bank-sizes", "10,100", "--bank-changes", "3", "--batch-rows", "4",
@@ -109,6 +114,16 @@ def test_many_concepts_tiny_run_writes_every_figure_to_the_performance_page(tiny
                     "## Retrieval: recall on held-out scenes", "## Batched generation", "## Reproduce"):
         assert heading in text, heading
     for name, target in targets.items():
-        assert f"| {benchmark_costs.TARGET_NAMES[name]} |" in text
+        assert f"| {costs.TARGET_NAMES[name]} |" in text
     assert "![cost against bank size](performance_plots/bank_scaling.png)" in text
     assert (plots / "bank_scaling.png").stat().st_size > 10_000
+
+
+def test_a_backbone_and_a_configuration_exclude_each_other_and_bank_sizes_parse():
+    with pytest.raises(ValueError, match="exclude each other"):
+        run(["--backbone", "x", "--config", "llava-1.5-7b"])
+    (args,) = ArgumentParser(CostArguments).parse(["--bank-sizes", "1000,10,10", "--skip-many-concepts"])
+    assert args.bank_sizes == (10, 1000) and args.skip_many_concepts
+    for wrong in (["--bank-sizes", "0"], ["--bank-sizes", "a,b"], ["--config", "gpt-5"]):
+        with pytest.raises(SystemExit):
+            ArgumentParser(CostArguments).parse(wrong)
