@@ -9,19 +9,26 @@ and permutation p-value (`icpt.evaluation.scoring.compare_runs`).
     python examples/compare_evaluations.py before after --methods raw_references --split look_alike
 """
 
-import argparse
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from icpt.commands.arguments import ArgumentParser
 from icpt.evaluation.scoring import SPLITS, compare_runs, format_difference, format_value
 
 
+@dataclass
+class CompareArguments:
+    before: Path = field(metadata={"positional": True, "type": Path, "help": "an `icpt eval` output folder"})
+    after: Path = field(metadata={"positional": True, "type": Path, "help": "another, on the same questions"})
+    methods: str | None = field(default=None, metadata={"help": "comma-separated methods (default: all in both)"})
+    split: str = field(default="all", metadata={"choices": SPLITS, "help": "the split the differences are taken on"})
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("before", type=Path, help="an `icpt eval` output folder")
-    parser.add_argument("after", type=Path, help="another, on the same questions")
-    parser.add_argument("--methods", default=None, help="comma-separated methods (default: all in both)")
-    parser.add_argument("--split", default="all", choices=SPLITS)
-    args = parser.parse_args(argv)
+    parser = ArgumentParser(CompareArguments, prog="python examples/compare_evaluations.py",
+                            description=__doc__.split("\n\n")[0])
+    (args,) = parser.parse(argv)
     rows = compare_runs(args.before, args.after, args.methods.split(",") if args.methods else None, args.split)
     print(f"| method | metric | {args.before} | {args.after} | after − before |")
     print("|---|---|---|---|---|")
@@ -32,4 +39,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
