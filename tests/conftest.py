@@ -1,12 +1,15 @@
-"""Shared fixtures: tiny backbones of every supported family, built once per test session."""
+"""Fixtures every test folder shares: tiny backbones of every supported family (built once per session and loaded
+once per module), the tiny LLaVA, small images, the SmolLM2 backbone; and one torch thread per test."""
 
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForImageTextToText
 
 from helpers.images import random_image
+from processing_icpt.backbone_processing import load_backbone_processor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the Hub
 torch.set_num_threads(1)  # tiny models: one thread is faster than two contending ones
@@ -45,3 +48,32 @@ def smollm2_llava_path():
     if reason:
         pytest.skip(reason)
     return build_smollm2_llava()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # on 2 shared cores, two spinning OpenMP threads made these runs ~10x slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tiny_backbone_dirs):
+    return tiny_backbone_dirs["llava"]
+
+
+@pytest.fixture(scope="module")
+def backbones(tiny_backbone_dirs):
+    """family -> (path, model, processor) of the session's tiny backbones (conftest builds each on first use)."""
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            path = tiny_backbone_dirs[family]
+            model = AutoModelForImageTextToText.from_pretrained(path).eval()
+            cache[family] = (path, model, load_backbone_processor(path))
+        return cache[family]
+
+    return get

@@ -19,32 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_icpt import ConceptBank, ICPTConfig, ICPTInputError
-from modeling_icpt.concept_projector import ConceptProjector
+from modeling_icpt import ConceptBank, ICPTInputError
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "app_screenshot.png"
-
-
-def test_projector_returns_its_cross_attention_without_changing_its_rows():
-    torch.manual_seed(0)
-    config = ICPTConfig(text_hidden_size=32, vision_hidden_size=16, projector_hidden_size=16, projector_heads=2,
-                        projector_layers=2)
-    projector = ConceptProjector(config).eval()
-    patches = torch.randn(2, 10, 16)
-    mask = torch.ones(2, 10, dtype=torch.bool)
-    mask[1, 6:] = False  # the second concept has 6 real patches
-    args = (patches, mask, torch.zeros(2, 10, dtype=torch.long), torch.randn(2, 32))
-    with torch.no_grad():
-        rows = projector(*args)
-        rows_again, attentions = projector(*args, output_attentions=True)
-    torch.testing.assert_close(rows_again, rows)
-    assert len(attentions) == config.projector_layers
-    for weights in attentions:
-        assert weights.shape == (2, config.max_prompt_length, 10)
-        torch.testing.assert_close(weights.sum(-1), torch.ones(2, config.max_prompt_length))
-        assert float(weights[1, :, 6:].abs().max()) == 0.0  # padding is never read
 
 
 def test_attention_picture_lights_the_patches_read():
@@ -121,14 +100,6 @@ def test_app_adds_asks_saves_and_loads(app, photos, tmp_path):
     assert app.concept_pictures(loaded) is None  # a bank holds vectors, never photos
     with pytest.raises(ICPTInputError, match="already concepts here"):
         app.load_bank(session, path)
-
-
-def test_icpt_serve_is_a_subcommand(capsys):
-    from icpt.commands.cli import main
-
-    assert main(["serve", "--help"]) == 0
-    assert "--port" in capsys.readouterr().out
-    assert main(["serve", "--port", "many"]) == 2
 
 
 def test_example_photos_are_a_new_identity_with_a_free_name(app):
@@ -370,36 +341,3 @@ def test_browser_adds_a_concept_asks_and_shows_errors(app, photos, server, brows
         browser.close()
         browser.switch_to.window(first)
     assert time.monotonic() - started < 60
-
-
-# ---------------------------------------------------------------- the Hugging Face Space
-
-
-def test_space_requirements_follow_pyproject():
-    """The Space installs from space/requirements.txt, not pyproject.toml: the same runtime and app requirements."""
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["app"]}
-    lines = (REPO / "space" / "requirements.txt").read_text().splitlines()
-    listed = {line.strip() for line in lines if line.strip() and not line.startswith(("#", "-"))}
-    assert listed == wanted
-    metadata = (REPO / "space" / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in metadata and "app_file: app.py" in metadata
-
-
-def test_space_folder_runs_on_its_own(tmp_path):
-    """space/build_space.sh assembles a Space whose app.py builds the page from the packages beside it."""
-    import subprocess
-    import sys
-
-    pytest.importorskip("gradio")
-    space = tmp_path / "space"
-    subprocess.run(["bash", str(REPO / "space" / "build_space.sh"), str(space)], check=True, capture_output=True)
-    assert not (space / "icpt" / "default" / "ablations").exists()
-    check = ("import app, icpt; from pathlib import Path; "
-             "assert Path(icpt.__file__).resolve().parent == Path('icpt').resolve(), icpt.__file__; "
-             "assert len(app.demo.fns) >= 5")
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", check], cwd=space, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]

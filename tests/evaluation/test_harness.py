@@ -1,0 +1,122 @@
+"""The evaluation harness (icpt/evaluation/harness.py): episode selection, and runs on a tiny backbone."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.evaluation import TINY, world_dataset
+from icpt.episodes import EPISODE_FEATURES, TASKS
+from icpt.evaluation import harness
+from icpt.evaluation.harness import select_stratified, world_episodes
+from icpt.evaluation.methods import eval_episodes
+from icpt.world.tasks import generic_episodes
+from icpt.world.world import World
+from modeling_icpt import ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
+
+
+def test_stratified_selection_meets_every_quota_and_balances_answers():
+    rng = np.random.default_rng(0)
+    answers = [bool(rng.random() < 0.5) for _ in range(400)]
+    tags = [[t for t, p in (("rare", 0.08), ("common", 0.4)) if rng.random() < p] for _ in range(400)]
+    chosen = select_stratified(answers, tags, total=100, min_per_split=25, splits=["rare", "common"], seed=1)
+    assert len(chosen) == 100 and len(set(chosen)) == 100
+    assert sum(answers[i] for i in chosen) == 50
+    assert sum("rare" in tags[i] for i in chosen) >= 25 and sum("common" in tags[i] for i in chosen) >= 25
+    assert chosen == select_stratified(answers, tags, total=100, min_per_split=25, splits=["rare", "common"], seed=1)
+
+
+def test_world_episodes_are_stratified_held_out_episodes_per_seed():
+    source = world_episodes(world_seed=0, num_identities=60, num_recognition=12, min_per_split=3, task_questions=1,
+                            generic_questions=2)
+    first, second = source(0), source(1)
+    assert first.features == EPISODE_FEATURES
+    recognition = [(a, t) for task, a, t in zip(first["task"], first["answer"], first["tags"]) if task == "recognition"]
+    assert len(recognition) >= 12 and sum(a == "Yes" for a, _ in recognition) >= 6
+    for split in ("environment_shift", "look_alike", "multi_concept"):
+        assert sum(split in t for _, t in recognition) >= 3, split
+    assert sorted(t for t in first["task"] if t not in ("recognition", "generic")) == sorted(set(TASKS) - {"recognition"})
+    generic = [i for i, task in enumerate(first["task"]) if task == "generic"]
+    assert len(generic) == 2 and all(first[i]["concepts"] == [] and first[i]["answer"] for i in generic)
+    assert first["question"] != second["question"]
+    assert "held-out" in source.description
+
+
+def test_tasks_below_the_ceiling_are_marked_and_not_run(tiny_llava, tmp_path):
+    from datasets import load_from_disk
+
+    results = harness.run_evaluation(
+        load_from_disk(world_dataset(tmp_path / "episodes")), backbone=tiny_llava,
+        methods=["raw_references", "name_only"], reference_counts=[], ceiling_margin=0.99,
+        max_new_tokens={task: 3 for task in TASKS}, progress=False, output_dir=tmp_path / "out",
+    )
+    assert not any(row["measurable"] for row in results["ceiling"].values())  # nothing beats chance by 0.99
+    assert results["methods"]["raw_references"]["num_questions"] == 8
+    assert results["methods"]["name_only"]["num_questions"] == 0
+    page = (tmp_path / "out" / "results.md").read_text()
+    assert page.count("not measurable on this backbone") == len(TASKS)
+
+
+def test_generic_questions_show_what_a_reader_adapter_costs(tiny_llava, tmp_path):
+    from datasets import concatenate_datasets, load_from_disk
+
+    processor = ICPTProcessor.from_backbone(tiny_llava, max_prompt_length=4)
+    torch.manual_seed(0)
+    model = ICPTForConditionalGeneration.from_backbone(tiny_llava, prompt_token_id=processor.prompt_token_id,
+                                                       reader_lora_rank=2, **TINY)
+    with torch.no_grad():  # a reader adapter that changes the language model's answers
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    model.save_pretrained(tmp_path / "icpt")
+    generic = generic_episodes(World(seed=0, num_identities=60), "held_out", num_episodes=6)
+    episodes = concatenate_datasets([load_from_disk(world_dataset(tmp_path / "episodes")), generic])
+    results = harness.run_evaluation(
+        episodes, checkpoints={"icpt": tmp_path / "icpt"}, backbone=tiny_llava,
+        methods=["icpt", "raw_references", "raw_references_adapted"], reference_counts=[], swap_questions=0,
+        ceiling_margin=-1, max_new_tokens={task: 3 for task in (*TASKS, "generic")}, progress=False,
+    )
+    for name in ("icpt", "raw_references"):
+        assert results["methods"][name]["results"]["all"]["generic_f1"]["n"] == 6
+    cost = results["adapter_cost"]
+    assert cost["generic_f1"]["n"] == 6 and cost["raw_references_recognition"]["n"] == 3
+    assert cost["generic_f1"]["difference"] == pytest.approx(
+        results["methods"]["icpt"]["results"]["all"]["generic_f1"]["mean"]
+        - results["methods"]["raw_references"]["results"]["all"]["generic_f1"]["mean"])
+    claim = next(c for c in results["claims"] if c["claim"].startswith("The reader adapter costs"))
+    assert claim["verdict"] in ("supported", "refuted", "cannot decide") and "word F1" in claim["evidence"]
+    assert results["swap_test"]["num_questions"] == 0
+
+
+def test_swap_references_gives_each_named_concept_another_identitys_photos(tmp_path):
+    from datasets import load_from_disk
+
+    prepared = eval_episodes(load_from_disk(world_dataset(tmp_path / "episodes")))
+    swapped = harness.swap_references(prepared, prepared, seed=0)
+    assert [e.question for e in swapped] == [e.question for e in prepared]
+    for before, after in zip(prepared, swapped):
+        named = {c.name for c in before.named_concepts}
+        for old, new in zip(before.concepts, after.concepts):
+            assert new.name == old.name  # the same label ...
+            if old.name in named:  # ... with the photos of another identity
+                assert new.description != old.description and new.key != old.key
+                assert new.reference_values != old.reference_values
+            else:
+                assert new is old
+    assert harness.swap_references(prepared, prepared, seed=0)[0].concepts[0].key == swapped[0].concepts[0].key
+
+
+def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_path):
+    from datasets import load_from_disk
+
+    results = harness.run_evaluation(
+        load_from_disk(world_dataset(tmp_path / "episodes", descriptions=False)), backbone=tiny_llava, methods=["icpt", "name_only", "text_description"],
+        num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in ("caption", "presence")},
+        progress=False,
+    )
+    rows = results["methods"]
+    assert rows["icpt"]["status"] == "skipped" and "--checkpoint icpt=PATH" in rows["icpt"]["note"]
+    assert rows["text_description"]["status"] == "skipped" and "description" in rows["text_description"]["note"]
+    assert rows["name_only"]["status"] == "ok" and results["data"]["num_episodes"] == [3]
+    assert rows["name_only"]["num_questions"] == 3 and results["reference_method"] is None
+    assert results["reference_sweep"]["methods"] == {}

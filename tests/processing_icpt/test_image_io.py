@@ -1,0 +1,25 @@
+"""Images from paths, data URIs and URLs (processing_icpt/image_io.py)."""
+
+import pytest
+
+from helpers.images import random_image
+from processing_icpt import ICPTInputError
+
+
+def test_images_as_data_uris_and_urls_go_through_transformers_loader(monkeypatch):
+    import base64
+    import io
+
+    from processing_icpt import image_io, load_image
+
+    photo = random_image(5)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    assert list(load_image(uri).getdata()) == list(photo.convert("RGB").getdata())
+    with pytest.raises(ICPTInputError, match="could not be read as an image.*data URI"):
+        load_image("data:image/png;base64,bm90IGFuIGltYWdl")  # "not an image"
+    # a URL is fetched by transformers' loader (replaced here: tests never reach the network)
+    seen = []
+    monkeypatch.setattr(image_io, "load_remote_image", lambda url, timeout=None: seen.append(url) or photo)
+    assert load_image("https://example.com/bo.png").size == photo.size and seen == ["https://example.com/bo.png"]
