@@ -19,31 +19,35 @@ from datasets import load_from_disk
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from icpt.data import benchmarks
-from icpt.evaluation.harness import (
-    CEILING_MARGIN,
+from icpt.evaluation.checkpoints import (
     CHECKPOINT_METHODS,
     DEFAULT_ABLATIONS_DIR,
+    METHODS,
+    default_preset,
+    inapplicable_length_ablation,
+)
+from icpt.evaluation.episodes import (
     DEFAULT_GENERIC_QUESTIONS,
     DEFAULT_MIN_PER_SPLIT,
     DEFAULT_RECOGNITION_QUESTIONS,
+    DEFAULT_TASK_QUESTIONS,
+    DEFAULT_WORLD_IDENTITIES,
+    DEFAULT_WORLD_SEED,
+    world_episodes,
+)
+from icpt.evaluation.harness import (
+    CEILING_MARGIN,
     DEFAULT_REFERENCE_COUNTS,
     DEFAULT_SWAP_METHODS,
     DEFAULT_SWAP_QUESTIONS,
     DEFAULT_SWEEP_METHODS,
     DEFAULT_SWEEP_QUESTIONS,
-    DEFAULT_TASK_QUESTIONS,
     DEFAULT_TTT_QUESTIONS,
     DEFAULT_TTT_STEPS,
-    DEFAULT_WORLD_IDENTITIES,
-    DEFAULT_WORLD_SEED,
-    METHODS,
-    default_preset,
-    inapplicable_length_ablation,
     run_evaluation,
-    world_episodes,
-    write_docs,
 )
 from icpt.evaluation.methods import DEFAULT_MAX_NEW_TOKENS
+from icpt.evaluation.report import write_docs
 from icpt.evaluation.scoring import render_markdown
 from icpt.training.prompt_fitting import TEST_TIME_TRAINING_LEARNING_RATE, TEST_TIME_TRAINING_STEPS
 

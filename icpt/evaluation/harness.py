@@ -1,5 +1,10 @@
 """The evaluation harness (the library of `icpt eval`): ICPT, its ablations and the baselines, on the same questions and backbone.
 
+This module runs one evaluation (`run_evaluation`: prepare, answer, score). Beside it: `episodes.py` (the
+questions), `checkpoints.py` (the method names, the checkpoints and the default preset), `methods.py` (how each
+method answers), `scoring.py`, `claims.py` (the claims and their verdicts), `report.py` (`results.json`,
+`outcomes.jsonl`, the Markdown page) and `plots.py`.
+
 One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt` and the ablations
 `icpt_frozen_reader`, `icpt_fixed_length` or `icpt_adaptive_length`, `icpt_no_decoupling`, `icpt_no_separation`,
 `icpt_no_identity_targets`, trained by `examples/train_icpt.py` with that part switched off -- or, for the length
@@ -93,36 +98,36 @@ Example:
 ... )  # doctest: +SKIP
 >>> results["methods"]["icpt"]["results"]["all"]["recognition_weighted"]["mean"]  # doctest: +SKIP
 0.79
-```
-"""
+```"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import concatenate_datasets
-from transformers import AutoModelForImageTextToText
 from tqdm.auto import tqdm
 
-from icpt.inference import DEFAULT_DIR, load_model
 from icpt.metrics.recognition.recognition import read_yes_no
 from icpt.metrics.statistics import CONFIDENCE, N_RESAMPLES, estimate
 from icpt.training.prompt_fitting import TEST_TIME_TRAINING_LEARNING_RATE, TEST_TIME_TRAINING_ROWS
-from icpt.world.tasks import build_episodes, generic_episodes
-from icpt.world.world import World
-from modeling_icpt import ICPTConfig, ICPTForConditionalGeneration
-from processing_icpt import ICPTProcessor
 
+from .checkpoints import (
+    ABLATIONS,
+    ADAPTED_BASELINES,
+    CHECKPOINT_METHODS,
+    METHODS,
+    RETRIEVAL_METHODS,
+    display_path,
+    load_models,
+)
+from .claims import MATCH_MARGIN, claims
+from .episodes import question_id
 from .methods import (
     DEFAULT_MAX_NEW_TOKENS,
     BackboneContext,
@@ -136,7 +141,7 @@ from .methods import (
     image_key,
     subsample_references,
 )
-from .plots import plot_accuracy_vs_prompt_tokens, plot_accuracy_vs_references
+from .report import write_results
 from .scoring import (
     CHANCE,
     METRICS,
@@ -146,27 +151,13 @@ from .scoring import (
     cell,
     cells,
     differences,
-    format_difference,
-    format_value,
     is_positive,
     question_score,
-    render_markdown,
 )
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
-CHECKPOINT_METHODS = ("icpt", "icpt_frozen_reader", "icpt_fixed_length", "icpt_adaptive_length", "icpt_no_decoupling",
-                      "icpt_no_separation", "icpt_no_identity_targets")
-BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_references_plain_noun", "test_time_training",
-                    "name_only_adapted", "raw_references_adapted")
-# Baselines asked through `icpt`'s reader adapter (its language model with the adapter), when it has one: what
-# the adapter does to answers without ICPT's rows (`name_only_adapted`: an answer prior or a scene cue it learned)
-ADAPTED_BASELINES = {"name_only_adapted": "name_only", "raw_references_adapted": "raw_references"}
-# `icpt` with retrieval choosing context as RAP does: the named concepts plus the top-k others of the whole
-# collection that the photo most likely shows
-RETRIEVAL_METHODS = ("icpt_retrieval",)
 RETRIEVAL_TOP_K = 2
-METHODS = CHECKPOINT_METHODS + BASELINE_METHODS + RETRIEVAL_METHODS
 # The photos in context: what decides whether a task is measurable on the backbone at all.
 CEILING_METHODS = ("raw_references", "raw_references_plain_noun")
 # Every other method's row carries its paired difference to this one.
@@ -174,38 +165,13 @@ REFERENCE_METHOD = "icpt"
 # Methods that read reference photos: the ones the reference sweep can vary.
 REFERENCE_METHODS = CHECKPOINT_METHODS + ("raw_references",)
 DEFAULT_SWEEP_METHODS = ("icpt", "raw_references")
-# What each ablation checkpoint must have been trained with (config field, value), and the training flag.
-ABLATIONS = {
-    "icpt_frozen_reader": ("reader_lora_rank", 0, "--reader_lora_rank 0"),
-    "icpt_fixed_length": ("adaptive_length", False, "--adaptive_length false"),
-    # the one ablation that switches a part on: for a projector shipped with min = max prompt length
-    "icpt_adaptive_length": ("adaptive_length", True, "--min_prompt_length 2 --max_prompt_length 8"),
-    "icpt_no_decoupling": ("decoupling_weight", 0.0, "--decoupling_weight 0"),
-    "icpt_no_separation": ("separation_weight", 0.0, "--separation_weight 0"),
-    "icpt_no_identity_targets": ("identity_target_weight", 0.0, "--identity_target_weight 0"),
-}
 # A task is measurable when the best ceiling's interval lies this far above chance.
 CEILING_MARGIN = 0.10
-# "Matches raw references": ICPT's weighted recognition at most this much below, with 95 % confidence.
-MATCH_MARGIN = 0.05
 VARIANCE = (
     "intervals: bootstrap over episodes (which questions, references and photos were drawn); each ICPT "
     "checkpoint is one training run (seed 0), so the variance between training seeds is not in them; "
     "decoding is greedy"
 )
-# The ablation projectors ship beside the embedded default, so the results page can be regenerated from a clone.
-DEFAULT_ABLATIONS_DIR = DEFAULT_DIR / "ablations"
-# The generated world the default backbone is pretrained on (examples/pretrain_world_backbone.py defaults).
-DEFAULT_WORLD_SEED = 0
-DEFAULT_WORLD_IDENTITIES = 1000
-# Power: recognition questions per method (balanced yes / no), at least this many per split, and questions
-# per other task for its ceiling; test-time training (seconds per concept) and the sweep answer subsamples.
-DEFAULT_RECOGNITION_QUESTIONS = 1200
-DEFAULT_MIN_PER_SPLIT = 320
-DEFAULT_TASK_QUESTIONS = 100
-# Generic questions without concepts (the backbone's own describe-object/scene questions): what a reader
-# adapter costs the answers that need no concept.
-DEFAULT_GENERIC_QUESTIONS = 200
 # Besides the ceiling, the methods that answer them: the others ask the same frozen language model the same question.
 GENERIC_METHODS = ("icpt",)
 DEFAULT_TTT_QUESTIONS = 120
@@ -220,87 +186,6 @@ SWAP_TARGET = 0.80
 ADAPTER_COST_MARGIN = 0.01
 DEFAULT_REFERENCE_COUNTS = (1, 3, 5)
 SWEEP_METRIC = "recognition_weighted"
-NON_RECOGNITION_TASKS = ("presence", "vqa", "text_qa", "attribute", "caption")
-
-
-# --------------------------------------------------------------------------------------------- data
-
-
-def select_stratified(answers: Sequence[bool], tags: Sequence[Sequence[str]], total: int, min_per_split: int,
-                      splits: Sequence[str], seed: int = 0) -> list[int]:
-    """Indices of `total` questions, half positive and half negative, with at least `min_per_split` of each split.
-
-    Questions of each split short of its quota are taken first (positives and negatives in turn, as far as
-    the pool has them), then the rest is filled at random to balance positives and negatives.
-
-    Example:
-
-    ```python
-    >>> select_stratified([True, False] * 10, [["b"]] * 4 + [[]] * 16, total=8, min_per_split=3, splits=["b"])
-    [0, 1, 2, 4, 5, 7, 9, 12]
-    ```
-    """
-    rng = np.random.default_rng(seed)
-    order = [int(i) for i in rng.permutation(len(answers))]
-    chosen: set[int] = set()
-    for split in splits:
-        missing = min_per_split - sum(1 for i in chosen if split in tags[i])
-        yes = [i for i in order if i not in chosen and split in tags[i] and answers[i]]
-        no = [i for i in order if i not in chosen and split in tags[i] and not answers[i]]
-        turns = [i for pair in zip(yes, no) for i in pair] + yes[len(no):] + no[len(yes):]
-        chosen.update(turns[:max(missing, 0)])
-    for want, kind in ((total // 2, True), (total - total // 2, False)):
-        have = sum(1 for i in chosen if answers[i] == kind)
-        chosen.update([i for i in order if i not in chosen and answers[i] == kind][:max(want - have, 0)])
-    return sorted(chosen)
-
-
-def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = DEFAULT_WORLD_IDENTITIES,
-                   num_recognition: int = DEFAULT_RECOGNITION_QUESTIONS, min_per_split: int = DEFAULT_MIN_PER_SPLIT,
-                   task_questions: int = DEFAULT_TASK_QUESTIONS,
-                   generic_questions: int = DEFAULT_GENERIC_QUESTIONS) -> Callable:
-    """A function `seed -> Dataset` of the generated world's held-out episodes (one question each).
-
-    Held-out identities only (never seen by the backbone or the projectors); references from environment
-    set A, queries from A or B (tagged `environment_shift`). `num_recognition` recognition questions, half
-    positive, drawn stratified (`select_stratified`) from a larger pool so that each split (environment
-    shift, look-alikes, multi-concept scenes) has at least `min_per_split`; plus `task_questions` questions
-    of each other task, on which the ceiling decides whether the task is measurable; and `generic_questions`
-    questions that name no concept (`generic_episodes`), on which methods asked through a reader adapter
-    show what it costs the backbone's own answers.
-    """
-    world = World(seed=world_seed, num_identities=num_identities)
-    splits = [split for split in SPLITS if split != "all"]
-
-    def episodes(seed: int):
-        pool, chunk = [], 0
-        while True:  # draw recognition episodes in chunks until every split can meet its quota
-            pool.append(build_episodes(world, "held_out", max(2 * num_recognition, 100), seed=seed * 1000 + chunk,
-                                       tasks=("recognition",)))
-            chunk += 1
-            tags = [t for part in pool for t in part["tags"]]
-            counts = Counter(tag for row in tags for tag in row)
-            if len(tags) >= num_recognition and all(counts[s] >= min_per_split for s in splits):
-                break
-            if chunk >= 50:
-                raise RuntimeError(f"Could not draw {min_per_split} recognition questions per split in {len(tags)} episodes.")
-        pool = concatenate_datasets(pool)
-        answers = [answer == "Yes" for answer in pool["answer"]]
-        chosen = select_stratified(answers, pool["tags"], num_recognition, min_per_split, splits, seed=seed)
-        parts = [pool.select(chosen)]
-        if task_questions:
-            parts.append(build_episodes(world, "held_out", task_questions * len(NON_RECOGNITION_TASKS),
-                                        seed=seed * 1000 + 999, tasks=NON_RECOGNITION_TASKS))
-        if generic_questions:
-            parts.append(generic_episodes(world, "held_out", generic_questions, seed=seed * 1000 + 998))
-        return concatenate_datasets(parts)
-
-    episodes.description = (
-        f"generated world (seed {world_seed}, {num_identities} identities), held-out identities: {num_recognition} "
-        f"recognition questions (half positive, at least {min_per_split} per split) and {task_questions} of each "
-        f"other task, {generic_questions} generic questions without concepts"
-    )
-    return episodes
 
 
 def _episodes_for_seed(source, seed: int, num_episodes: int | None):
@@ -308,119 +193,6 @@ def _episodes_for_seed(source, seed: int, num_episodes: int | None):
     if num_episodes is not None and num_episodes < len(dataset):
         dataset = dataset.shuffle(seed=seed).select(range(num_episodes))
     return dataset
-
-
-def question_id(episode) -> str:
-    """A short id of a question from its content (question, query image, references), stable across runs."""
-    parts = [episode.question, image_key(episode.image_value) if episode.image_value else ""]
-    parts += [concept.key for concept in episode.concepts]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
-
-
-# --------------------------------------------------------------------------------------------- models
-
-
-def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, device: str | None = None):
-    """The shared backbone, its processor, and an ICPT model per checkpoint, all around the same backbone.
-
-    Returns `(context, models, notes)`: a `BackboneContext`, `{method: ICPTForConditionalGeneration}` and
-    `{method: note}` for checkpoints worth a remark.
-
-    `icpt_fixed_length` may be given a checkpoint trained with adaptive length whose lengths are fixed anyway
-    (`min_prompt_length == max_prompt_length`): it is then loaded with `adaptive_length=False`, which gives
-    every concept the same rows as before, and the note says so.
-    """
-    unknown = sorted(set(checkpoints) - set(CHECKPOINT_METHODS))
-    if unknown:
-        raise ValueError(f"Checkpoints given for unknown methods {unknown}: the checkpoint methods are {CHECKPOINT_METHODS}.")
-    configs = {}
-    for method, path in checkpoints.items():
-        if not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(
-                f"No ICPT checkpoint at {path} (for {method}): train one with examples/train_icpt.py "
-                "(it writes config.json and model.safetensors into --output_dir)."
-            )
-        configs[method] = ICPTConfig.from_pretrained(path)
-    notes = {}
-    for method, config in configs.items():
-        if method == "icpt_fixed_length" and config.adaptive_length and config.min_prompt_length == config.max_prompt_length:
-            config.adaptive_length = False
-            notes[method] = (
-                f"the checkpoint {_display_path(checkpoints[method])} loaded with adaptive_length=False: it was trained "
-                f"with min_prompt_length = max_prompt_length = {config.max_prompt_length}, so adaptive length already "
-                f"gives every concept {config.max_prompt_length} rows and a fixed-length run of the same recipe draws "
-                "the same lengths and batches (nothing to train)"
-            )
-        if method in ABLATIONS:
-            field, value, flag = ABLATIONS[method]
-            if getattr(config, field) != value or (
-                    method == "icpt_adaptive_length" and config.min_prompt_length == config.max_prompt_length):
-                raise ValueError(
-                    f"The {method} checkpoint {checkpoints[method]} was trained with {field}={getattr(config, field)}: "
-                    f"the ablation needs {field}={value} (train it with examples/train_icpt.py {flag})."
-                )
-        elif not (config.adaptive_length and config.decoupling_weight > 0 and config.separation_weight > 0):
-            notes[method] = (
-                f"trained with adaptive_length={config.adaptive_length}, decoupling_weight={config.decoupling_weight}, "
-                f"separation_weight={config.separation_weight}"
-            )
-    if backbone is None:
-        if not configs:
-            raise ValueError("No backbone: pass backbone=PATH (or --backbone), or at least one ICPT checkpoint naming it.")
-        method, config = next(iter(configs.items()))
-        backbone = _trained_backbone(checkpoints[method], config)
-        if not backbone:
-            raise ValueError("The checkpoint's config names no backbone (base_model_name_or_path): pass --backbone PATH.")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    vlm = AutoModelForImageTextToText.from_pretrained(backbone).to(device)
-    max_length = max([config.max_prompt_length for config in configs.values()] + [TEST_TIME_TRAINING_ROWS])
-    processor = ICPTProcessor.from_backbone(backbone, max_prompt_length=max_length)
-
-    models = {}
-    for method, config in configs.items():
-        if config.prompt_token_id != processor.prompt_token_id:
-            raise ValueError(
-                f"The {method} checkpoint reserves token id {config.prompt_token_id} for its prompt slots but the "
-                f"backbone's tokenizer gives {processor.prompt_token_id}: it was made for another tokenizer."
-            )
-        trained_on = _trained_backbone(checkpoints[method], config)
-        if trained_on and not _same_path(trained_on, backbone):
-            notes[method] = (notes[method] + "; " if method in notes else "") + (
-                f"trained on {_display_path(trained_on)}, evaluated on {_display_path(backbone)}"
-            )
-        # a reader adapter changes the backbone it is added to: such a checkpoint gets a backbone of its own
-        own = AutoModelForImageTextToText.from_pretrained(backbone).to(device) if config.reader_lora_rank else vlm
-        models[method] = load_model(checkpoints[method], backbone=own, config=config)
-    injector = next((model for model in models.values() if model.vlm is vlm), None)
-    if injector is None:  # no checkpoint: an untrained wrapper only injects test-time-trained rows
-        injector = ICPTForConditionalGeneration.from_backbone(vlm, prompt_token_id=processor.prompt_token_id).eval()
-    return BackboneContext(vlm, processor, injector), models, notes
-
-
-def _trained_backbone(checkpoint, config) -> str | None:
-    """The backbone a checkpoint names; a relative path is read from the checkpoint's folder, as
-    `ICPTForConditionalGeneration.from_pretrained` reads it."""
-    name = config.base_model_name_or_path
-    if name and not Path(name).is_absolute() and (Path(checkpoint) / name).is_dir():
-        return str((Path(checkpoint) / name).resolve())
-    return name
-
-
-def _display_path(path) -> str:
-    """A local path relative to the working directory when it lies inside it (reports stay portable)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _same_path(a: str, b: str) -> bool:
-    if Path(a).exists() and Path(b).exists():
-        return Path(a).resolve() == Path(b).resolve()
-    return str(a) == str(b)
-
-
-# --------------------------------------------------------------------------------------------- running
 
 
 def _log(progress: bool, message: str) -> None:
@@ -828,7 +600,7 @@ def run_evaluation(
     results = {
         "schema_version": SCHEMA_VERSION,
         "command": command,
-        "backbone": _display_path(backbone),
+        "backbone": display_path(backbone),
         "data": {
             "description": data_description or getattr(episodes, "description", None) or "episode dataset",
             "num_episodes": counts,
@@ -892,252 +664,3 @@ def _capped(concept, k: int, seed: int) -> list:
 
 def _capped_key(concept, k: int, seed: int) -> str:
     return concept.name + "|" + ",".join(image_key(v) for v in _capped(concept, k, seed))
-
-
-# --------------------------------------------------------------------------------------------- claims
-
-
-def claims(results: dict) -> list[dict]:
-    """What the numbers say about the method's claims (those whose rows ran): `[{claim, verdict, evidence}]`.
-
-    `verdict` is "supported", "refuted" or "cannot decide", read off paired differences to `icpt` on
-    weighted recognition (`MATCH_MARGIN` for "matches raw references"; p < 0.05 for "helps").
-    """
-    methods = results["methods"]
-    ok = {name for name, row in methods.items() if row["status"] == "ok"}
-    metric = "recognition_weighted"
-    found = []
-
-    def difference(name, split):
-        return methods[name]["difference"].get(split, {}).get(metric) if name in ok else None
-
-    # 1. projection matches raw references at a fraction of the tokens
-    claim = "ICPT's projection matches raw reference photos in context at a fraction of the tokens"
-    diff = difference("raw_references", "all")
-    if "icpt" not in ok or not diff or diff["difference"] is None:
-        found.append({"claim": claim, "verdict": "cannot decide", "evidence": "icpt or raw_references did not run"})
-    else:
-        icpt_minus_raw = {"difference": -diff["difference"], "p_value": diff["p_value"],
-                          "low": None if diff["high"] is None else -diff["high"],
-                          "high": None if diff["low"] is None else -diff["low"]}
-        tokens = (methods["icpt"]["prompt_tokens_per_concept"]["mean"], methods["raw_references"]["prompt_tokens_per_concept"]["mean"])
-        evidence = (f"icpt − raw_references = {format_difference(icpt_minus_raw)} weighted recognition, with "
-                    f"{tokens[0]:.1f} against {tokens[1]:.1f} prompt tokens per concept")
-        if icpt_minus_raw["low"] is not None and icpt_minus_raw["low"] >= -MATCH_MARGIN:
-            verdict = "supported"
-            evidence += f" (at most {MATCH_MARGIN:.2f} below, with 95 % confidence)"
-        elif icpt_minus_raw["high"] is not None and icpt_minus_raw["high"] < 0:
-            verdict = "refuted"
-            evidence += " (ICPT is below the photos in context)"
-        else:
-            verdict = "cannot decide"
-        found.append({"claim": claim, "verdict": verdict, "evidence": evidence})
-
-    # 2. adaptive length
-    claim = "Adaptive prompt length (by visual complexity) helps"
-    if "icpt" not in ok or not methods["icpt"]["prompt_tokens_per_concept"]["n"]:
-        found.append({"claim": claim, "verdict": "cannot decide", "evidence": "icpt did not run"})
-    else:
-        tokens = methods["icpt"]["prompt_tokens_per_concept"]
-        if tokens["min"] == tokens["max"] and "icpt_adaptive_length" in ok:
-            # icpt ships with the length fixed: the ablation switches the rule on
-            entry = _ablation_claim(claim, methods, ok, "icpt_adaptive_length", "all", metric)
-            entry["verdict"] = {"supported": "refuted", "refuted": "supported"}.get(entry["verdict"], entry["verdict"])
-            entry["evidence"] += (f" (icpt gives every concept {tokens['min']:.0f} rows; icpt_adaptive_length "
-                                  f"{methods['icpt_adaptive_length']['prompt_tokens_per_concept']['mean']:.1f} on average)")
-            found.append(entry)
-        elif tokens["min"] == tokens["max"]:
-            evidence = (f"every concept got {tokens['min']:.0f} rows from the adaptive rule (the projector has "
-                        "min_prompt_length = max_prompt_length), so there is no length to adapt")
-            if "icpt_fixed_length" in ok and methods["icpt_fixed_length"]["agreement_with_reference"]:
-                agreement = methods["icpt_fixed_length"]["agreement_with_reference"]
-                evidence += (f"; icpt_fixed_length gave the same answer on {agreement['same']} of {agreement['n']} "
-                             "questions")
-            found.append({"claim": claim, "verdict": "cannot decide", "evidence": evidence})
-        else:
-            found.append(_ablation_claim(claim, methods, ok, "icpt_fixed_length", "all", metric))
-
-    # 3. decoupling helps under environment shift; 4. separation helps on look-alikes
-    for claim, name, split in (
-        ("Identity/environment decoupling (L_dec) helps under environment shift", "icpt_no_decoupling", "environment_shift"),
-        ("Concept separation (L_sep) helps on look-alikes", "icpt_no_separation", "look_alike"),
-    ):
-        entry = _ablation_claim(claim, methods, ok, name, split, metric)
-        ceiling = results.get("split_ceiling", {}).get(split)
-        if ceiling and not ceiling["measurable"]:
-            entry["evidence"] += (f"; the photos in context themselves score {format_value(ceiling['value'])} on this "
-                                  "split, below the bar")
-            if entry["verdict"] != "supported":
-                entry["verdict"] = "cannot decide"
-        found.append(entry)
-
-    # identity targets (the project's addition): do they help overall?
-    if "icpt_no_identity_targets" in ok and "icpt" in ok:
-        found.append(_ablation_claim("Identity targets (rows fitted per training identity, regressed onto) help",
-                                     methods, ok, "icpt_no_identity_targets", "all", metric))
-
-    # 5. with a reader adapter: does the reader's learning help, and 6. what does it cost?
-    if "icpt_frozen_reader" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0:
-        found.append(_ablation_claim("A reader adapter trained with the projector helps", methods, ok,
-                                     "icpt_frozen_reader", "all", metric))
-    cost = results.get("adapter_cost", {})
-    if "icpt" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0 and "generic_f1" in cost:
-        margin = cost["margin"]
-        parts = [("generic questions without concepts, icpt − raw_references (word F1)", cost["generic_f1"])]
-        if "raw_references_recognition" in cost:
-            parts.append(("photos in context, raw_references_adapted − raw_references (weighted recognition)",
-                          cost["raw_references_recognition"]))
-        lows = [d["low"] for _, d in parts]
-        highs = [d["high"] for _, d in parts]
-        if all(low is not None and low >= -margin for low in lows):
-            verdict = "supported"
-        elif any(high is not None and high < -margin for high in highs):
-            verdict = "refuted"
-        else:
-            verdict = "cannot decide"
-        found.append({"claim": f"The reader adapter costs the answers it was not trained for at most {margin:.2f}",
-                      "verdict": verdict,
-                      "evidence": "; ".join(f"{what} = {format_difference(d)}" for what, d in parts)})
-
-    # 7. the rows carry the identity: swapping the photos changes the answer
-    swap = results.get("swap_test", {}).get("methods", {}).get("icpt")
-    if swap and swap["changed"]["mean"] is not None:
-        target = results["swap_test"]["target"]
-        changed = swap["changed"]
-        verdict = ("supported" if changed["low"] is not None and changed["low"] >= target else
-                   "refuted" if changed["high"] is not None and changed["high"] < target else "cannot decide")
-        evidence = (f"icpt changed {format_value(changed)} of {changed['n']} positive answers when the concept's photos "
-                    f"were another identity's (yes {format_value(swap['yes_before'])} before, "
-                    f"{format_value(swap['yes_after'])} after)")
-        raw = results["swap_test"]["methods"].get("raw_references")
-        if raw and raw["changed"]["mean"] is not None:
-            evidence += f"; the photos in context changed {format_value(raw['changed'])}"
-        found.append({"claim": f"A concept's rows carry its identity: swapping its photos changes at least "
-                               f"{target:.0%} of positive answers", "verdict": verdict, "evidence": evidence})
-    return found
-
-
-def _ablation_claim(claim, methods, ok, name, split, metric) -> dict:
-    """A component helps when switching it off is significantly worse than `icpt` (p < 0.05)."""
-    diff = methods[name]["difference"].get(split, {}).get(metric) if name in ok and "icpt" in ok else None
-    if not diff or diff["difference"] is None:
-        return {"claim": claim, "verdict": "cannot decide", "evidence": f"{name} did not run on this split"}
-    if (name != "icpt_frozen_reader" and methods[name].get("reader_lora_rank", 0) == 0
-            and methods["icpt"].get("reader_lora_rank", 0) > 0):
-        return {"claim": claim, "verdict": "cannot decide", "evidence": (
-            f"{name} was trained with the frozen reader and icpt with a reader adapter: they differ in two parts "
-            f"({name} − icpt on {split.replace('_', ' ')} = {format_difference(diff)})")}
-    evidence = f"{name} − icpt on {split.replace('_', ' ')} = {format_difference(diff)} weighted recognition"
-    verdict = {"worse": "supported", "better": "refuted"}.get(diff["verdict"], "cannot decide")
-    if verdict == "cannot decide":
-        evidence += " (no detectable difference)"
-    return {"claim": claim, "verdict": verdict, "evidence": evidence}
-
-
-# --------------------------------------------------------------------------------------------- writing
-
-
-def write_results(results: dict, outcomes: list[dict], output_dir: str | Path) -> Path:
-    """Write the plots, `results.json`, `outcomes.jsonl` and `results.md` into `output_dir`; returns the folder."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    plot_accuracy_vs_prompt_tokens(results, output_dir / "accuracy_vs_prompt_tokens.png")
-    plot_accuracy_vs_references(results, output_dir / "accuracy_vs_references.png")
-    results["plots"] = {
-        "accuracy_vs_prompt_tokens": "accuracy_vs_prompt_tokens.png",
-        "accuracy_vs_references": "accuracy_vs_references.png",
-    }
-    with open(output_dir / results["outcomes"], "w") as file:
-        for outcome in outcomes:
-            file.write(json.dumps(outcome) + "\n")
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output_dir / "results.md").write_text(_page(results, title="ICPT evaluation", plots_prefix=""))
-    return output_dir
-
-
-def write_docs(results: dict, output_dir: str | Path, docs_path: str | Path) -> Path:
-    """Write the results page `docs_path` (e.g. docs/results.md) from a run's output, plots copied beside it."""
-    docs_path = Path(docs_path)
-    plots_dir = docs_path.parent / f"{docs_path.stem}_plots"
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    for file in results["plots"].values():
-        shutil.copyfile(Path(output_dir) / file, plots_dir / file)
-    docs_path.write_text(_page(results, title="ICPT results", plots_prefix=f"{plots_dir.name}/"))
-    return docs_path
-
-
-def _page(results: dict, title: str, plots_prefix: str) -> str:
-    lines = [f"# {title}", ""]
-    verdicts = results.get("claims") or []
-    if verdicts:
-        counts = Counter(entry["verdict"] for entry in verdicts)
-        lines += [(f"**What these numbers say.** Of the method's {len(verdicts)} claims, on the embedded backbone and its "
-                   f"generated world: {counts['supported']} supported, {counts['refuted']} refuted, "
-                   f"{counts['cannot decide']} cannot be decided. "
-                   + " ".join(f"*{entry['claim']}*: **{entry['verdict']}** ({entry['evidence']})." for entry in verdicts)),
-                  ""]
-        not_measurable = [task for task, row in results.get("ceiling", {}).items() if not row["measurable"]]
-        if not_measurable:
-            measurable = [task for task, row in results["ceiling"].items() if row["measurable"]]
-            lines += [(f"Not measurable on this backbone (the photos in context do no better than chance + "
-                       f"{results['settings']['ceiling_margin']:.2f}): {', '.join(not_measurable)}. Only "
-                       f"{', '.join(measurable) or 'no task'} can say anything about the methods here."), ""]
-    command = results.get("command")
-    if command:
-        lines += ["Generated by this command (do not edit by hand: rerun it):", "", "```bash", command, "```", ""]
-    settings = results["settings"]
-    minutes = results.get("wall_seconds", 0) / 60
-    lines += [(f"Backbone: `{results['backbone']}`. Device: {settings['device']} ({settings['threads']} threads); "
-               f"the run took {minutes:.1f} minutes. Test-time training: {settings['ttt_rows']} rows, "
-               f"{settings['ttt_steps']} steps per concept. Every method asks as users do: a question's prompt "
-               "holds only the concepts it names (ICPT's processor rule, applied to every baseline too). "
-               f"Per-question outcomes: `{results['outcomes']}` in the output folder. Variance: {results['variance']}."),
-              ""]
-    return "\n".join(lines) + "\n" + render_markdown(results, plots_prefix=plots_prefix) + "\n"
-
-
-# --------------------------------------------------------------------------------------------- command line
-
-
-def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[Path, dict[str, Path], list[str]]:
-    """The embedded default: its backbone, the projector checkpoints that exist, and how to train the missing ones.
-
-    The projector is `icpt/default/projector` (the one `icpt ask` uses); the ablations are looked up in
-    `ablations_dir/<method>`. A projector trained with `min_prompt_length == max_prompt_length` has no
-    fixed-length ablation (it is one) but an adaptive-length one (`icpt_adaptive_length`); a projector with
-    the length rule has the fixed-length ablation instead.
-    """
-    backbone = DEFAULT_DIR / "backbone"
-    if not (backbone / "config.json").is_file():
-        raise FileNotFoundError(
-            f"The embedded default backbone is not at {backbone}: train it with "
-            "`python examples/pretrain_world_backbone.py` (it saves there)."
-        )
-    paths = {"icpt": DEFAULT_DIR / "projector", **{m: Path(ablations_dir) / m for m in ABLATIONS}}
-    # a projector with one length has no length rule to switch off, but one to switch on (and vice versa)
-    del paths[inapplicable_length_ablation(paths["icpt"])]
-    checkpoints, missing = {}, []
-    for method, path in paths.items():
-        if (path / "config.json").is_file():
-            checkpoints[method] = path
-        else:
-            flag = ABLATIONS[method][2] if method in ABLATIONS else ""
-            missing.append(
-                f"python examples/train_icpt.py --backbone {backbone} --output_dir {path} {flag}".rstrip()
-            )
-    if "icpt" not in checkpoints:
-        raise FileNotFoundError(f"The embedded default projector is not at {paths['icpt']}: train it with `{missing[0]}`.")
-    return backbone, checkpoints, missing
-
-
-def inapplicable_length_ablation(checkpoint: Path) -> str:
-    """The length ablation that would not change a projector: fixed length for one with a single length."""
-    return "icpt_fixed_length" if _fixed_anyway(checkpoint) else "icpt_adaptive_length"
-
-
-def _fixed_anyway(checkpoint: Path) -> bool:
-    """Whether a projector checkpoint gives every concept the same length (min = max prompt length)."""
-    if not (checkpoint / "config.json").is_file():
-        return False
-    config = ICPTConfig.from_pretrained(checkpoint)
-    return config.min_prompt_length == config.max_prompt_length

@@ -17,7 +17,6 @@ from icpt.commands.cli import COMMANDS, main
 from modeling_icpt import ConceptBank
 
 ROOT = Path(__file__).resolve().parents[2]
-
 # the console script as pyproject.toml declares it (`icpt = "icpt.commands.cli:main"`), run from this checkout
 ICPT_SCRIPT = [sys.executable, "-c", "import sys; from {0} import {1}; sys.exit({1}())".format(
     *tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["icpt"].split(":"))]

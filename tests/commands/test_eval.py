@@ -12,8 +12,8 @@ from PIL import Image
 from helpers.evaluation import TINY, concept_dataset, world_dataset
 from icpt.commands.eval import main
 from icpt.episodes import TASKS
-from icpt.evaluation import harness
-from icpt.evaluation.harness import CHECKPOINT_METHODS, METHODS
+from icpt.evaluation import checkpoints, harness
+from icpt.evaluation.checkpoints import CHECKPOINT_METHODS, METHODS
 from icpt.evaluation.scoring import METRICS, SPLITS
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
@@ -44,7 +44,7 @@ def default_preset(tiny_llava, tmp_path_factory):
 
 
 def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_preset, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(harness, "DEFAULT_DIR", default_preset.root)
+    monkeypatch.setattr(checkpoints, "DEFAULT_DIR", default_preset.root)
     episodes = world_dataset(tmp_path / "episodes")
     out, docs = tmp_path / "out", tmp_path / "docs" / "results.md"
     # an untrained backbone does nothing better than chance: a negative bar makes every task measurable here
@@ -145,11 +145,11 @@ def test_clear_errors(default_preset, tmp_path, monkeypatch):
         harness.run_evaluation(concept_dataset(), methods=["icpt", "magic"])
     with pytest.raises(SystemExit):
         main(["--checkpoint", "magic=somewhere"])
-    monkeypatch.setattr(harness, "DEFAULT_DIR", tmp_path / "empty")
+    monkeypatch.setattr(checkpoints, "DEFAULT_DIR", tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="pretrain_world_backbone.py"):
         main(["--preset", "default"])
     (tmp_path / "backbone_only").mkdir()
     (tmp_path / "backbone_only" / "backbone").symlink_to(default_preset.root / "backbone")
-    monkeypatch.setattr(harness, "DEFAULT_DIR", tmp_path / "backbone_only")
+    monkeypatch.setattr(checkpoints, "DEFAULT_DIR", tmp_path / "backbone_only")
     with pytest.raises(FileNotFoundError, match="projector is not at .*train_icpt.py .*--output_dir"):
         main(["--preset", "default"])

@@ -12,7 +12,6 @@ from icpt.inference import DEFAULT_BACKBONE
 from icpt.world.pretraining.arguments import PretrainArguments
 
 ROOT = Path(__file__).resolve().parents[2]
-
 SCRIPT = ROOT / "examples" / "pretrain_world_backbone.py"
 
 

@@ -25,11 +25,8 @@ from modeling_icpt import ICPTInputError
 
 SETTINGS = dict(deadline=None, database=None, derandomize=not os.environ.get("ICPT_HYPOTHESIS_SEARCH"),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
 SIDES = (1, 2, 3, 10, 31, 64, 333, 4000)
-
 MODES = ("RGB", "L", "LA", "RGBA", "P", "1", "I;16", "I", "F", "CMYK")
-
 IMAGE = "<image>"  # the tiny LLaVA's image placeholder
 
 

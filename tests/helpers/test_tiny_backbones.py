@@ -1,6 +1,5 @@
 """The tiny backbones of tests/helpers/tiny_backbones.py: every supported family, deterministic, small."""
 
-import json
 
 import pytest
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import transformers
 from transformers import AutoModelForImageTextToText, Blip2Config, LlamaConfig
 
 from helpers.backbone_inputs import IMAGES
