@@ -28,7 +28,8 @@ PY=${PYTHON:-.venv/bin/python}
 STEPS=${STEPS:-1200}
 NUM_EPISODES=${NUM_EPISODES:-4800}
 GENERIC_SHARE=${GENERIC_SHARE:-0.2}
-# recognition on 3 of 8 episodes, each other task of the evaluation on 1 of 8
+# recognition on 3 of 8 episodes, each other task of the evaluation on 1 of 8: for a backbone that answers them (stage 4
+# of the backbone pretraining); the shipped checkpoint was trained with TASKS="recognition attribute" on one that does not
 TASKS=${TASKS:-recognition recognition recognition attribute presence caption text_qa vqa}
 RANK=${RANK:-16}
 OUT=${OUT:-outputs/default_reader}

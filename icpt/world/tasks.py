@@ -5,7 +5,7 @@
   1-5 reference images and a query), and named questions (the layout of an ICPT episode with the
   plain noun "the object" for a label: "the object is <image> <image>.", then a query scene and a
   recognition or attribute question about "the object"), and labelled questions (an ICPT episode of
-  the presence, attribute, caption, either/or or VQA task with its concepts' reference photos in context
+  any task, recognition, presence, attribute, caption, either/or or VQA, with its concepts' reference photos in context
   under their labels, "<w12> is <image> <image>.", the way the `raw_references` baseline asks: it
   teaches the backbone the evaluation's answer formats). Only labelled questions contain concept labels.
 * `build_episodes` writes ICPT episodes (`icpt.episodes.EPISODE_FEATURES`) for the tasks
@@ -66,9 +66,6 @@ DESCRIBE_OBJECT_QUESTION = "Describe the object."
 DESCRIBE_SCENE_QUESTION = "Describe the objects from left to right."
 NO_OBJECTS = "nothing."
 PRETRAINING_TASKS = ("describe_object", "describe_scene", "compare", "named_question", "labelled_question")
-# The episode tasks a labelled question draws from: the evaluation's formats beyond recognition (recognition is
-# taught with a plain noun by `named_question`, so that the photos in context stay a baseline, not a trained task).
-LABELLED_TASKS = ("presence", "attribute", "caption", "text_qa", "vqa")
 # Named questions put the references where ICPT puts a concept's prompt (a preamble that says what
 # the name stands for) and ask the episode questions about it, with a plain noun as the name.
 GENERIC_NAME = "the object"
@@ -405,12 +402,12 @@ class WorldTasks:
         right."). It teaches the answer formats of the evaluation's tasks with labels bound to photos.
 
         Args:
-            task: one of `LABELLED_TASKS` (random when None).
+            task: one of the episode tasks `TASKS` (random when None).
         """
         if task is None:
-            task = LABELLED_TASKS[int(rng.integers(len(LABELLED_TASKS)))]
-        if task not in LABELLED_TASKS:
-            raise ValueError(f"Unknown labelled task {task!r}; expected one of {LABELLED_TASKS}.")
+            task = TASKS[int(rng.integers(len(TASKS)))]
+        if task not in TASKS:
+            raise ValueError(f"Unknown labelled task {task!r}; expected one of {TASKS}.")
         row = self._episodes.episode(task, rng)
         named = set(LABEL_PATTERN.findall(row["question"])) or {c["name"] for c in row["concepts"]}
         concepts = [concept for concept in row["concepts"] if concept["name"] in named]

@@ -8,7 +8,6 @@ import pytest
 from icpt.episodes import EPISODE_FEATURES, TAGS, TASKS
 from icpt.world.tasks import (
     LABELLED_MAX_REFERENCES,
-    LABELLED_TASKS,
     PRETRAINING_TASKS,
     WorldTasks,
     build_episodes,
@@ -158,7 +157,7 @@ def test_named_questions_show_what_they_say(world):
 def test_labelled_questions_put_the_named_concepts_photos_before_the_question(world):
     tasks = WorldTasks(world)
     rng = np.random.default_rng(5)
-    for task in LABELLED_TASKS * 4:
+    for task in TASKS * 4:
         example = tasks.labelled_question(rng, task)
         assert example.task == "labelled_question" and example.tags[0] == task
         *preamble, asked = example.question.split("\n")
@@ -174,7 +173,7 @@ def test_labelled_questions_put_the_named_concepts_photos_before_the_question(wo
         if task == "caption":
             assert example.answer.startswith("a photo of ")
     with pytest.raises(ValueError, match="Unknown labelled task"):
-        tasks.labelled_question(rng, "recognition")
+        tasks.labelled_question(rng, "generic")
 
 
 def test_vocabulary_covers_every_text(world, held_out_episodes):

@@ -58,7 +58,7 @@ class PretrainArguments:
     tower_lr: float = field(default=1e-4, metadata={"help": "stage 3's peak learning rate for the tower"})
     format_steps: int = field(default=0, metadata={
         "help": "stage 4 (a continuation, e.g. with --init-from): steps teaching the evaluation's answer formats "
-                "(labelled questions: presence, attribute, caption, either/or, VQA with photos in context under "
+                "(labelled questions: recognition, presence, attribute, caption, either/or, VQA with photos in context under "
                 "labels) mixed with stage 3's tasks"})
     format_tower_lr: float = field(default=0.0, metadata={
         "help": "stage 4's peak learning rate for the tower (0: frozen)"})

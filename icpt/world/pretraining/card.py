@@ -70,10 +70,10 @@ def model_card(
         )
         + (
             f" Then the evaluation's answer formats ({state['formats_step']} steps, tower learning rate "
-            f"{args.format_tower_lr}): half of the steps ICPT episodes of the presence, attribute, caption, either/or "
-            "and VQA tasks asked with the named concepts' photos in context under their labels (\"<w12> is <image> "
-            '<image>.", training identities only), the other half stage 3\'s tasks; the only stage with concept '
-            "labels, and never an ICPT prompt."
+            f"{args.format_tower_lr}): on half of the question steps ICPT episodes of every task (recognition, "
+            "presence, attribute, caption, either/or and VQA) asked with the named concepts' photos in context under "
+            'their labels ("<w12> is <image> <image>.", training identities only), on the rest stage 3\'s tasks; '
+            "the only stage with concept labels, and never an ICPT prompt."
             if state.get("formats_step")
             else ""
         ),

@@ -342,7 +342,8 @@ def pretrain(args: PretrainArguments) -> dict:
         )
 
     # -- stage 4: the evaluation's answer formats, labels bound to photos in context ---------------
-    # Half the steps are labelled questions; the rest keep what stages 2-3 taught (recognition among them).
+    # Half the question steps are labelled questions (every episode task, recognition included: a stage without it
+    # taught the model to answer any labelled prompt with an attribute); the rest keep what stages 2-3 taught.
     state.setdefault("formats_step", 0)
     if not out_of_time and state["formats_step"] < args.format_steps and not args.export_now:
         optimizer_state = optimizer_state if state.get("optimizer_stage") == "formats" else None
