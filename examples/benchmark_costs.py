@@ -38,14 +38,16 @@ python examples/benchmark_costs.py --backbone PATH --checkpoint PATH --fixed-che
 python examples/benchmark_costs.py --config llava-1.5-7b --output outputs/costs-llava-7b.json
 python examples/benchmark_costs.py --config qwen2.5-vl-7b
 ```
-The benchmark is `icpt.evaluation.costs`; this script is its command line.
+The benchmark is `icpt.evaluation.costs` (`arguments.CostArguments`, `run.benchmark_costs`); this script is its
+command line.
 """
 
 import argparse
 import sys
 
 from icpt.commands.arguments import ArgumentParser
-from icpt.evaluation.costs import CostArguments, benchmark_costs
+from icpt.evaluation.costs.arguments import CostArguments
+from icpt.evaluation.costs.run import benchmark_costs
 
 
 def main(argv=None) -> dict:

@@ -1,28 +1,13 @@
-"""The cost benchmark (icpt.evaluation.costs, the library of examples/benchmark_costs.py) on a tiny backbone, and its
-full-size configurations."""
+"""One run of the cost benchmark (icpt.evaluation.costs.run, the library of examples/benchmark_costs.py) on a tiny
+backbone: every measurement, the printed table, the JSON and the performance page."""
 
 import json
 
 import pytest
-import torch
 
-from icpt.commands.arguments import ArgumentParser
-from icpt.evaluation import costs
-from icpt.evaluation.costs import CostArguments
+from helpers.costs import run
+from icpt.evaluation.costs.report import TARGET_NAMES, TARGETS
 from modeling_icpt import ICPTConfig
-
-
-def run(argv: list[str]) -> dict:
-    """The benchmark from a command line in the dash forms the docs use, as the script parses it."""
-    (args,) = ArgumentParser(CostArguments).parse(argv)
-    return costs.benchmark_costs(args)
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path, capsys):
@@ -39,9 +24,9 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
     assert json.loads(output.read_text()) == json.loads(json.dumps(report))
 
     results, targets = report["results"], report["targets"]
-    assert set(targets) == set(list(costs.TARGETS)[:5])  # the few-concept targets
+    assert set(targets) == set(list(TARGETS)[:5])  # the few-concept targets
     for name, target in targets.items():
-        comparison, threshold = costs.TARGETS[name]
+        comparison, threshold = TARGETS[name]
         measured = results[name]
         assert measured > 0 and target["measured"] == measured
         assert target["met"] == (measured >= threshold if comparison == ">=" else measured <= threshold)
@@ -60,30 +45,6 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
     assert defaults.min_prompt_length <= tokens["adaptive"] <= defaults.max_prompt_length
     assert tokens["fixed"] == defaults.max_prompt_length and tokens["test_time_training"] == 16
     assert tokens["raw_references"] >= 2 * 16  # two photos of 16 image tokens each
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the full-size backbone is really built")
-def test_full_size_configuration_is_refused_without_a_gpu(capsys):
-    with pytest.raises(ValueError, match=r"7\.06 B-parameter.*GPU"):
-        run(["--config", "llava-1.5-7b"])
-    with pytest.raises(ValueError, match="--config only"):
-        run(["--num-layers", "1"])
-
-
-def test_full_size_configurations_match_the_published_models():
-    labels = ["<c0>", "<c1>"]
-    llava, llava_processor, llava_side = costs.full_size_backbone("llava-1.5-7b", labels)
-    assert costs.count_parameters(llava) == 7_063_427_072  # llava-hf/llava-1.5-7b-hf
-    assert llava_side == 336 and llava.text_config.hidden_size == 4096
-    qwen, qwen_processor, _ = costs.full_size_backbone("qwen2.5-vl-7b", labels)
-    assert costs.count_parameters(qwen) == 8_292_166_656  # Qwen/Qwen2.5-VL-7B-Instruct
-    for config, processor in ((llava, llava_processor), (qwen, qwen_processor)):
-        # the local tokenizer's image token is the one the config expects, labels stay whole
-        image_token = processor.backbone_processor.image_token
-        assert processor.tokenizer.convert_tokens_to_ids(image_token) == config.image_token_id
-        assert processor.tokenizer.tokenize("<c1>") == ["<c1>"]
-    with pytest.raises(ValueError, match="Unknown --config"):
-        costs.full_size_backbone("gpt-5", labels)
 
 
 def test_many_concepts_tiny_run_writes_every_figure_to_the_performance_page(tiny_backbone_dirs, tmp_path, capsys):
@@ -114,16 +75,6 @@ def test_many_concepts_tiny_run_writes_every_figure_to_the_performance_page(tiny
                     "## Retrieval: recall on held-out scenes", "## Batched generation", "## Reproduce"):
         assert heading in text, heading
     for name, target in targets.items():
-        assert f"| {costs.TARGET_NAMES[name]} |" in text
+        assert f"| {TARGET_NAMES[name]} |" in text
     assert "![cost against bank size](performance_plots/bank_scaling.png)" in text
     assert (plots / "bank_scaling.png").stat().st_size > 10_000
-
-
-def test_a_backbone_and_a_configuration_exclude_each_other_and_bank_sizes_parse():
-    with pytest.raises(ValueError, match="exclude each other"):
-        run(["--backbone", "x", "--config", "llava-1.5-7b"])
-    (args,) = ArgumentParser(CostArguments).parse(["--bank-sizes", "1000,10,10", "--skip-many-concepts"])
-    assert args.bank_sizes == (10, 1000) and args.skip_many_concepts
-    for wrong in (["--bank-sizes", "0"], ["--bank-sizes", "a,b"], ["--config", "gpt-5"]):
-        with pytest.raises(SystemExit):
-            ArgumentParser(CostArguments).parse(wrong)
