@@ -301,15 +301,6 @@ def test_backbone_of_another_width_is_refused(llava, tmp_path, tiny_backbone_dir
         ICPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt")
 
 
-def test_invalid_config_values_are_refused():
-    with pytest.raises(ValueError, match="min_prompt_length"):
-        ICPTConfig(min_prompt_length=9, max_prompt_length=8)
-    with pytest.raises(ValueError, match="divisible"):
-        ICPTConfig(projector_hidden_size=30, projector_heads=4)
-    with pytest.raises(ValueError, match="vision_layers"):
-        ICPTConfig(vision_layers=[0])
-
-
 def test_unsupported_backbone_names_the_supported_families():
     from transformers import LlamaConfig, LlamaForCausalLM
 
