@@ -10,6 +10,7 @@ Every option of `transformers.TrainingArguments` is accepted besides ICPT's own 
 import logging
 import sys
 
+import torch
 from transformers import TrainingArguments
 
 from icpt.training.run import ICPTArguments, train
@@ -23,7 +24,13 @@ def main(argv=None):
     args, training_args = parser.parse(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    return train(args, training_args)
+    trainer = train(args, training_args)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # leave the process group before the interpreter exits: a gloo group torn down at exit can abort a process
+        # ("terminate called without an active exception", SIGABRT) after its work is done
+        trainer.accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
+    return trainer
 
 
 if __name__ == "__main__":  # `accelerate launch -m icpt.commands.train ...`

@@ -58,6 +58,7 @@ def _train(backbone, episodes, output, processes: int, batch: int, *extra) -> li
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "terminate called" not in done.stderr  # every process left its process group before exiting
     logs = [ast.literal_eval(match) for match in re.findall(r"\{'loss'.*?\}", done.stdout + done.stderr)]
     return [{k: float(v) for k, v in entry.items()} for entry in logs]
 
