@@ -65,7 +65,9 @@ COMPARE_QUESTION = "Is the object of the first images also in the last one?"
 DESCRIBE_OBJECT_QUESTION = "Describe the object."
 DESCRIBE_SCENE_QUESTION = "Describe the objects from left to right."
 NO_OBJECTS = "nothing."
-PRETRAINING_TASKS = ("describe_object", "describe_scene", "compare", "named_question", "labelled_question")
+PRETRAINING_TASKS = (
+    "describe_object", "describe_scene", "compare", "named_question", "labelled_question", "label_copy",
+)
 # Named questions put the references where ICPT puts a concept's prompt (a preamble that says what
 # the name stands for) and ask the episode questions about it, with a plain noun as the name.
 GENERIC_NAME = "the object"
@@ -95,6 +97,10 @@ TEXT_QA_QUESTIONS = {
 NUM_CONCEPT_LABELS = 1000  # episodes name their concepts <w0> ... <w999>
 LABELLED_MAX_REFERENCES = 3  # photos per concept in a labelled question (fewer than episodes' 5: shorter sequences)
 VQA_POSITION_QUESTION = "Is {name} on the left or on the right of this photo?"
+# Label copying (text only): write a list of labels back, or name the label a description was given.
+COPY_LIST_QUESTION = "Write {names}."
+COPY_DESCRIBED_PREAMBLE = "{name} is {description}.\n"
+COPY_DESCRIBED_QUESTION = "What is {description}?"
 VQA_NEIGHBOUR_QUESTION = "Is {name} next to {first} or {second}?"
 EXTRA_WORDS = (
     "yes",
@@ -140,6 +146,9 @@ def vocabulary() -> list[str]:
         CAPTION_QUESTION,
         VQA_POSITION_QUESTION,
         VQA_NEIGHBOUR_QUESTION,
+        COPY_LIST_QUESTION,
+        COPY_DESCRIBED_PREAMBLE,
+        COPY_DESCRIBED_QUESTION,
         NAMED_PREAMBLE,
         GENERIC_NAME,
         ", ; . ? an with",
@@ -424,6 +433,31 @@ class WorldTasks:
             images, question, row["answer"], "labelled_question", [task] + row["tags"], row["identity_ids"],
             row["environments"],
         )
+
+    def label_copy(self, rng: np.random.Generator) -> WorldExample:
+        """A text-only example whose answer copies concept labels from its question.
+
+        Half write a list of 3-8 labels back in order ("Write <w3>, <w41>." -> "<w3>, <w41>"); half give
+        1-4 labels a description each and ask which label a description was given ("<w3> is a red circle
+        ....\nWhat is a red circle ...?" -> "<w3>"). Labels are spelled in 3-5 word pieces, so a model reads
+        one back only once it has learned to copy (attention heads that find where the current piece
+        occurred and bring the next one); these examples teach that on cheap, dense text before the
+        labelled questions need it.
+        """
+        if rng.random() < 0.5:
+            names = concept_labels(rng, int(rng.integers(3, 9)))
+            question = COPY_LIST_QUESTION.format(names=", ".join(names))
+            return WorldExample([], question, ", ".join(names), "label_copy", [], [], [])
+        count = int(rng.integers(1, 5))
+        names = concept_labels(rng, count)
+        identity_ids = [int(i) for i in rng.choice(self.identity_ids, size=count, replace=False)]
+        descriptions = [self.world.identities[i].description for i in identity_ids]
+        asked = int(rng.integers(count))
+        question = "".join(
+            COPY_DESCRIBED_PREAMBLE.format(name=name, description=description)
+            for name, description in zip(names, descriptions)
+        ) + COPY_DESCRIBED_QUESTION.format(description=descriptions[asked])
+        return WorldExample([], question, names[asked], "label_copy", [], identity_ids, [])
 
     def sample(self, rng: np.random.Generator, task: str) -> WorldExample:
         if task not in PRETRAINING_TASKS:

@@ -43,7 +43,10 @@ def test_training_data_never_shows_held_out_identities_or_set_b(world, monkeypat
     pretraining = pretraining_dataset(world, num_examples=30, seed=4)
     assert set(pretraining["task"]) == set(PRETRAINING_TASKS)
     for images, task in zip(pretraining["images"], pretraining["task"]):  # labelled: up to 4 concepts' photos
-        assert 1 <= len(images) <= (4 * LABELLED_MAX_REFERENCES + 1 if task == "labelled_question" else 6)
+        if task == "label_copy":  # text only
+            assert images == []
+        else:
+            assert 1 <= len(images) <= (4 * LABELLED_MAX_REFERENCES + 1 if task == "labelled_question" else 6)
     bank = world.prerender(world.split("train")[:10], renders_per_identity=2)
     tasks = WorldTasks(world, bank=bank)
     rng = np.random.default_rng(0)
@@ -174,6 +177,28 @@ def test_labelled_questions_put_the_named_concepts_photos_before_the_question(wo
             assert example.answer.startswith("a photo of ")
     with pytest.raises(ValueError, match="Unknown labelled task"):
         tasks.labelled_question(rng, "generic")
+
+
+def test_label_copy_answers_with_labels_its_question_gave(world):
+    tasks = WorldTasks(world)
+    rng = np.random.default_rng(9)
+    kinds = set()
+    for _ in range(40):
+        example = tasks.label_copy(rng)
+        assert example.images == [] and example.task == "label_copy"
+        assert not set(example.identity_ids) & set(world.split("held_out"))
+        if example.question.startswith("Write "):  # a list written back in order
+            kinds.add("list")
+            assert example.question == f"Write {example.answer}."
+            assert 3 <= len(example.answer.split(", ")) <= 8
+        else:  # the label whose description is asked
+            kinds.add("described")
+            *preamble, asked = example.question.split("\n")
+            given = dict(line[:-1].split(" is ", 1) for line in preamble)
+            assert len(preamble) == len(example.identity_ids) and asked.startswith("What is ")
+            assert given[example.answer] == asked[len("What is ") : -1]
+            assert re.fullmatch(r"<w\d+>", example.answer)
+    assert kinds == {"list", "described"}
 
 
 def test_vocabulary_covers_every_text(world, held_out_episodes):

@@ -60,6 +60,9 @@ class PretrainArguments:
         "help": "stage 4 (a continuation, e.g. with --init-from): steps teaching the evaluation's answer formats "
                 "(labelled questions: recognition, presence, attribute, caption, either/or, VQA with photos in context under "
                 "labels) mixed with stage 3's tasks"})
+    copy_steps: int = field(default=0, metadata={
+        "help": "stage 4's first steps: text-only label copying (`WorldTasks.label_copy`), so that the language model "
+                "can write back the labels the labelled questions' answers name"})
     format_tower_lr: float = field(default=0.0, metadata={
         "help": "stage 4's peak learning rate for the tower (0: frozen)"})
     describe_every: int = field(default=3, metadata={"help": "every n-th step is a description step"})

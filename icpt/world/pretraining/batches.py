@@ -59,7 +59,8 @@ class TextEncoder:
         return self._ids(f" {answer} {END_TOKEN}")
 
     def batch(self, examples, with_answers: bool = True) -> dict[str, torch.Tensor]:
-        """Right-padded input_ids, attention_mask, labels (answer tokens only) and pixel_values."""
+        """Right-padded input_ids, attention_mask, labels (answer tokens only) and pixel_values (absent when
+        no example has an image)."""
         rows, labels = [], []
         for example in examples:
             prompt = self.prompt_ids(len(example.images), example.question)
@@ -75,7 +76,9 @@ class TextEncoder:
             label_ids[index, : len(row)] = torch.tensor(label)
             attention_mask[index, : len(row)] = 1
         images = [image for example in examples for image in example.images]
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values(images)}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if images:
+            batch["pixel_values"] = pixel_values(images)
         if with_answers:
             batch["labels"] = label_ids
         return batch
@@ -132,7 +135,9 @@ class TrainingBatches:
                 for _ in range(self.args.batch_size)
             ]
         else:
-            examples = [self.tasks.sample(rng, kind) for _ in range(self.args.batch_size)]
+            # text-only copying costs a fraction of an image example: twice as many per step
+            count = 2 * self.args.batch_size if kind == "label_copy" else self.args.batch_size
+            examples = [self.tasks.sample(rng, kind) for _ in range(count)]
         return self.encoder.batch(examples)
 
 

@@ -70,7 +70,14 @@ def model_card(
         )
         + (
             f" Then the evaluation's answer formats ({state['formats_step']} steps, tower learning rate "
-            f"{args.format_tower_lr}): on half of the question steps ICPT episodes of every task (recognition, "
+            f"{args.format_tower_lr}"
+            + (
+                f"; the first {args.copy_steps} text-only label copying: lists of labels written back, and the label a "
+                "description was given"
+                if args.copy_steps
+                else ""
+            )
+            + "): on half of the other question steps ICPT episodes of every task (recognition, "
             "presence, attribute, caption, either/or and VQA) asked with the named concepts' photos in context under "
             'their labels ("<w12> is <image> <image>.", training identities only), on the rest stage 3\'s tasks; '
             "the only stage with concept labels, and never an ICPT prompt."

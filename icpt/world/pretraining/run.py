@@ -88,6 +88,11 @@ def pretrain(args: PretrainArguments) -> dict:
     """One sitting of a run: builds (or resumes) the backbone, trains the stages that remain within `args.max_minutes`,
     and, when the last stage is done (or with `args.export_now`), measures it and exports it with its card to
     `args.output_dir`. Returns `{"finished", "state"}` and, when finished, `"results"`."""
+    if args.copy_steps > args.format_steps:
+        raise ValueError(
+            f"--copy-steps {args.copy_steps} exceeds --format-steps {args.format_steps}: copying is the first part of "
+            "stage 4, so --format-steps counts it too."
+        )
     torch.set_num_threads(args.threads)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -344,13 +349,17 @@ def pretrain(args: PretrainArguments) -> dict:
     # -- stage 4: the evaluation's answer formats, labels bound to photos in context ---------------
     # Half the question steps are labelled questions (every episode task, recognition included: a stage without it
     # taught the model to answer any labelled prompt with an attribute); the rest keep what stages 2-3 taught.
+    # The first --copy-steps are text-only label copying: without it the 4-layer model never wrote back a label it
+    # read (it guessed the digits), and dense copying is what made the skill appear (docs/default_model.md).
     state.setdefault("formats_step", 0)
     if not out_of_time and state["formats_step"] < args.format_steps and not args.export_now:
         optimizer_state = optimizer_state if state.get("optimizer_stage") == "formats" else None
         out_of_time = language_stage(
             "formats",
             args.format_steps,
-            lambda step: "describe"
+            lambda step: "label_copy"
+            if step < args.copy_steps
+            else "describe"
             if (step + 1) % args.describe_every == 0
             else ("labelled_question", "compare", "labelled_question", "named_question")[step % 4],
             tower_lr=args.format_tower_lr,

@@ -57,3 +57,11 @@ def test_labels_cover_only_the_answer(tokenizer, compare_example):
     supervised = batch["input_ids"][batch["labels"] != -100].tolist()
     assert tokenizer.convert_ids_to_tokens(supervised) == [compare_example.answer, "<|end|>"]
     assert batch["pixel_values"].shape == (3, 3, 64, 64)
+
+
+def test_a_text_only_batch_has_no_pixels(tokenizer):
+    example = WorldTasks(World(seed=0, num_identities=40)).label_copy(np.random.default_rng(1))
+    batch = TextEncoder(tokenizer, num_image_tokens=16).batch([example, example])
+    assert "pixel_values" not in batch and batch["input_ids"].shape[0] == 2
+    supervised = batch["input_ids"][0][batch["labels"][0] != -100]
+    assert tokenizer.decode(supervised).replace(" ", "") == example.answer.replace(" ", "") + "<|end|>"

@@ -8,6 +8,7 @@ import torch
 
 from icpt.commands.arguments import ArgumentParser
 from icpt.world.pretraining.arguments import PretrainArguments
+from icpt.world.pretraining.batches import TrainingBatches
 from icpt.world.pretraining.evaluation import comparison_eval_set
 from icpt.world.pretraining.run import pretrain
 from icpt.world.tasks import COMPARE_QUESTION
@@ -70,6 +71,11 @@ def test_tiny_run_resumes_and_exports_a_loadable_model(tmp_path):
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
 
+def test_copy_steps_beyond_stage_4_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--copy-steps 5 exceeds --format-steps 4"):
+        run(TINY + ["--work-dir", str(tmp_path), "--format-steps", "4", "--copy-steps", "5"])
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run once without --resume"):
         run(TINY + ["--work-dir", str(tmp_path), "--output-dir", str(tmp_path / "m"), "--resume"])
@@ -94,7 +100,7 @@ def test_worker_processes_build_the_same_batches(tmp_path):
     assert "(20 identities added to the world's own training split" in (tmp_path / "model0" / "README.md").read_text()
 
 
-def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path):
+def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     source = tmp_path / "source"
@@ -120,15 +126,23 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path):
 
     # stage 4, the answer formats, continues the source with its tower frozen
     paths = ["--work-dir", str(tmp_path / "w5"), "--output-dir", str(tmp_path / "formats")]
-    formats = run(TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "4"])
-    assert formats["finished"] and formats["state"]["formats_step"] == 4 and formats["state"]["questions_step"] == 0
+    kinds = []
+    build = TrainingBatches.__call__
+    monkeypatch.setattr(TrainingBatches, "__call__", lambda self, job: kinds.append(job[2]) or build(self, job))
+    formats = run(
+        TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "5", "--copy-steps", "2"]
+    )
+    assert formats["finished"] and formats["state"]["formats_step"] == 5 and formats["state"]["questions_step"] == 0
     assert [entry.get("formats_step") for entry in formats["state"]["history"][len(source_history) :]] == [2, 4]
     stage_4 = load_file(tmp_path / "formats" / "model.safetensors")
     tower = [k for k in before if "vision_tower" in k]
     assert tower and all(torch.equal(before[k], stage_4[k]) for k in tower)
     assert any(not torch.equal(before[k], stage_4[k]) for k in before if "language_model" in k)
     card = (tmp_path / "formats" / "README.md").read_text()
-    assert "Then the evaluation's answer formats (4 steps, tower learning rate 0.0)" in card
+    assert "Then the evaluation's answer formats (5 steps, tower learning rate 0.0; the first 2 text-only label" in card
+    # the first --copy-steps are label copying, the rest the formats' mix (batches built in this process: no workers)
+    assert kinds[:2] == ["label_copy", "label_copy"] and "label_copy" not in kinds[2:]
+    assert "labelled_question" in kinds[2:]
     # a continuation measures itself against its source on the same examples, paired
     compared = json.loads((tmp_path / "formats" / "training_results.json").read_text())["against_source"]
     assert set(compared) == {"held_out/overall", "held_out/look_alike", "held_out/named/overall",
