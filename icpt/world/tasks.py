@@ -435,28 +435,38 @@ class WorldTasks:
         )
 
     def label_copy(self, rng: np.random.Generator) -> WorldExample:
-        """A text-only example whose answer copies concept labels from its question.
+        """A text-only example whose answer copies words from its question.
 
-        Half write a list of 3-8 labels back in order ("Write <w3>, <w41>." -> "<w3>, <w41>"); half give
+        A third write a list of 3-8 labels back in order ("Write <w3>, <w41>." -> "<w3>, <w41>"); a third give
         1-4 labels a description each and ask which label a description was given ("<w3> is a red circle
-        ....\nWhat is a red circle ...?" -> "<w3>"). Labels are spelled in 3-5 word pieces, so a model reads
-        one back only once it has learned to copy (attention heads that find where the current piece
-        occurred and bring the next one); these examples teach that on cheap, dense text before the
-        labelled questions need it.
+        ....\nWhat is a red circle ...?" -> "<w3>"); a third give one label a description and ask an either/or
+        question about it ("<w3> is a red circle ....\nIs <w3> blue or red?" -> "red"). Labels are spelled in 3-5
+        word pieces, so a model reads one back only once it has learned to copy (attention heads that find where
+        the current piece occurred and bring the next one); these examples teach that on cheap, dense text
+        before the labelled questions need it.
         """
-        if rng.random() < 0.5:
+        kind = rng.integers(3)
+        if kind == 0:
             names = concept_labels(rng, int(rng.integers(3, 9)))
             question = COPY_LIST_QUESTION.format(names=", ".join(names))
             return WorldExample([], question, ", ".join(names), "label_copy", [], [], [])
-        count = int(rng.integers(1, 5))
+        count = 1 if kind == 2 else int(rng.integers(1, 5))
         names = concept_labels(rng, count)
         identity_ids = [int(i) for i in rng.choice(self.identity_ids, size=count, replace=False)]
         descriptions = [self.world.identities[i].description for i in identity_ids]
-        asked = int(rng.integers(count))
-        question = "".join(
+        preamble = "".join(
             COPY_DESCRIBED_PREAMBLE.format(name=name, description=description)
             for name, description in zip(names, descriptions)
-        ) + COPY_DESCRIBED_QUESTION.format(description=descriptions[asked])
+        )
+        if kind == 2:
+            identity = self.world.identities[identity_ids[0]]
+            attribute, wrong = self._episodes._wrong_option(identity, None, rng)
+            options = [attribute_answer(identity, attribute), wrong]
+            first, second = (options[i] for i in rng.permutation(2))
+            question = TEXT_QA_QUESTIONS[attribute].format(name=names[0], first=first, second=second)
+            return WorldExample([], preamble + question, options[0], "label_copy", [], identity_ids, [])
+        asked = int(rng.integers(count))
+        question = preamble + COPY_DESCRIBED_QUESTION.format(description=descriptions[asked])
         return WorldExample([], question, names[asked], "label_copy", [], identity_ids, [])
 
     def sample(self, rng: np.random.Generator, task: str) -> WorldExample:

@@ -191,6 +191,13 @@ def test_label_copy_answers_with_labels_its_question_gave(world):
             kinds.add("list")
             assert example.question == f"Write {example.answer}."
             assert 3 <= len(example.answer.split(", ")) <= 8
+        elif " or " in example.question:  # an either/or question about the one described label
+            kinds.add("options")
+            preamble, asked = example.question.split("\n")
+            name, description = preamble[:-1].split(" is ", 1)
+            identity = world.identities[example.identity_ids[0]]
+            assert description == identity.description and name in asked
+            assert f" {example.answer} or " in asked or asked.endswith(f" or {example.answer}?")
         else:  # the label whose description is asked
             kinds.add("described")
             *preamble, asked = example.question.split("\n")
@@ -198,7 +205,7 @@ def test_label_copy_answers_with_labels_its_question_gave(world):
             assert len(preamble) == len(example.identity_ids) and asked.startswith("What is ")
             assert given[example.answer] == asked[len("What is ") : -1]
             assert re.fullmatch(r"<w\d+>", example.answer)
-    assert kinds == {"list", "described"}
+    assert kinds == {"list", "described", "options"}
 
 
 def test_vocabulary_covers_every_text(world, held_out_episodes):
