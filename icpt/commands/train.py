@@ -7,6 +7,7 @@ Several processes: `accelerate launch ... examples/train_icpt.py ...` (or `accel
 Every option of `transformers.TrainingArguments` is accepted besides ICPT's own (`icpt train --help`).
 """
 
+import gc
 import logging
 import sys
 
@@ -26,11 +27,25 @@ def main(argv=None):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     trainer = train(args, training_args)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # leave the process group before the interpreter exits: a gloo group torn down at exit can abort a process
-        # ("terminate called without an active exception", SIGABRT) after its work is done
-        trainer.accelerator.wait_for_everyone()
-        torch.distributed.destroy_process_group()
+        leave_process_group(trainer)
     return trainer
+
+
+def leave_process_group(trainer) -> None:
+    """Tear the process group down while the interpreter is whole, in the one order that cannot hang.
+
+    A gloo group torn down at exit can abort a process ("terminate called without an active exception") after its
+    work is done, so it is destroyed here. Before that, DDP's wrapper is dropped: its reducer holds the group too,
+    and when the reducer's deallocation drops the group's last reference it joins gloo's threads while holding the
+    GIL, which deadlocks whenever one of them still needs the GIL to free a finished collective's tensors (seen as an
+    intermittent hang after the last checkpoint). Dropped first, the reducer leaves the group to
+    `destroy_process_group`, whose deallocation releases the GIL before it joins.
+    """
+    trainer.accelerator.wait_for_everyone()
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()  # the accelerator's references to the wrapped model, optimizer and loaders
+    gc.collect()  # the wrapper sits in reference cycles: free it now, not at a later collection
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":  # `accelerate launch -m icpt.commands.train ...`

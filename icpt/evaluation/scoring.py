@@ -2,8 +2,8 @@
 
 - `question_score(episode, prediction)`: the score of one answer by its task's rule, the rule of the
   project's `evaluate` metrics (`icpt.metrics`): yes/no read from the first word (recognition), the option
-  picked (two-option VQA and text QA), exact match after normalization (attribute, presence as a set of
-  names), the share of the present concepts a caption names (caption recall), word F1 for the generic
+  picked (two-option VQA and text QA), exact match after normalization (attribute), the F1 of the names
+  listed against the names present (presence), the share of the present concepts a caption names (caption recall), word F1 for the generic
   questions that name no concept (what a reader adapter costs the backbone's own answers). `Scorer` computes the same
   figures with the `evaluate` modules themselves (the tests check that both agree).
 - `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
+import string
 from collections import defaultdict
 from pathlib import Path
 
@@ -45,7 +46,7 @@ METRICS = (
     "vqa",  # two-option visual questions, exact match
     "text_qa",  # two-option text-only questions, exact match
     "attribute",  # short-answer questions, exact match after normalization
-    "presence",  # "which of them are here?", the set of names must match
+    "presence_f1",  # "which of them are here?", F1 of the names listed against the names present
     "caption_recall",  # share of the present concepts' names a caption mentions
     "generic_f1",  # questions without concepts (describe an object or a scene), SQuAD word F1
 )
@@ -56,13 +57,13 @@ METRIC_TASK = {
     "vqa": "vqa",
     "text_qa": "text_qa",
     "attribute": "attribute",
-    "presence": "presence",
+    "presence_f1": "presence",
     "caption_recall": "caption",
     "generic_f1": "generic",
 }
 # The metric that stands for each task (its ceiling and its headline column).
 TASK_METRIC = {"recognition": "recognition_weighted", "vqa": "vqa", "text_qa": "text_qa", "attribute": "attribute",
-               "presence": "presence", "caption": "caption_recall", "generic": "generic_f1"}
+               "presence": "presence_f1", "caption": "caption_recall", "generic": "generic_f1"}
 # What answering at random (or always the same) scores: 0.5 for yes/no (weighted) and two options; free
 # answers, name sets, caption names and free descriptions have no guessing floor worth counting.
 CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.0, "caption": 0.0,
@@ -82,10 +83,29 @@ def _is_yes(answer: str) -> bool:
 
 
 def _names(text: str) -> str:
-    """A list of names, normalized and sorted ("<b>, <a>" and "a and b" both give "a b"); "none" if empty."""
-    parts = [normalize_answer(part) for part in text.replace(" and ", ",").split(",")]
-    parts = sorted(part for part in parts if part and part not in ("none", "nothing"))
-    return " ".join(parts) or "none"
+    """A list of names, normalized and sorted, one word per name ("<b>, <a>" and "a and b" both give "a b";
+    "Mr Bo, <kiki>" gives "kiki mrbo"); "none" if empty."""
+    parts = sorted(filter(None, map(_name, text.replace(" and ", ",").split(","))))
+    return " ".join(part for part in parts if part not in ("none", "nothing")) or "none"
+
+
+def _name(text: str) -> str:
+    """One listed name as one word: lower case, no punctuation, a leading article dropped unless it is the whole
+    name ("The Bo" -> "bo", but "<a>" -> "a")."""
+    words = "".join(c for c in text.lower() if c not in string.punctuation).split()
+    if len(words) > 1 and words[0] in ("a", "an", "the"):
+        words = words[1:]
+    return "".join(words)
+
+
+def presence_f1(prediction: str, answer: str) -> float:
+    """F1 of the names a presence answer lists against the names present, each name counted once: 1.0 for the
+    exact set, 0.0 for no right name (or "none" against any name), 2/3 for one of two names alone."""
+    listed, present = set(_names(prediction).split()), set(_names(answer).split())
+    shared = len(listed & present)
+    if shared == 0:
+        return float(listed == present)
+    return 2 * shared / (len(listed) + len(present))
 
 
 def canonical_answer(episode) -> str:
@@ -111,12 +131,14 @@ def canonical_prediction(episode, prediction: str) -> str:
 
 
 def question_score(episode, prediction: str) -> float | None:
-    """The score of one answer: 1.0 right, 0.0 wrong; a caption's recall in [0, 1] (None without names); a
-    generic answer's word F1 in [0, 1]."""
+    """The score of one answer: 1.0 right, 0.0 wrong; a presence answer's name F1, a caption's recall (None
+    without names) and a generic answer's word F1 in [0, 1]."""
     if episode.task == "caption":
         return caption_score(prediction, list(episode.present))
     if episode.task == "generic":
         return word_f1(prediction, episode.answer)
+    if episode.task == "presence":
+        return presence_f1(prediction, episode.answer)
     return float(canonical_prediction(episode, prediction) == canonical_answer(episode))
 
 
@@ -167,14 +189,16 @@ class Scorer:
                     options=[e.options for e, _ in pairs] if all(e.options for e, _ in pairs) else None,
                 )
                 result[task] = out["accuracy"]
-        for task in ("attribute", "presence"):
-            pairs = by_task[task]
-            if pairs:
-                out = self.option_match.compute(
-                    predictions=[canonical_prediction(e, p) for e, p in pairs],
-                    references=[canonical_answer(e) for e, _ in pairs],
-                )
-                result[task] = out["accuracy"]
+        attributes = by_task["attribute"]
+        if attributes:
+            out = self.option_match.compute(
+                predictions=[canonical_prediction(e, p) for e, p in attributes],
+                references=[canonical_answer(e) for e, _ in attributes],
+            )
+            result["attribute"] = out["accuracy"]
+        presence = by_task["presence"]
+        if presence:  # no `evaluate` module scores name lists: the per-question rule, averaged
+            result["presence_f1"] = sum(presence_f1(p, e.answer) for e, p in presence) / len(presence)
         captions = by_task["caption"]
         if captions:
             out = self.caption_recall.compute(
@@ -286,7 +310,7 @@ METRIC_HEADERS = {
     "vqa": "VQA",
     "text_qa": "Text QA",
     "attribute": "Attribute",
-    "presence": "Presence",
+    "presence_f1": "Presence (F1)",
     "caption_recall": "Caption recall",
     "generic_f1": "Generic (word F1)",
 }

@@ -27,16 +27,21 @@ def test_scores_on_hand_made_answers(scorer):
         episode("vqa", "Dog", options=["Cat", "Dog"], tags=["environment_shift"]),
         episode("text_qa", "red", options=["red", "blue"], image=False),
         episode("presence", "<a>, <b>", tags=["multi_concept"]),
+        episode("presence", "<a>, <b>, <c>", tags=["multi_concept"]),
+        episode("presence", "<c>"),
         episode("attribute", "a hat"),
         episode("caption", "a photo of <a> and <b>.", present=["<a>", "<b>"], tags=["multi_concept"]),
     ]
-    predictions = ["Yes, it is.", "no", "No.", "Maybe", "(B)", "blue", "<b> and <a>", "A hat.", "<a> on a sofa"]
+    predictions = ["Yes, it is.", "no", "No.", "Maybe", "(B)", "blue", "<b> and <a>", "<b>, <d>", "None.", "A hat.", "<a> on a sofa"]
     scores = scorer.score(episodes, predictions)
     overall = scores["all"]
     assert set(overall) == set(METRICS) and set(SPLITS) == set(scores)
     assert (overall["recognition_positive"], overall["recognition_negative"]) == (0.5, 0.5)
     assert overall["recognition_weighted"] == 0.5
-    assert (overall["vqa"], overall["text_qa"], overall["presence"], overall["attribute"]) == (1.0, 0.0, 1.0, 1.0)
+    assert (overall["vqa"], overall["text_qa"], overall["attribute"]) == (1.0, 0.0, 1.0)
+    # presence: the exact set 1, one right name of two listed against three present 2/5, "none" against one 0
+    assert overall["presence_f1"] == pytest.approx((1.0 + 0.4 + 0.0) / 3)
+    assert scores["multi_concept"]["presence_f1"] == pytest.approx(0.7)
     assert overall["caption_recall"] == 0.5
     shifted = scores["environment_shift"]
     assert (shifted["recognition_positive"], shifted["recognition_negative"], shifted["vqa"]) == (0.0, None, 1.0)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from icpt.episodes import TASKS
+
 
 @dataclass
 class PretrainArguments:
@@ -63,6 +65,9 @@ class PretrainArguments:
     copy_steps: int = field(default=0, metadata={
         "help": "stage 4's first steps: text-only label copying (`WorldTasks.label_copy`), so that the language model "
                 "can write back the labels the labelled questions' answers name"})
+    format_tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={
+        "help": "the episode tasks stage 4's labelled questions are drawn from, uniformly; name a task twice to draw "
+                "it twice as often"})
     format_tower_lr: float = field(default=0.0, metadata={
         "help": "stage 4's peak learning rate for the tower (0: frozen)"})
     describe_every: int = field(default=3, metadata={"help": "every n-th step is a description step"})

@@ -137,7 +137,11 @@ class TrainingBatches:
         else:
             # text-only copying costs a fraction of an image example: twice as many per step
             count = 2 * self.args.batch_size if kind == "label_copy" else self.args.batch_size
-            examples = [self.tasks.sample(rng, kind) for _ in range(count)]
+            if kind == "labelled_question":  # the task drawn from the same stream as `labelled_question` draws it
+                tasks = self.args.format_tasks
+                examples = [self.tasks.labelled_question(rng, tasks[int(rng.integers(len(tasks)))]) for _ in range(count)]
+            else:
+                examples = [self.tasks.sample(rng, kind) for _ in range(count)]
         return self.encoder.batch(examples)
 
 

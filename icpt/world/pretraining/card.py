@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from icpt.episodes import TASKS
 from icpt.world.tasks import COMPARE_QUESTION
 
 
@@ -77,8 +78,13 @@ def model_card(
                 if args.copy_steps
                 else ""
             )
-            + "): on half of the other question steps ICPT episodes of every task (recognition, "
-            "presence, attribute, caption, either/or and VQA) asked with the named concepts' photos in context under "
+            + "): on half of the other question steps ICPT episodes "
+            + (
+                "of every task (recognition, presence, attribute, caption, either/or and VQA)"
+                if sorted(args.format_tasks) == sorted(TASKS)
+                else "drawn from " + ", ".join(args.format_tasks)
+            )
+            + " asked with the named concepts' photos in context under "
             'their labels ("<w12> is <image> <image>.", training identities only), on the rest stage 3\'s tasks; '
             "the only stage with concept labels, and never an ICPT prompt."
             if state.get("formats_step")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
+from icpt.episodes import TASKS
 from icpt.world.tasks import WorldTasks
 from icpt.world.world import RenderBank, World
 
@@ -93,6 +94,10 @@ def pretrain(args: PretrainArguments) -> dict:
             f"--copy-steps {args.copy_steps} exceeds --format-steps {args.format_steps}: copying is the first part of "
             "stage 4, so --format-steps counts it too."
         )
+    unknown = sorted(set(args.format_tasks) - set(TASKS))
+    if unknown or not args.format_tasks:
+        raise ValueError(f"--format-tasks {' '.join(args.format_tasks)}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "
+                         f"name tasks among {', '.join(TASKS)}.")
     torch.set_num_threads(args.threads)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from icpt.world.pretraining.arguments import PretrainArguments
 from icpt.world.pretraining.batches import TrainingBatches
 from icpt.world.pretraining.evaluation import comparison_eval_set
 from icpt.world.pretraining.run import pretrain
-from icpt.world.tasks import COMPARE_QUESTION
+from icpt.world.tasks import COMPARE_QUESTION, WorldTasks
 from icpt.world.world import World
 
 
@@ -76,6 +76,11 @@ def test_copy_steps_beyond_stage_4_is_a_clear_error(tmp_path):
         run(TINY + ["--work-dir", str(tmp_path), "--format-steps", "4", "--copy-steps", "5"])
 
 
+def test_an_unknown_format_task_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--format-tasks vqa captions: unknown captions; name tasks among recognition"):
+        run(TINY + ["--work-dir", str(tmp_path), "--format-steps", "4", "--format-tasks", "vqa", "captions"])
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run once without --resume"):
         run(TINY + ["--work-dir", str(tmp_path), "--output-dir", str(tmp_path / "m"), "--resume"])
@@ -129,8 +134,13 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path, monkeyp
     kinds = []
     build = TrainingBatches.__call__
     monkeypatch.setattr(TrainingBatches, "__call__", lambda self, job: kinds.append(job[2]) or build(self, job))
+    asked = []
+    labelled = WorldTasks.labelled_question
+    monkeypatch.setattr(WorldTasks, "labelled_question",
+                        lambda self, rng, task=None: asked.append(task) or labelled(self, rng, task))
     formats = run(
-        TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "5", "--copy-steps", "2"]
+        TINY + paths + ["--init-from", str(source), "--question-steps", "0", "--format-steps", "5", "--copy-steps", "2",
+                        "--format-tasks", "text_qa", "presence", "text_qa"]
     )
     assert formats["finished"] and formats["state"]["formats_step"] == 5 and formats["state"]["questions_step"] == 0
     assert [entry.get("formats_step") for entry in formats["state"]["history"][len(source_history) :]] == [2, 4]
@@ -143,6 +153,8 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path, monkeyp
     # the first --copy-steps are label copying, the rest the formats' mix (batches built in this process: no workers)
     assert kinds[:2] == ["label_copy", "label_copy"] and "label_copy" not in kinds[2:]
     assert "labelled_question" in kinds[2:]
+    assert set(asked) == {"text_qa", "presence"}  # the labelled questions of --format-tasks only
+    assert "ICPT episodes drawn from text_qa, presence, text_qa asked with" in card
     # a continuation measures itself against its source on the same examples, paired
     compared = json.loads((tmp_path / "formats" / "training_results.json").read_text())["against_source"]
     assert set(compared) == {"held_out/overall", "held_out/look_alike", "held_out/named/overall",
