@@ -151,6 +151,7 @@ from .scoring import (
     cell,
     cells,
     differences,
+    guess_floor,
     is_positive,
     question_score,
 )
@@ -261,8 +262,10 @@ def _answer(runner, episodes: list, ids: list[str], seed: int, bar) -> list[dict
     return outcomes
 
 
-def _ceiling(outcomes_by_method: dict, task: str, split: str = "all", margin: float = CEILING_MARGIN) -> dict:
-    """The best ceiling method's estimate of a task's metric on a split, and whether it is measurable."""
+def _ceiling(outcomes_by_method: dict, task: str, chance: float, split: str = "all",
+             margin: float = CEILING_MARGIN) -> dict:
+    """The best ceiling method's estimate of a task's metric on a split, and whether it is measurable: its interval
+    at least `margin` above `chance` (`guess_floor`)."""
     metric = TASK_METRIC[task]
     best_name, best = None, None
     for name, outcomes in outcomes_by_method.items():
@@ -270,11 +273,11 @@ def _ceiling(outcomes_by_method: dict, task: str, split: str = "all", margin: fl
         if value["mean"] is not None and (best is None or value["mean"] > best["mean"]):
             best_name, best = name, value
     if best is None:
-        return {"chance": CHANCE[task], "method": None, "value": {"mean": None, "low": None, "high": None, "n": 0},
+        return {"chance": chance, "method": None, "value": {"mean": None, "low": None, "high": None, "n": 0},
                 "measurable": False}
     low = best["low"] if best["low"] is not None else best["mean"]  # too few questions for an interval
-    return {"chance": CHANCE[task], "method": best_name, "value": best,
-            "measurable": bool(low >= CHANCE[task] + margin)}
+    return {"chance": chance, "method": best_name, "value": best,
+            "measurable": bool(chance is not None and low >= chance + margin)}
 
 
 def _agreement(episodes_by_id: dict, outcomes: list[dict], reference: list[dict]) -> dict | None:
@@ -497,9 +500,10 @@ def run_evaluation(
     tasks = list(dict.fromkeys(episode.task for episode in prepared))
     ceiling_outcomes = {name: outcomes[name] for name in ceiling_names}
     if ceiling_names:
-        ceiling = {task: _ceiling(ceiling_outcomes, task, margin=ceiling_margin) for task in tasks}
+        ceiling = {task: _ceiling(ceiling_outcomes, task, guess_floor(prepared, task), margin=ceiling_margin)
+                   for task in tasks}
     else:  # nothing to tell measurable tasks from the others: every task is run and reported
-        ceiling = {task: {"chance": CHANCE[task], "method": None, "measurable": True,
+        ceiling = {task: {"chance": guess_floor(prepared, task), "method": None, "measurable": True,
                           "value": {"mean": None, "low": None, "high": None, "n": 0}} for task in tasks}
     measurable = [i for i, episode in enumerate(prepared) if ceiling[episode.task]["measurable"]]
     _log(progress, "measurable on this backbone: " + (", ".join(t for t in tasks if ceiling[t]["measurable"]) or "none"))
@@ -594,7 +598,8 @@ def run_evaluation(
         if name == "raw_references_plain_noun":
             note = "questions naming one concept asked about \"the object\" (the backbone's pretraining layout)"
             rows[name]["note"] = "; ".join(filter(None, [rows[name]["note"], note]))
-    split_ceiling = ({split: _ceiling(ceiling_outcomes, "recognition", split, ceiling_margin) for split in SPLITS[1:]}
+    split_ceiling = ({split: _ceiling(ceiling_outcomes, "recognition", CHANCE["recognition"], split, ceiling_margin)
+                      for split in SPLITS[1:]}
                      if ceiling_names and "recognition" in tasks else {})
 
     results = {

@@ -68,6 +68,26 @@ TASK_METRIC = {"recognition": "recognition_weighted", "vqa": "vqa", "text_qa": "
 # answers, name sets, caption names and free descriptions have no guessing floor worth counting.
 CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.0, "caption": 0.0,
           "generic": 0.0}
+
+
+def guess_floor(episodes, task: str) -> float | None:
+    """What `task`'s metric scores on these questions with an answer that looks at no photo: `CHANCE` for yes/no,
+    two options and open answers; for presence and captions, the answer that names every concept the question names
+    (a presence list of them all scores their F1 against the present ones, a caption naming them all recalls every
+    present one: 1.0). A task is measurable only above this floor; None without questions of the task."""
+    chosen = [episode for episode in episodes if episode.task == task]
+    if not chosen:
+        return None
+    if task == "presence":
+        return sum(presence_f1(", ".join(c.name for c in e.named_concepts), e.answer) for e in chosen) / len(chosen)
+    if task == "caption":
+        scores = [caption_score("a photo of " + " and ".join(c.name for c in e.named_concepts), list(e.present))
+                  for e in chosen]
+        scores = [score for score in scores if score is not None]
+        return sum(scores) / len(scores) if scores else None
+    return CHANCE[task]
+
+
 # Subsets of the questions reported separately: "all" is every question (all of held-out identities).
 SPLITS = ("all", "environment_shift", "look_alike", "multi_concept")
 SPLIT_TITLES = {
@@ -370,11 +390,13 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
     lines = ["## What the backbone can do: the ceiling per task", "",
              (f"Each task is first answered by the ceiling methods ({', '.join(f'`{m}`' for m in settings['ceiling_methods'])}: "
               "the reference photos in context). A task is measurable on this backbone when the best ceiling's "
-              f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance; the other tasks are a "
+              f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance, the score of an answer "
+              "that looks at no photo (for presence and captions: naming every concept the question names); the "
+              "other tasks are a "
               "property of the backbone, not a result for a method, and no other method is run on them."), ""]
     rows = []
     for task, row in ceiling.items():
-        rows.append([task, f"{CHANCE[task]:.2f}", f"{row['method'] or '–'}", format_value(row["value"]),
+        rows.append([task, f"{row['chance']:.2f}" if row["chance"] is not None else "–", f"{row['method'] or '–'}", format_value(row["value"]),
                      str(row["value"]["n"]), "measurable" if row["measurable"] else "**not measurable on this backbone**"])
     lines += _table(["Task", "Chance", "Best ceiling", "Ceiling [95 % CI]", "Questions", "Status"], rows) + [""]
 

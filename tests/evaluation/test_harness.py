@@ -23,6 +23,8 @@ def test_tasks_below_the_ceiling_are_marked_and_not_run(tiny_llava, tmp_path):
         max_new_tokens={task: 3 for task in TASKS}, progress=False, output_dir=tmp_path / "out",
     )
     assert not any(row["measurable"] for row in results["ceiling"].values())  # nothing beats chance by 0.99
+    # the floor a caption's recall must beat: a caption naming every concept asked recalls every present one
+    assert results["ceiling"]["caption"]["chance"] == 1.0 and results["ceiling"]["recognition"]["chance"] == 0.5
     assert results["methods"]["raw_references"]["num_questions"] == 8
     assert results["methods"]["name_only"]["num_questions"] == 0
     page = (tmp_path / "out" / "results.md").read_text()

@@ -5,7 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from icpt.evaluation.scoring import METRICS, SPLITS, Scorer, cells, compare_runs, is_positive, question_score
+from icpt.evaluation.scoring import (
+    METRICS, SPLITS, Scorer, cells, compare_runs, guess_floor, is_positive, question_score,
+)
 
 
 def episode(task, answer, options=(), present=(), tags=(), target="<a>", image=True):
@@ -83,3 +85,24 @@ def test_compare_runs_pairs_two_runs_on_their_shared_questions(tmp_path):
         compare_runs(tmp_path / "before", tmp_path / "after", methods=["icpt"])
     with pytest.raises(FileNotFoundError, match="pass an output folder of `icpt eval`"):
         compare_runs(tmp_path, tmp_path / "after")
+
+
+def test_the_floor_of_presence_and_captions_is_an_answer_that_names_every_concept_asked():
+    """Listing every name asked scores presence F1 without a look at the photo, and a caption naming every concept
+    asked recalls all the present ones: the harness counts a task measurable only above these floors."""
+
+    def asked(task, answer, names, present=()):
+        concepts = [SimpleNamespace(name=name) for name in names]
+        return SimpleNamespace(task=task, answer=answer, named_concepts=concepts, present=list(present))
+
+    episodes = [
+        asked("presence", "<a>", ["<a>", "<b>", "<c>"]),  # F1 of all three against one: 0.5
+        asked("presence", "<a>, <b>", ["<a>", "<b>"]),  # the exact set: 1.0
+        asked("caption", "a photo of <a>.", ["<a>"], present=["<a>"]),
+        asked("caption", "a photo of a hat.", ["<b>"]),  # nothing present: no recall to score
+        asked("recognition", "Yes", ["<a>"]),
+    ]
+    assert guess_floor(episodes, "presence") == pytest.approx(0.75)
+    assert guess_floor(episodes, "caption") == 1.0
+    assert guess_floor(episodes, "recognition") == 0.5
+    assert guess_floor(episodes, "vqa") is None
