@@ -10,8 +10,9 @@ colour; prints the answers beside the truth; saves a picture of references, quer
 prints, on held-out episodes, the weighted recognition accuracy, the either/or accuracy (text and
 visual questions) and the caption recall of ICPT, of the backbone with the raw reference photos in
 context, and of the name alone, each with its 95 % bootstrap interval and its paired difference to
-ICPT (the machinery of `icpt eval`; a task the photos in context do not beat chance on is reported as
-not measurable on the backbone).
+ICPT (the machinery of `icpt eval`; a task the photos in context do not beat by a margin what an answer that
+looks at no photo scores — chance, or for captions a caption naming every concept asked — is reported as not
+measurable on the backbone).
 
     icpt demo                       # the embedded default
     icpt demo --output demo.png --eval-episodes 400 --task-episodes 40 --threads 1   # a few minutes here
@@ -180,7 +181,8 @@ def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs
         ceiling = scores["ceiling"][task]
         print(f"  {title}" + ("" if ceiling["measurable"] else
                               f": not measurable on this backbone (the photos in context score "
-                              f"{format_value(ceiling['value'])}, no better than chance by the bar of `icpt eval`)"))
+                              f"{format_value(ceiling['value'])}, not above what an answer that looks at no photo "
+                              f"scores, {ceiling['chance']:.2f}, by the bar of `icpt eval`)"))
         if not ceiling["measurable"]:
             continue
         for method, name in DEMO_METHODS.items():
