@@ -3,9 +3,12 @@
 - `question_score(episode, prediction)`: the score of one answer by its task's rule, the rule of the
   project's `evaluate` metrics (`icpt.metrics`): yes/no read from the first word (recognition), the option
   picked (two-option VQA and text QA), exact match after normalization (attribute), the F1 of the names
-  listed against the names present (presence), the share of the present concepts a caption names (caption recall), word F1 for the generic
-  questions that name no concept (what a reader adapter costs the backbone's own answers). `Scorer` computes the same
-  figures with the `evaluate` modules themselves (the tests check that both agree).
+  listed against the names present (presence), the share of the present concepts a caption names (caption
+  recall), word F1 for the generic questions that name no concept (what a reader adapter costs the backbone's
+  own answers). `Scorer` computes the same figures with the `evaluate` modules themselves (presence with the
+  per-question rule: no module scores name lists; the tests check that both agree).
+- `guess_floor(episodes, task)`: what an answer that looks at no photo scores on a task; the harness measures
+  a task only above it.
 - `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
   episodes (`icpt.metrics.statistics.estimate`); `differences(outcomes, reference_outcomes)`: the paired
   difference to a reference method on the same questions, with interval and p-value; `compare_runs(before,
@@ -396,7 +399,8 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
               "property of the backbone, not a result for a method, and no other method is run on them."), ""]
     rows = []
     for task, row in ceiling.items():
-        rows.append([task, f"{row['chance']:.2f}" if row["chance"] is not None else "–", f"{row['method'] or '–'}", format_value(row["value"]),
+        chance = f"{row['chance']:.2f}" if row["chance"] is not None else "–"
+        rows.append([task, chance, f"{row['method'] or '–'}", format_value(row["value"]),
                      str(row["value"]["n"]), "measurable" if row["measurable"] else "**not measurable on this backbone**"])
     lines += _table(["Task", "Chance", "Best ceiling", "Ceiling [95 % CI]", "Questions", "Status"], rows) + [""]
 
