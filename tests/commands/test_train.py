@@ -43,6 +43,23 @@ def _free_port() -> int:
     raise RuntimeError("No free port in 20000-32000 for the test's process group.")
 
 
+def _launch(command: list[str]) -> subprocess.CompletedProcess:
+    """Run a (multi-process) command on one thread per process, without GPUs; a launch that hangs for 300 s (a run
+    takes ~15 s) is aborted with SIGABRT, so that every process's faulthandler prints where it waits, and the test
+    fails with those stacks."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
+           "PYTHONFAULTHANDLER": "1"}
+    launched = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        stdout, stderr = launched.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(launched.pid, signal.SIGABRT)
+        stdout, stderr = launched.communicate()
+        pytest.fail(f"{' '.join(command[:8])} ... hung for 300 s; the processes' stacks:\n{stderr[-6000:]}")
+    return subprocess.CompletedProcess(command, launched.returncode, stdout, stderr)
+
+
 def _train(backbone, episodes, output, processes: int, batch: int, *extra) -> list[dict]:
     """Run examples/train_icpt.py in `processes` processes; the logged training entries, in order."""
     args = ["examples/train_icpt.py", "--backbone", str(backbone), "--episodes", str(episodes), "--output_dir", str(output),
@@ -56,18 +73,7 @@ def _train(backbone, episodes, output, processes: int, batch: int, *extra) -> li
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    "--main_process_port", str(_free_port()), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
-           "PYTHONFAULTHANDLER": "1"}
-    launched = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    try:
-        stdout, stderr = launched.communicate(timeout=300)  # a run takes ~15 s
-    except subprocess.TimeoutExpired:
-        # a hung run: SIGABRT makes every process's faulthandler print where it waits, then the test fails with it
-        os.killpg(launched.pid, signal.SIGABRT)
-        stdout, stderr = launched.communicate()
-        pytest.fail(f"{' '.join(command[:8])} ... hung for 300 s; the processes' stacks:\n{stderr[-6000:]}")
-    done = subprocess.CompletedProcess(command, launched.returncode, stdout, stderr)
+    done = _launch(command)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "terminate called" not in done.stderr  # every process left its process group before exiting
     logs = [ast.literal_eval(match) for match in re.findall(r"\{'loss'.*?\}", done.stdout + done.stderr)]
@@ -139,18 +145,7 @@ def test_a_training_step_with_the_backbone_sharded_by_fsdp_matches_the_unsharded
     backbone, episodes, _ = data
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
                str(ROOT / "tests" / "helpers" / "fsdp_step.py"), str(backbone), str(episodes)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
-           "PYTHONFAULTHANDLER": "1"}
-    launched = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    try:
-        stdout, stderr = launched.communicate(timeout=300)  # a run takes ~15 s
-    except subprocess.TimeoutExpired:
-        # a hung run: SIGABRT makes every process's faulthandler print where it waits, then the test fails with it
-        os.killpg(launched.pid, signal.SIGABRT)
-        stdout, stderr = launched.communicate()
-        pytest.fail(f"{' '.join(command[:8])} ... hung for 300 s; the processes' stacks:\n{stderr[-6000:]}")
-    done = subprocess.CompletedProcess(command, launched.returncode, stdout, stderr)
+    done = _launch(command)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = sorted(re.findall(r"rank (\d): (\d+) layers sharded, (\d+) sharded parameters, (\d+) with gradients", done.stdout))
     assert [r[0] for r in reports] == ["0", "1"]
