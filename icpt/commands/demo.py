@@ -8,11 +8,11 @@ recognition questions about new photos in environment set B, which no reference 
 caption of a photo with two of them, where one of them stands, and an either/or question about one's
 colour; prints the answers beside the truth; saves a picture of references, queries and answers; and
 prints, on held-out episodes, the weighted recognition accuracy, the either/or accuracy (text and
-visual questions) and the caption recall of ICPT, of the backbone with the raw reference photos in
-context, and of the name alone, each with its 95 % bootstrap interval and its paired difference to
+visual questions) and the caption's name accuracy of ICPT, of the backbone with the raw reference photos
+in context, and of the name alone, each with its 95 % bootstrap interval and its paired difference to
 ICPT (the machinery of `icpt eval`; a task the photos in context do not beat by a margin what an answer that
-looks at no photo scores — chance, or for captions a caption naming every concept asked — is reported as not
-measurable on the backbone).
+looks at no photo scores — chance, or for captions the better of naming every concept asked and naming none — is
+reported as not measurable on the backbone).
 
     icpt demo                       # the embedded default
     icpt demo --output demo.png --eval-episodes 400 --task-episodes 40 --threads 1   # a few minutes here
@@ -47,7 +47,7 @@ from .arguments import ArgumentParser
 DEMO_METHODS = {"icpt": "ICPT", "raw_references": "raw photos", "name_only": "name only"}
 # The held-out numbers the demo prints, as (column title, task, metric of `icpt.evaluation.scoring`).
 DEMO_COLUMNS = (("recognition", "recognition", "recognition_weighted"), ("either/or text", "text_qa", "text_qa"),
-                ("either/or photo", "vqa", "vqa"), ("caption recall", "caption", "caption_recall"))
+                ("either/or photo", "vqa", "vqa"), ("caption names", "caption", "caption_names"))
 
 
 def compare_on_held_out(projector: Path, backbone: Path, episodes, seed: int) -> dict:
@@ -174,8 +174,8 @@ def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs
           "task) with ICPT, the raw photos in context and the name alone ...", flush=True)
     scores = compare_on_held_out(Path(projector), Path(backbone), episodes, seed)
     print(f"\nHeld-out identities (recognition: Yo'LLaVA protocol, 0.5 x positives + 0.5 x negatives; either/or: "
-          "share of the right option, chance 0.5; caption recall: share of the concepts in the photo the caption "
-          "names; mean [95 % bootstrap interval over episodes], below it the difference to ICPT on the same "
+          "share of the right option, chance 0.5; caption names: per concept the question names, whether the "
+          "caption names it exactly when it is in the photo, chance about 0.5; mean [95 % bootstrap interval over episodes], below it the difference to ICPT on the same "
           "questions with its paired permutation test):")
     for title, task, metric in DEMO_COLUMNS:
         ceiling = scores["ceiling"][task]

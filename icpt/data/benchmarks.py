@@ -14,14 +14,14 @@ Each benchmark's episodes carry the tasks its paper reports, so the harness comp
   Checked against WisconsinAIVision/YoLLaVA @ dd6e47aa28b489b8acbfff23eab14e44278fb7ae: `README.md`,
   `test-sks-acc.py` (the recognition protocol), `yollava-data/` (images, `yollava-visual-qa.json`); the
   text-only QA and the recognition file against Hoar012/RAP-MLLM `eval/` (commit below).
-- `load_myvlm`, MyVLM: caption (recall of the concept's name) and recognition (Yo'LLaVA protocol). Checked
+- `load_myvlm`, MyVLM: caption (the concept's name named: recall) and recognition (Yo'LLaVA protocol). Checked
   against snap-research/MyVLM @ 0a2a8146a888965caefa1a30dc37274acd11cb33: `README.md` (Data Setup),
   `concept_embedding_training/data_utils.py`, `myvlm/common.py` (`VLM_TO_PROMPTS`).
 - `load_mc_llava`, MC-LLaVA: recognition (weighted), vqa (visual multiple choice), text_qa (text-only
-  multiple choice) and caption (recall). Checked against arctanxarc/MC-LLaVA @
+  multiple choice) and caption (name accuracy, see below). Checked against arctanxarc/MC-LLaVA @
   be8a62c5f0f35f9bb682d4ee4fd476b01a671db0: `README.md` (File Structure), `llava/dataset.py` (the test
   datasets), `eval/eval.py` (the metrics), `eval/gen_som.py`, `train/train_joint.py` (`train.json`).
-- `load_rap`, RAP: recognition (weighted) and caption (recall). Checked against Hoar012/RAP-MLLM @
+- `load_rap`, RAP: recognition (weighted) and caption (every concept asked is present: recall). Checked against Hoar012/RAP-MLLM @
   3c0c9c2e5f1ffe63911e38eddf244202fb3813ed: `README.md`, `example_database/database.json`, `retriever.py`,
   `eval/recognition.py`, `eval/caption.py`, `eval/recognition_test.json`.
 
@@ -32,7 +32,10 @@ RAP's caption file) are tested on fixtures built from the code that reads them.
 What the harness cannot report as the papers do: MC-LLaVA's open questions (`vqa.json`) are scored by a
 character BLEU there (the harness has no BLEU: they load only on request, as `attribute`, exact match);
 RAP's paper also reports caption precision (no name of a concept not in the photo) and F1, and MyVLM's
-scores captions beyond the name; the harness reports name recall.
+scores captions beyond the name; the harness reports name accuracy (`icpt/metrics/name_accuracy`), which is the
+papers' name recall where every concept a question names is in the photo (MyVLM, RAP) and, on MC-LLaVA's captions
+(which name every character of the scenario), also counts a character named but absent as wrong, so that a caption
+naming every character cannot score 1.
 
 Example:
 
@@ -438,7 +441,7 @@ def load_myvlm(root: str | os.PathLike, num_references: int = 4, seed: int = 0) 
     becomes its label, `<concept>`.
 
     - caption: one episode per query photo, asked with MyVLM's LLaVA instruction ("Please caption this
-      image of <c>."); the answer is the photo's first caption; `present` is `[<c>]`, which caption recall
+      image of <c>."); the answer is the photo's first caption; `present` is `[<c>]`, which name accuracy
       (MyVLM's "recall": the caption names the concept) is scored against.
     - recognition (Yo'LLaVA protocol): every query photo of every concept is asked about every
       concept, one concept per episode: "Yes" for its own, "No" for the others.

@@ -2,11 +2,11 @@
 
 - `question_score(episode, prediction)`: the score of one answer by its task's rule, the rule of the
   project's `evaluate` metrics (`icpt.metrics`): yes/no read from the first word (recognition), the option
-  picked (two-option VQA and text QA), exact match after normalization (attribute), the F1 of the names
-  listed against the names present (presence), the share of the present concepts a caption names (caption
-  recall), word F1 for the generic questions that name no concept (what a reader adapter costs the backbone's
-  own answers). `Scorer` computes the same figures with the `evaluate` modules themselves (presence with the
-  per-question rule: no module scores name lists; the tests check that both agree).
+  picked (two-option VQA and text QA), exact match after normalization (attribute), for presence lists and
+  captions the share of the concepts asked that the answer names exactly when they are in the photo (name
+  accuracy), word F1 for the generic questions that name no concept (what a reader adapter costs the backbone's
+  own answers). `Scorer` computes the same figures with the `evaluate` modules themselves (the tests check that
+  both agree).
 - `guess_floor(episodes, task)`: what an answer that looks at no photo scores on a task; the harness measures
   a task only above it.
 - `cells(outcomes)`: every metric of `METRICS` on every split of `SPLITS` with its bootstrap interval over
@@ -29,12 +29,11 @@ Example:
 from __future__ import annotations
 
 import json
-import string
 from collections import defaultdict
 from pathlib import Path
 
 from icpt.metrics import load_metric, normalize_answer
-from icpt.metrics.caption_recall.caption_recall import caption_score
+from icpt.metrics.name_accuracy.name_accuracy import mentions, name_score
 from icpt.metrics.option_match.option_match import pick_option
 from icpt.metrics.recognition.recognition import read_yes_no
 from icpt.metrics.statistics import estimate, paired_difference, verdict
@@ -49,8 +48,8 @@ METRICS = (
     "vqa",  # two-option visual questions, exact match
     "text_qa",  # two-option text-only questions, exact match
     "attribute",  # short-answer questions, exact match after normalization
-    "presence_f1",  # "which of them are here?", F1 of the names listed against the names present
-    "caption_recall",  # share of the present concepts' names a caption mentions
+    "presence_names",  # "which of them are here?": per concept asked, listed exactly when present
+    "caption_names",  # "write a caption that names any of them": per concept asked, named exactly when present
     "generic_f1",  # questions without concepts (describe an object or a scene), SQuAD word F1
 )
 METRIC_TASK = {
@@ -60,34 +59,35 @@ METRIC_TASK = {
     "vqa": "vqa",
     "text_qa": "text_qa",
     "attribute": "attribute",
-    "presence_f1": "presence",
-    "caption_recall": "caption",
+    "presence_names": "presence",
+    "caption_names": "caption",
     "generic_f1": "generic",
 }
 # The metric that stands for each task (its ceiling and its headline column).
 TASK_METRIC = {"recognition": "recognition_weighted", "vqa": "vqa", "text_qa": "text_qa", "attribute": "attribute",
-               "presence": "presence_f1", "caption": "caption_recall", "generic": "generic_f1"}
-# What answering at random (or always the same) scores: 0.5 for yes/no (weighted) and two options; free
-# answers, name sets, caption names and free descriptions have no guessing floor worth counting.
-CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.0, "caption": 0.0,
+               "presence": "presence_names", "caption": "caption_names", "generic": "generic_f1"}
+# What answering at random (or always the same) scores: 0.5 for yes/no (weighted), two options and the per-concept
+# decisions of presence lists and captions (`guess_floor` measures the latter on the questions asked); free answers
+# and free descriptions have no guessing floor worth counting.
+CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.5, "caption": 0.5,
           "generic": 0.0}
 
 
 def guess_floor(episodes, task: str) -> float | None:
     """What `task`'s metric scores on these questions with an answer that looks at no photo: `CHANCE` for yes/no,
-    two options and open answers; for presence and captions, the answer that names every concept the question names
-    (a presence list of them all scores their F1 against the present ones, a caption naming them all recalls every
-    present one: 1.0). A task is measurable only above this floor; None without questions of the task."""
+    two options and open answers; for presence and captions, the better of naming every concept asked (the share
+    present) and naming none (the share absent). A task is measurable only above this floor; None without
+    questions of the task."""
     chosen = [episode for episode in episodes if episode.task == task]
     if not chosen:
         return None
-    if task == "presence":
-        return sum(presence_f1(", ".join(c.name for c in e.named_concepts), e.answer) for e in chosen) / len(chosen)
-    if task == "caption":
-        scores = [caption_score("a photo of " + " and ".join(c.name for c in e.named_concepts), list(e.present))
-                  for e in chosen]
-        scores = [score for score in scores if score is not None]
-        return sum(scores) / len(scores) if scores else None
+    if task in ("presence", "caption"):
+        every = [question_score(e, ", ".join(c.name for c in e.named_concepts)) for e in chosen]
+        every = [score for score in every if score is not None]
+        if not every:
+            return None
+        present = sum(every) / len(every)
+        return max(present, 1.0 - present)
     return CHANCE[task]
 
 
@@ -105,30 +105,13 @@ def _is_yes(answer: str) -> bool:
     return normalize_answer(answer).split()[:1] == ["yes"]
 
 
-def _names(text: str) -> str:
-    """A list of names, normalized and sorted, one word per name ("<b>, <a>" and "a and b" both give "a b";
-    "Mr Bo, <kiki>" gives "kiki mrbo"); "none" if empty."""
-    parts = sorted(filter(None, map(_name, text.replace(" and ", ",").split(","))))
-    return " ".join(part for part in parts if part not in ("none", "nothing")) or "none"
+def _asked(episode) -> list[str]:
+    return [concept.name for concept in episode.named_concepts]
 
 
-def _name(text: str) -> str:
-    """One listed name as one word: lower case, no punctuation, a leading article dropped unless it is the whole
-    name ("The Bo" -> "bo", but "<a>" -> "a")."""
-    words = "".join(c for c in text.lower() if c not in string.punctuation).split()
-    if len(words) > 1 and words[0] in ("a", "an", "the"):
-        words = words[1:]
-    return "".join(words)
-
-
-def presence_f1(prediction: str, answer: str) -> float:
-    """F1 of the names a presence answer lists against the names present, each name counted once: 1.0 for the
-    exact set, 0.0 for no right name (or "none" against any name), 2/3 for one of two names alone."""
-    listed, present = set(_names(prediction).split()), set(_names(answer).split())
-    shared = len(listed & present)
-    if shared == 0:
-        return float(listed == present)
-    return 2 * shared / (len(listed) + len(present))
+def _named(episode, text: str) -> str:
+    """The concepts asked that a presence list names, sorted ("<b> and <a>" and "A, B." both give "<a> <b>")."""
+    return " ".join(sorted(name for name in _asked(episode) if mentions(text, name))) or "none"
 
 
 def canonical_answer(episode) -> str:
@@ -136,17 +119,17 @@ def canonical_answer(episode) -> str:
     if episode.task == "recognition":
         return "yes" if _is_yes(episode.answer) else "no"
     if episode.task == "presence":
-        return _names(episode.answer)
+        return " ".join(sorted(episode.present)) or "none"
     return normalize_answer(episode.answer)
 
 
 def canonical_prediction(episode, prediction: str) -> str:
     """A prediction read by its task's rule: yes/no by the first word (as the recognition metric reads it),
-    presence as a set of names, options by the option-match rules, anything else normalized."""
+    presence as the set of the concepts asked that it names, options by the option-match rules, anything else normalized."""
     if episode.task == "recognition":
         return read_yes_no(prediction) or ""
     if episode.task == "presence":
-        return _names(prediction)
+        return _named(episode, prediction)
     if episode.task in ("vqa", "text_qa") and episode.options:
         picked = pick_option(prediction, episode.options)
         return normalize_answer(episode.options[picked]) if picked is not None else ""
@@ -154,14 +137,12 @@ def canonical_prediction(episode, prediction: str) -> str:
 
 
 def question_score(episode, prediction: str) -> float | None:
-    """The score of one answer: 1.0 right, 0.0 wrong; a presence answer's name F1, a caption's recall (None
-    without names) and a generic answer's word F1 in [0, 1]."""
-    if episode.task == "caption":
-        return caption_score(prediction, list(episode.present))
+    """The score of one answer: 1.0 right, 0.0 wrong; a presence list's or a caption's name accuracy (None when
+    the question names no concept) and a generic answer's word F1 in [0, 1]."""
+    if episode.task in ("presence", "caption"):
+        return name_score(prediction, list(episode.present), _asked(episode))
     if episode.task == "generic":
         return word_f1(prediction, episode.answer)
-    if episode.task == "presence":
-        return presence_f1(prediction, episode.answer)
     return float(canonical_prediction(episode, prediction) == canonical_answer(episode))
 
 
@@ -180,7 +161,7 @@ class Scorer:
     def __init__(self):
         self.recognition = load_metric("recognition", keep_in_memory=True)
         self.option_match = load_metric("option_match", keep_in_memory=True)
-        self.caption_recall = load_metric("caption_recall", keep_in_memory=True)
+        self.name_accuracy = load_metric("name_accuracy", keep_in_memory=True)
         self.word_f1 = load_metric("word_f1", keep_in_memory=True)
 
     def score(self, episodes: list, predictions: list[str]) -> dict:
@@ -219,15 +200,13 @@ class Scorer:
                 references=[canonical_answer(e) for e, _ in attributes],
             )
             result["attribute"] = out["accuracy"]
-        presence = by_task["presence"]
-        if presence:  # no `evaluate` module scores name lists: the per-question rule, averaged
-            result["presence_f1"] = sum(presence_f1(p, e.answer) for e, p in presence) / len(presence)
-        captions = by_task["caption"]
-        if captions:
-            out = self.caption_recall.compute(
-                predictions=[p for _, p in captions], references=[e.present for e, _ in captions]
-            )
-            result["caption_recall"] = out["recall"]
+        for task in ("presence", "caption"):
+            pairs = by_task[task]
+            if pairs:
+                out = self.name_accuracy.compute(predictions=[p for _, p in pairs],
+                                                 references=[list(e.present) for e, _ in pairs],
+                                                 asked=[_asked(e) for e, _ in pairs])
+                result[f"{task}_names"] = out["accuracy"]
         generic = by_task["generic"]
         if generic:
             out = self.word_f1.compute(predictions=[p for _, p in generic], references=[e.answer for e, _ in generic])
@@ -333,8 +312,8 @@ METRIC_HEADERS = {
     "vqa": "VQA",
     "text_qa": "Text QA",
     "attribute": "Attribute",
-    "presence_f1": "Presence (F1)",
-    "caption_recall": "Caption recall",
+    "presence_names": "Presence (per name)",
+    "caption_names": "Caption names (per name)",
     "generic_f1": "Generic (word F1)",
 }
 

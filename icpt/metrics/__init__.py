@@ -5,7 +5,7 @@ Each metric lives in its own folder, `icpt/metrics/<name>/<name>.py`, and loads 
 
 - `recognition`: positive, negative and weighted (0.5 * pos + 0.5 * neg) accuracy of yes/no answers;
 - `option_match`: exact match on multiple-choice questions, by option text or option letter;
-- `caption_recall`: share of the ground-truth concept names a caption mentions;
+- `name_accuracy`: per concept asked, whether a presence list or a caption names it exactly when it is present;
 - `word_f1`: SQuAD word F1 of free answers (the generic questions without concepts).
 
 Example:
@@ -28,7 +28,7 @@ from .intervals import mean_and_interval
 from .normalization import normalize_answer
 
 
-METRIC_NAMES = ("recognition", "option_match", "caption_recall", "word_f1")
+METRIC_NAMES = ("recognition", "option_match", "name_accuracy", "word_f1")
 
 
 def load_metric(name: str, **kwargs) -> evaluate.EvaluationModule:

@@ -683,11 +683,10 @@ class _EpisodeBuilder:
             question = VQA_NEIGHBOUR_QUESTION.format(name=target_name, first=options[0], second=options[1])
             return question, correct, options, scene, tags
         if task == "caption":
-            scene = (
-                [target]
-                + [i for i in concept_ids[1:] if rng.random() < 0.5]
-                + extras(int(rng.choice(2, p=[0.6, 0.4])))
-            )
+            # Each concept named in the question is in the photo half the time, so a caption that names them all
+            # (or none) without looking is right on half of them (the name accuracy's guessing floor).
+            scene = [i for i in concept_ids if rng.random() < 0.5]
+            scene += extras(int(rng.choice(2, p=[0.6, 0.4])) if scene else 1)
             scene = [scene[i] for i in rng.permutation(len(scene))][:4]
             return (
                 CAPTION_QUESTION.format(names=_join_names(names)),

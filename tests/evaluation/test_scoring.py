@@ -10,9 +10,10 @@ from icpt.evaluation.scoring import (
 )
 
 
-def episode(task, answer, options=(), present=(), tags=(), target="<a>", image=True):
+def episode(task, answer, options=(), present=(), tags=(), target="<a>", image=True, asked=()):
     return SimpleNamespace(task=task, answer=answer, options=list(options), present=list(present), tags=list(tags),
-                           target=target, image_value={"path": "q.png"} if image else None)
+                           target=target, image_value={"path": "q.png"} if image else None,
+                           named_concepts=[SimpleNamespace(name=name) for name in asked])
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +29,29 @@ def test_scores_on_hand_made_answers(scorer):
         episode("recognition", "No", target="<b>", tags=["look_alike"]),
         episode("vqa", "Dog", options=["Cat", "Dog"], tags=["environment_shift"]),
         episode("text_qa", "red", options=["red", "blue"], image=False),
-        episode("presence", "<a>, <b>", tags=["multi_concept"]),
-        episode("presence", "<a>, <b>, <c>", tags=["multi_concept"]),
-        episode("presence", "<c>"),
+        episode("presence", "<a>, <b>", present=["<a>", "<b>"], asked=["<a>", "<b>", "<c>"], tags=["multi_concept"]),
+        episode("presence", "<a>, <b>, <c>", present=["<a>", "<b>", "<c>"], asked=["<a>", "<b>", "<c>", "<d>"],
+                tags=["multi_concept"]),
+        episode("presence", "<c>", present=["<c>"], asked=["<b>", "<c>"]),
         episode("attribute", "a hat"),
-        episode("caption", "a photo of <a> and <b>.", present=["<a>", "<b>"], tags=["multi_concept"]),
+        episode("caption", "a photo of <bo> and <mia>.", present=["<bo>", "<mia>"], asked=["<bo>", "<mia>"],
+                tags=["multi_concept"]),
+        episode("caption", "a photo of a hat.", present=[], asked=["<bo>", "<mia>"]),
     ]
-    predictions = ["Yes, it is.", "no", "No.", "Maybe", "(B)", "blue", "<b> and <a>", "<b>, <d>", "None.", "A hat.", "<a> on a sofa"]
+    predictions = ["Yes, it is.", "no", "No.", "Maybe", "(B)", "blue", "<b> and <a>", "<b>, <d>", "None.", "A hat.",
+                   "<bo> on a sofa", "Mia in a hat"]
     scores = scorer.score(episodes, predictions)
     overall = scores["all"]
     assert set(overall) == set(METRICS) and set(SPLITS) == set(scores)
     assert (overall["recognition_positive"], overall["recognition_negative"]) == (0.5, 0.5)
     assert overall["recognition_weighted"] == 0.5
     assert (overall["vqa"], overall["text_qa"], overall["attribute"]) == (1.0, 0.0, 1.0)
-    # presence: the exact set 1, one right name of two listed against three present 2/5, "none" against one 0
-    assert overall["presence_f1"] == pytest.approx((1.0 + 0.4 + 0.0) / 3)
-    assert scores["multi_concept"]["presence_f1"] == pytest.approx(0.7)
-    assert overall["caption_recall"] == 0.5
+    # presence, per concept asked: the exact set 3/3; <b> listed, <a> <c> missed, <d> listed but absent 1/4;
+    # "none" leaves out the absent <b> and misses <c> 1/2
+    assert overall["presence_names"] == pytest.approx((1.0 + 0.25 + 0.5) / 3)
+    assert scores["multi_concept"]["presence_names"] == pytest.approx((1.0 + 0.25) / 2)
+    # captions: <bo> named, <mia> missed 1/2; nothing present and Mia named 1/2
+    assert overall["caption_names"] == 0.5
     shifted = scores["environment_shift"]
     assert (shifted["recognition_positive"], shifted["recognition_negative"], shifted["vqa"]) == (0.0, None, 1.0)
     assert shifted["recognition_weighted"] is None and shifted["text_qa"] is None
@@ -87,22 +94,19 @@ def test_compare_runs_pairs_two_runs_on_their_shared_questions(tmp_path):
         compare_runs(tmp_path, tmp_path / "after")
 
 
-def test_the_floor_of_presence_and_captions_is_an_answer_that_names_every_concept_asked():
-    """Listing every name asked scores presence F1 without a look at the photo, and a caption naming every concept
-    asked recalls all the present ones: the harness counts a task measurable only above these floors."""
-
-    def asked(task, answer, names, present=()):
-        concepts = [SimpleNamespace(name=name) for name in names]
-        return SimpleNamespace(task=task, answer=answer, named_concepts=concepts, present=list(present))
-
+def test_the_floor_of_presence_and_captions_is_naming_every_concept_asked_or_none():
+    """An answer that looks at no photo can name every concept asked (it scores the share present) or none (the
+    share absent): the harness counts presence and captions measurable only above the better of the two."""
     episodes = [
-        asked("presence", "<a>", ["<a>", "<b>", "<c>"]),  # F1 of all three against one: 0.5
-        asked("presence", "<a>, <b>", ["<a>", "<b>"]),  # the exact set: 1.0
-        asked("caption", "a photo of <a>.", ["<a>"], present=["<a>"]),
-        asked("caption", "a photo of a hat.", ["<b>"]),  # nothing present: no recall to score
-        asked("recognition", "Yes", ["<a>"]),
+        episode("presence", "<a>", present=["<a>"], asked=["<a>", "<b>", "<c>"]),  # all named: 1/3, none: 2/3
+        episode("presence", "<a>, <b>", present=["<a>", "<b>"], asked=["<a>", "<b>"]),  # all: 1, none: 0
+        episode("presence", "none", present=[], asked=["<a>", "<b>"]),  # all: 0, none: 1
+        episode("caption", "a photo of <a>.", present=["<a>"], asked=["<a>"]),  # all: 1
+        episode("caption", "a photo of a hat.", present=[], asked=["<b>", "<c>"]),  # all: 0
+        episode("caption", "a photo of <a>.", present=["<a>"], asked=["<a>", "<c>"]),  # all: 1/2
+        episode("recognition", "Yes", asked=["<a>"]),
     ]
-    assert guess_floor(episodes, "presence") == pytest.approx(0.75)
-    assert guess_floor(episodes, "caption") == 1.0
+    assert guess_floor(episodes, "presence") == pytest.approx(max((1 / 3 + 1 + 0) / 3, (2 / 3 + 0 + 1) / 3))
+    assert guess_floor(episodes, "caption") == pytest.approx(0.5)
     assert guess_floor(episodes, "recognition") == 0.5
     assert guess_floor(episodes, "vqa") is None
