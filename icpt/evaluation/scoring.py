@@ -373,7 +373,8 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
              (f"Each task is first answered by the ceiling methods ({', '.join(f'`{m}`' for m in settings['ceiling_methods'])}: "
               "the reference photos in context). A task is measurable on this backbone when the best ceiling's "
               f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance, the score of an answer "
-              "that looks at no photo (for presence and captions: naming every concept the question names); the "
+              "that looks at no photo (for presence lists and captions, scored per concept asked: the better of naming "
+              "every concept the question names and naming none); the "
               "other tasks are a "
               "property of the backbone, not a result for a method, and no other method is run on them."), ""]
     rows = []
