@@ -125,7 +125,8 @@ def canonical_answer(episode) -> str:
 
 def canonical_prediction(episode, prediction: str) -> str:
     """A prediction read by its task's rule: yes/no by the first word (as the recognition metric reads it),
-    presence as the set of the concepts asked that it names, options by the option-match rules, anything else normalized."""
+    presence as the set of the concepts asked that it names, options by the option-match rules, anything else
+    normalized."""
     if episode.task == "recognition":
         return read_yes_no(prediction) or ""
     if episode.task == "presence":
