@@ -101,7 +101,9 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
     assert "raw_references_recognition" in results["adapter_cost"]  # no generic question in these episodes
     # the reader adapter: icpt has its own backbone; the adapted baselines ask through its language model
     assert methods["icpt"]["reader_lora_rank"] == 2 and methods["icpt_frozen_reader"]["reader_lora_rank"] == 0
-    assert "differ in two parts" in results["claims"][2]["evidence"]  # a frozen-reader ablation against icpt
+    # a frozen-reader ablation against icpt (on all questions: the tiny world's splits may lack a method's questions)
+    targets = next(claim for claim in results["claims"] if claim["claim"].startswith("Identity targets"))
+    assert "differ in two parts" in targets["evidence"]
     sweep = results["reference_sweep"]
     assert sweep["counts"] == [1, 2] and set(sweep["methods"]) == {"icpt", "raw_references"}
 
