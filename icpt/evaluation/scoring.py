@@ -66,11 +66,10 @@ METRIC_TASK = {
 # The metric that stands for each task (its ceiling and its headline column).
 TASK_METRIC = {"recognition": "recognition_weighted", "vqa": "vqa", "text_qa": "text_qa", "attribute": "attribute",
                "presence": "presence_names", "caption": "caption_names", "generic": "generic_f1"}
-# What answering at random (or always the same) scores: 0.5 for yes/no (weighted), two options and the per-concept
-# decisions of presence lists and captions (`guess_floor` measures the latter on the questions asked); free answers
-# and free descriptions have no guessing floor worth counting.
-CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "presence": 0.5, "caption": 0.5,
-          "generic": 0.0}
+# What answering at random (or always the same) scores: 0.5 for yes/no (weighted) and two options; free answers and
+# free descriptions have no guessing floor worth counting. Presence lists and captions have theirs measured on the
+# questions asked (`guess_floor`).
+CHANCE = {"recognition": 0.5, "vqa": 0.5, "text_qa": 0.5, "attribute": 0.0, "generic": 0.0}
 
 
 def guess_floor(episodes, task: str) -> float | None:
