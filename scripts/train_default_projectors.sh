@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Trains the embedded default's projector and its three ablations, and installs them as shipped:
-#   icpt/default/projector                                the method (L_dec, L_sep, identity targets)
-#   icpt/default/ablations/icpt_no_decoupling             lambda_dec = 0
-#   icpt/default/ablations/icpt_no_separation             lambda_sep = 0
-#   icpt/default/ablations/icpt_no_identity_targets       no identity targets (lambda_id = 0)
+# Trains the embedded default's frozen-reader projector and its three ablations into $OUT, the first stage of
+# scripts/train_default.sh (which runs both stages and installs what ships):
+#   $OUT/icpt                         the method (L_dec, L_sep, identity targets)
+#   $OUT/icpt_no_decoupling           lambda_dec = 0
+#   $OUT/icpt_no_separation           lambda_sep = 0
+#   $OUT/icpt_no_identity_targets     no identity targets (lambda_id = 0)
 # Same episodes (training identities, environment set A), steps, batch and seed for all four, so the
 # ablations differ from the method in one part only. Two runs at a time with one thread each: on a
 # 2-core CPU that is faster than one run with two threads.
@@ -22,7 +23,7 @@
 #
 #   bash scripts/train_default_projectors.sh   # targets (50-65 s per identity per core: ~1.5 h for 200
 #                                              # on 2 cores), then 4 runs of 500 steps (53 min on 2 cores)
-#   STEPS=20 TARGET_IDENTITIES=4 OUT=/tmp/p INSTALL=0 bash scripts/train_default_projectors.sh   # a quick check
+#   STEPS=20 TARGET_IDENTITIES=4 OUT=/tmp/p bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -30,12 +31,12 @@ STEPS=${STEPS:-500}
 NUM_EPISODES=${NUM_EPISODES:-6000}
 TASKS=${TASKS:-recognition attribute}
 OUT=${OUT:-outputs/default_projectors}
-INSTALL=${INSTALL:-1}
 PARALLEL=${PARALLEL:-2}  # runs at a time
 THREADS=${THREADS:-1}    # threads per run
 RENDER_WORKERS=${RENDER_WORKERS:-$(nproc)}
 TARGET_IDENTITIES=${TARGET_IDENTITIES:-200}  # training identities with target rows (the first N of a fixed order)
 TARGET_WEIGHT=${TARGET_WEIGHT:-10}            # lambda_id
+TARGET_STEPS=${TARGET_STEPS:-60}              # full-batch steps per identity's fit (time per identity scales with it)
 # the rows' starting norm of the shipped targets: the image-token norm the previous default projector measured
 TARGET_PROMPT_NORM=${TARGET_PROMPT_NORM:-17.810325622558594}
 read -r -a extra <<< "${TRAIN_ARGS:-}"
@@ -68,13 +69,13 @@ fi
 # with the backbone frozen, under a new label at every step, which every run also regresses onto (weight
 # TARGET_WEIGHT). 50-65 s per identity per core; PARALLEL processes share the
 # work and resume where they stopped.
-TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}.safetensors
+TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}_steps${TARGET_STEPS}.safetensors
 if [ ! -f "$TARGETS" ]; then
   echo "fitting identity targets for $TARGET_IDENTITIES training identities -> $TARGETS (logs: $OUT/targets_part*.log)"
   pids=()
   for part in $(seq 0 $((PARALLEL - 1))); do
     OMP_NUM_THREADS=$THREADS $PY examples/fit_identity_targets.py --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" \
-      --prompt_norm "$TARGET_PROMPT_NORM" --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
+      --prompt_norm "$TARGET_PROMPT_NORM" --steps "$TARGET_STEPS" --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
       > "$OUT/targets_part$part.log" 2>&1 &
     pids+=($!)
   done
@@ -89,6 +90,9 @@ common=(--backbone "$BACKBONE" --episodes "$EPISODES" --max_steps "$STEPS" --per
         --logging_steps 25 --save_steps 100 --save_total_limit 1 --seed 0 --report_to none
         --resume_from_checkpoint latest)
 with_targets=(--identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT")
+# lambda_dec: the library's default is 0 (its ablation showed no effect); the shipped recipe keeps the 0.1 it was
+# measured with, so that icpt_no_decoupling stays the ablation of one part
+DECOUPLING_WEIGHT=${DECOUPLING_WEIGHT:-0.1}
 train() {
   local name=$1; shift
   echo "training $name ($STEPS steps) -> $OUT/$name (log: $OUT/$name.log)"
@@ -99,9 +103,10 @@ train() {
 # a new OUT after changing the recipe.
 pids=()
 failed=0
-for run in "icpt ${with_targets[*]}" "icpt_no_identity_targets" \
+for run in "icpt --decoupling_weight $DECOUPLING_WEIGHT ${with_targets[*]}" \
+           "icpt_no_identity_targets --decoupling_weight $DECOUPLING_WEIGHT" \
            "icpt_no_decoupling --decoupling_weight 0 ${with_targets[*]}" \
-           "icpt_no_separation --separation_weight 0 ${with_targets[*]}"; do
+           "icpt_no_separation --decoupling_weight $DECOUPLING_WEIGHT --separation_weight 0 ${with_targets[*]}"; do
   # shellcheck disable=SC2086  # word splitting of the run's name and flags is intended
   train $run &
   pids+=($!)
@@ -112,28 +117,3 @@ for run in "icpt ${with_targets[*]}" "icpt_no_identity_targets" \
 done
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&2; exit 1; fi
-
-if [ "$INSTALL" = 1 ]; then
-  # Shipped checkpoints name the backbone relative to their own folder, so the package can move.
-  $PY - "$OUT" <<'EOF'
-import shutil
-import sys
-from pathlib import Path
-from modeling_icpt import ICPTForConditionalGeneration
-from processing_icpt import ICPTProcessor
-out = Path(sys.argv[1])
-targets = {"icpt": ("icpt/default/projector", "../backbone")}
-for name in ("icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets"):
-    targets[name] = (f"icpt/default/ablations/{name}", "../../backbone")
-# an older recipe's fixed-length ablation would no longer differ from the method in one part only
-shutil.rmtree("icpt/default/ablations/icpt_fixed_length", ignore_errors=True)
-for name, (target, backbone) in targets.items():
-    model = ICPTForConditionalGeneration.from_pretrained(out / name)
-    model.config.base_model_name_or_path = backbone
-    model.save_pretrained(target)
-    ICPTProcessor.from_pretrained(out / name).save_pretrained(target)
-    for code in Path(target).glob("*.py"):  # the package carries the code; a copy here would go stale
-        code.unlink()
-    print(f"installed {out / name} -> {target}")
-EOF
-fi

@@ -19,6 +19,8 @@
 #   bash scripts/train_default_reader.sh     # 5 runs of 1200 steps, two at a time with one thread each
 #                                            # (20-40 minutes per run on this 2-core CPU); resumable
 #   RUNS="icpt_no_separation" bash scripts/train_default_reader.sh   # some of them
+#   PROJECTORS=outputs/default/projectors bash scripts/train_default_reader.sh   # from freshly trained frozen-reader
+#                                            # projectors (scripts/train_default.sh runs both stages in one go)
 #   STEPS=10 NUM_EPISODES=64 OUT=/tmp/r INSTALL=0 bash scripts/train_default_reader.sh   # a quick check
 #   START=shipped BACKBONE=... STEPS=600 RUNS="icpt icpt_frozen_reader ..." bash scripts/train_default_reader.sh
 #                                            # continue the shipped checkpoints on a continued backbone
@@ -77,6 +79,9 @@ EOF
 fi
 
 FROZEN=icpt/default/ablations
+# START=frozen: the frozen-reader projectors come from PROJECTORS, a run folder of scripts/train_default_projectors.sh
+# (<PROJECTORS>/icpt, <PROJECTORS>/icpt_no_decoupling, ...), or by default from the shipped ones
+PROJECTORS=${PROJECTORS:-}
 start_of() {  # the frozen-reader projector a run starts from (START=shipped: the shipped checkpoint it continues)
   if [ "$START" = shipped ]; then
     case $1 in
@@ -86,19 +91,19 @@ start_of() {  # the frozen-reader projector a run starts from (START=shipped: th
     return
   fi
   case $1 in
-    icpt) echo "$FROZEN/icpt_frozen_reader" ;;
     icpt_adaptive_length) echo "$OUT/start_icpt_adaptive_length" ;;
-    *) echo "$FROZEN/frozen_reader/$1" ;;
+    icpt) if [ -n "$PROJECTORS" ]; then echo "$PROJECTORS/icpt"; else echo "$FROZEN/icpt_frozen_reader"; fi ;;
+    *) if [ -n "$PROJECTORS" ]; then echo "$PROJECTORS/$1"; else echo "$FROZEN/frozen_reader/$1"; fi ;;
   esac
 }
 if [[ "$START" = frozen && " $RUNS " == *" icpt_adaptive_length "* && ! -d "$OUT/start_icpt_adaptive_length" ]]; then
   # the method's frozen-reader projector with the length rule free to choose 2..8 rows (it was trained at 8)
-  $PY - "$FROZEN/icpt_frozen_reader" "$OUT/start_icpt_adaptive_length" <<'EOF'
+  $PY - "$(start_of icpt)" "$OUT/start_icpt_adaptive_length" "$BACKBONE" <<'EOF'
 import sys
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
-source, target = sys.argv[1:]
-model = ICPTForConditionalGeneration.from_pretrained(source)
+source, target, backbone = sys.argv[1:]
+model = ICPTForConditionalGeneration.from_pretrained(source, backbone=backbone)
 model.config.min_prompt_length, model.config.adaptive_length = 2, True
 model.save_pretrained(target)
 ICPTProcessor.from_pretrained(source).save_pretrained(target)
@@ -129,8 +134,9 @@ done
 while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
 if [ "$failed" = 1 ]; then echo "a training run failed: see the logs in $OUT" >&2; exit 1; fi
 
-# the learning curve, every logged loss term, from the run's last checkpoint (into docs/ when installing)
-[[ "$INSTALL" = 1 && " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
+# the learning curve, every logged loss term, from the run's last checkpoint
+PLOT=${PLOT:-$INSTALL}  # 1: draw the learning curve into docs/default_model_plots/
+[[ "$PLOT" = 1 && " $RUNS " == *" icpt "* ]] && $PY - "$OUT/icpt" <<'EOF'
 import json
 import sys
 from pathlib import Path
@@ -147,7 +153,7 @@ for term in ("loss", "lm_loss", "decoupling_loss", "separation_loss"):
     axis.plot([e["step"] for e in history], [e[term] for e in history], label=term)
 axis.set_xlabel("step")
 axis.set_ylabel("training loss (mean of 20 steps)")
-axis.set_title("Reader adapter + projector (scripts/train_default_reader.sh)")
+axis.set_title("Reader adapter + projector, reader stage of scripts/train_default.sh")
 axis.legend()
 axis.grid(alpha=0.3)
 figure.tight_layout()

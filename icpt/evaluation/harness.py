@@ -67,9 +67,8 @@ icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs do
 python -m icpt eval --preset default --threads 1 --output-dir outputs/eval --write-docs docs/results.md
 ```
 
-The ablation projectors are trained like the default one (scripts/train_default_projectors.sh for the
-frozen-reader stage, scripts/train_default_reader.sh for the reader adapter), on the default backbone's
-world, with one part switched off. The shipped projector gives every concept 8 rows
+The ablation projectors are trained like the default one, by the same command (scripts/train_default.sh: a
+frozen-reader stage, then the reader adapter), on the default backbone's world, with one part switched off. The shipped projector gives every concept 8 rows
 (`min_prompt_length = max_prompt_length = 8`), so it has no fixed-length ablation (it is one); its
 length ablation is `icpt_adaptive_length`, the same recipe with 2..8 rows chosen by visual complexity.
 
