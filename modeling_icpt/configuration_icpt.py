@@ -46,7 +46,8 @@ class ICPTConfig(PreTrainedConfig):
             tokens instead (`ICPTForConditionalGeneration.match_image_token_norm`).
         decoupling_weight (`float`): λ_dec, weight of the identity/environment decoupling loss. Default 0 (off):
             its ablation showed no detectable effect, under environment shift or overall (docs/results.md).
-        separation_weight (`float`): λ_sep, weight of the concept-separation loss.
+        separation_weight (`float`): λ_sep, weight of the concept-separation loss. Default 0 (off): with identity
+            targets and a reader adapter its ablation showed no detectable effect (docs/method.md §6).
         separation_margin (`float`): m, cosine above which two concepts' descriptors are pushed apart.
         identity_target_weight (`float`):
             λ_id, weight of the regression of the projector's rows onto identity target rows (training only,
@@ -89,7 +90,7 @@ class ICPTConfig(PreTrainedConfig):
     prompt_token_id: int | None = None
     prompt_norm: float = 1.0
     decoupling_weight: float = 0.0
-    separation_weight: float = 1.0
+    separation_weight: float = 0.0
     separation_margin: float = 0.1
     identity_target_weight: float = 0.0
     reader_lora_rank: int = 0

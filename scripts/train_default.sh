@@ -3,7 +3,7 @@
 # the shipped backbone, in one go (on this project's 2-core CPU in under two hours; docs/default_model.md, "One
 # script"). Three phases, each resumable (rerun the same command after an interruption):
 #   1. scripts/train_default_projectors.sh: identity targets for TARGET_IDENTITIES training identities (TARGET_STEPS each), then four
-#      frozen-reader projectors (the method, no L_dec, no L_sep, no identity targets), PROJECTOR_STEPS each;
+#      frozen-reader projectors (the method, with L_dec, with L_sep, no identity targets), PROJECTOR_STEPS each;
 #   2. scripts/train_default_reader.sh: each of them, and the method's with 2..8 rows, trained on with a LoRA
 #      reader adapter on the language model, READER_STEPS each;
 #   3. install (INSTALL=1): the method -> icpt/default/projector, the four reader ablations ->
@@ -26,7 +26,7 @@ INSTALL=${INSTALL:-1}
 TARGET_IDENTITIES=${TARGET_IDENTITIES:-120}
 TARGET_STEPS=${TARGET_STEPS:-30}  # per identity: the loss falls 0.42 -> 0.09 in 30 steps, -> 0.04 in 60 at twice the time
 PROJECTOR_STEPS=${PROJECTOR_STEPS:-250}
-READER_STEPS=${READER_STEPS:-700}
+READER_STEPS=${READER_STEPS:-1100}
 NUM_EPISODES=${NUM_EPISODES:-}  # both phases' episode counts (their own defaults when empty)
 mkdir -p "$OUT"
 started=$(date +%s)
@@ -59,9 +59,9 @@ from processing_icpt import ICPTProcessor
 
 out = Path(sys.argv[1])
 installs = {out / "readers/icpt": "icpt/default/projector", out / "projectors/icpt": "icpt/default/ablations/icpt_frozen_reader"}
-for name in ("icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets", "icpt_adaptive_length"):
+for name in ("icpt_with_decoupling", "icpt_with_separation", "icpt_no_identity_targets", "icpt_adaptive_length"):
     installs[out / "readers" / name] = f"icpt/default/ablations/{name}"
-for name in ("icpt_no_decoupling", "icpt_no_separation", "icpt_no_identity_targets"):
+for name in ("icpt_with_decoupling", "icpt_with_separation", "icpt_no_identity_targets"):
     installs[out / "projectors" / name] = f"icpt/default/ablations/frozen_reader/{name}"
 for source, target in installs.items():
     model = ICPTForConditionalGeneration.from_pretrained(source, backbone="icpt/default/backbone")

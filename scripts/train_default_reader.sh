@@ -4,8 +4,8 @@
 # The same stage, from the same start or from the frozen-reader ablation projectors, gives every ablation
 # of the final recipe (each differs from the method in one part only):
 #   $OUT/icpt                      icpt/default/ablations/icpt_frozen_reader + adapter -> icpt/default/projector
-#   $OUT/icpt_no_decoupling        frozen_reader/icpt_no_decoupling (lambda_dec = 0) + adapter
-#   $OUT/icpt_no_separation        frozen_reader/icpt_no_separation (lambda_sep = 0) + adapter
+#   $OUT/icpt_with_decoupling      frozen_reader/icpt_with_decoupling (lambda_dec = 0.1) + adapter
+#   $OUT/icpt_with_separation      frozen_reader/icpt_with_separation (lambda_sep = 1) + adapter
 #   $OUT/icpt_no_identity_targets  frozen_reader/icpt_no_identity_targets (no identity targets) + adapter
 #   $OUT/icpt_adaptive_length      icpt_frozen_reader, 2..8 rows by visual complexity instead of 8 + adapter
 # (ablations install as icpt/default/ablations/<name>; the frozen-reader starts are trained by
@@ -18,7 +18,7 @@
 #
 #   bash scripts/train_default_reader.sh     # 5 runs of 1200 steps, two at a time with one thread each
 #                                            # (20-40 minutes per run on this 2-core CPU); resumable
-#   RUNS="icpt_no_separation" bash scripts/train_default_reader.sh   # some of them
+#   RUNS="icpt_with_separation" bash scripts/train_default_reader.sh   # some of them
 #   PROJECTORS=outputs/default/projectors bash scripts/train_default_reader.sh   # from freshly trained frozen-reader
 #                                            # projectors (scripts/train_default.sh runs both stages in one go)
 #   STEPS=10 NUM_EPISODES=64 OUT=/tmp/r INSTALL=0 bash scripts/train_default_reader.sh   # a quick check
@@ -38,7 +38,8 @@ OUT=${OUT:-outputs/default_reader}
 INSTALL=${INSTALL:-1}
 THREADS=${THREADS:-1}  # one: two threads beside another job ran 10x slower here
 PARALLEL=${PARALLEL:-2}  # runs at a time
-RUNS=${RUNS:-icpt icpt_no_decoupling icpt_no_separation icpt_no_identity_targets icpt_adaptive_length}
+# the slowest (L_dec's second pass over the photos) first, so that two runs at a time finish together
+RUNS=${RUNS:-icpt_with_decoupling icpt icpt_with_separation icpt_no_identity_targets icpt_adaptive_length}
 # frozen: each run starts from its frozen-reader projector (the recipe). shipped: each run continues its shipped
 # checkpoint (after a continuation of the backbone; RUNS may then include icpt_frozen_reader, trained without adapter)
 START=${START:-frozen}
@@ -80,7 +81,7 @@ fi
 
 FROZEN=icpt/default/ablations
 # START=frozen: the frozen-reader projectors come from PROJECTORS, a run folder of scripts/train_default_projectors.sh
-# (<PROJECTORS>/icpt, <PROJECTORS>/icpt_no_decoupling, ...), or by default from the shipped ones
+# (<PROJECTORS>/icpt, <PROJECTORS>/icpt_with_decoupling, ...), or by default from the shipped ones
 PROJECTORS=${PROJECTORS:-}
 start_of() {  # the frozen-reader projector a run starts from (START=shipped: the shipped checkpoint it continues)
   if [ "$START" = shipped ]; then

@@ -24,7 +24,7 @@ from icpt.evaluation.checkpoints import (
     DEFAULT_ABLATIONS_DIR,
     METHODS,
     default_preset,
-    inapplicable_length_ablation,
+    inapplicable_ablations,
 )
 from icpt.evaluation.episodes import (
     DEFAULT_GENERIC_QUESTIONS,
@@ -43,7 +43,6 @@ from icpt.evaluation.harness import (
     DEFAULT_SWEEP_METHODS,
     DEFAULT_SWEEP_QUESTIONS,
     DEFAULT_TTT_QUESTIONS,
-    DEFAULT_TTT_STEPS,
     run_evaluation,
 )
 from icpt.evaluation.methods import DEFAULT_MAX_NEW_TOKENS
@@ -132,9 +131,9 @@ class RunArguments:
         "help": f"positive recognition questions of the swap test (default: {DEFAULT_SWAP_QUESTIONS}; 0: none)"})
     ttt_questions: int = field(default=DEFAULT_TTT_QUESTIONS, metadata={
         "help": f"questions test-time training answers, a random subsample (default: {DEFAULT_TTT_QUESTIONS})"})
-    ttt_steps: int = field(default=DEFAULT_TTT_STEPS, metadata={
-        "help": f"test-time-training steps per concept (default: {DEFAULT_TTT_STEPS}; "
-                f"{TEST_TIME_TRAINING_STEPS} in train_concept_prompts)"})
+    ttt_steps: int = field(default=TEST_TIME_TRAINING_STEPS, metadata={
+        "help": f"test-time-training steps per concept (default: {TEST_TIME_TRAINING_STEPS}, as train_concept_prompts "
+                "and the cost benchmark, so that its accuracy and its time to add a concept are of one setting)"})
     ttt_learning_rate: float = field(default=TEST_TIME_TRAINING_LEARNING_RATE, metadata={
         "help": f"Adam step relative to the size of an embedding entry (default: {TEST_TIME_TRAINING_LEARNING_RATE})"})
     ttt_negatives: int = field(default=8, metadata={"help": "negative photos per concept (default: 8)"})
@@ -199,8 +198,9 @@ def main(argv=None) -> int:
         preset_backbone, preset_checkpoints, notes = default_preset(models.ablations_dir)
         backbone = backbone or str(preset_backbone)
         checkpoints = {**{m: str(p) for m, p in preset_checkpoints.items()}, **checkpoints}
-        if methods is None:  # of the two length ablations, only the one that changes the projector applies
-            methods = [m for m in METHODS if m != inapplicable_length_ablation(preset_checkpoints["icpt"])]
+        if methods is None:  # of each pair of ablations (off / on), only the one that changes the projector applies
+            skip = inapplicable_ablations(preset_checkpoints["icpt"])
+            methods = [m for m in METHODS if m not in skip]
     episodes, description = load_data(data)
 
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it

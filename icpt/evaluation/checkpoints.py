@@ -18,7 +18,7 @@ from processing_icpt import ICPTProcessor
 from .methods import BackboneContext
 
 CHECKPOINT_METHODS = ("icpt", "icpt_frozen_reader", "icpt_fixed_length", "icpt_adaptive_length", "icpt_no_decoupling",
-                      "icpt_no_separation", "icpt_no_identity_targets")
+                      "icpt_with_decoupling", "icpt_no_separation", "icpt_with_separation", "icpt_no_identity_targets")
 BASELINE_METHODS = ("name_only", "text_description", "raw_references", "raw_references_plain_noun", "test_time_training",
                     "name_only_adapted", "raw_references_adapted")
 # Baselines asked through `icpt`'s reader adapter (its language model with the adapter), when it has one: what
@@ -28,16 +28,22 @@ ADAPTED_BASELINES = {"name_only_adapted": "name_only", "raw_references_adapted":
 # collection that the photo most likely shows
 RETRIEVAL_METHODS = ("icpt_retrieval",)
 METHODS = CHECKPOINT_METHODS + BASELINE_METHODS + RETRIEVAL_METHODS
-# What each ablation checkpoint must have been trained with (config field, value), and the training flag.
+# What each ablation checkpoint must have been trained with: (config field, "off" or "on", the training flag).
+# An ablation changes one part of the method: "off" switches off a part the method has, "on" switches on a
+# part it does not have (the method ships only the parts its measurements support, docs/method.md).
 ABLATIONS = {
-    "icpt_frozen_reader": ("reader_lora_rank", 0, "--reader_lora_rank 0"),
-    "icpt_fixed_length": ("adaptive_length", False, "--adaptive_length false"),
-    # the one ablation that switches a part on: for a projector shipped with min = max prompt length
-    "icpt_adaptive_length": ("adaptive_length", True, "--min_prompt_length 2 --max_prompt_length 8"),
-    "icpt_no_decoupling": ("decoupling_weight", 0.0, "--decoupling_weight 0"),
-    "icpt_no_separation": ("separation_weight", 0.0, "--separation_weight 0"),
-    "icpt_no_identity_targets": ("identity_target_weight", 0.0, "--identity_target_weight 0"),
+    "icpt_frozen_reader": ("reader_lora_rank", "off", "--reader_lora_rank 0"),
+    "icpt_fixed_length": ("adaptive_length", "off", "--adaptive_length false"),
+    "icpt_adaptive_length": ("adaptive_length", "on", "--min_prompt_length 2 --max_prompt_length 8"),
+    "icpt_no_decoupling": ("decoupling_weight", "off", "--decoupling_weight 0"),
+    "icpt_with_decoupling": ("decoupling_weight", "on", "--decoupling_weight 0.1"),
+    "icpt_no_separation": ("separation_weight", "off", "--separation_weight 0"),
+    "icpt_with_separation": ("separation_weight", "on", "--separation_weight 1"),
+    "icpt_no_identity_targets": ("identity_target_weight", "off", "--identity_target_weight 0"),
 }
+# Parts with an ablation each way: of the two, only the one that changes a given projector applies to it
+PAIRED_ABLATIONS = (("icpt_fixed_length", "icpt_adaptive_length"), ("icpt_no_decoupling", "icpt_with_decoupling"),
+                    ("icpt_no_separation", "icpt_with_separation"))
 # The ablation projectors ship beside the embedded default, so the results page can be regenerated from a clone.
 DEFAULT_ABLATIONS_DIR = DEFAULT_DIR / "ablations"
 
@@ -77,18 +83,15 @@ def load_models(checkpoints: Mapping[str, str], backbone: str | None = None, dev
                 "the same lengths and batches (nothing to train)"
             )
         if method in ABLATIONS:
-            field, value, flag = ABLATIONS[method]
-            if getattr(config, field) != value or (
-                    method == "icpt_adaptive_length" and config.min_prompt_length == config.max_prompt_length):
+            field, switch, flag = ABLATIONS[method]
+            if has_part(config, field) != (switch == "on"):
+                found = getattr(config, field)
+                if field == "adaptive_length":
+                    found = f"{found} and {config.min_prompt_length}..{config.max_prompt_length} rows"
                 raise ValueError(
-                    f"The {method} checkpoint {checkpoints[method]} was trained with {field}={getattr(config, field)}: "
-                    f"the ablation needs {field}={value} (train it with examples/train_icpt.py {flag})."
+                    f"The {method} checkpoint {checkpoints[method]} was trained with {field}={found}: the ablation "
+                    f"switches that part {switch} (train it with examples/train_icpt.py {flag})."
                 )
-        elif not (config.adaptive_length and config.decoupling_weight > 0 and config.separation_weight > 0):
-            notes[method] = (
-                f"trained with adaptive_length={config.adaptive_length}, decoupling_weight={config.decoupling_weight}, "
-                f"separation_weight={config.separation_weight}"
-            )
     if backbone is None:
         if not configs:
             raise ValueError("No backbone: pass backbone=PATH (or --backbone), or at least one ICPT checkpoint naming it.")
@@ -152,9 +155,9 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     """The embedded default: its backbone, the projector checkpoints that exist, and how to train the missing ones.
 
     The projector is `icpt/default/projector` (the one `icpt ask` uses); the ablations are looked up in
-    `ablations_dir/<method>`. A projector trained with `min_prompt_length == max_prompt_length` has no
-    fixed-length ablation (it is one) but an adaptive-length one (`icpt_adaptive_length`); a projector with
-    the length rule has the fixed-length ablation instead.
+    `ablations_dir/<method>`, those of `inapplicable_ablations` left out: a projector trained with
+    `min_prompt_length == max_prompt_length` has no fixed-length ablation (it is one) but an adaptive-length one
+    (`icpt_adaptive_length`), one trained without L_sep has `icpt_with_separation` instead of `icpt_no_separation`.
     """
     backbone = DEFAULT_DIR / "backbone"
     if not (backbone / "config.json").is_file():
@@ -163,8 +166,9 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
             "`python examples/pretrain_world_backbone.py` (it saves there)."
         )
     paths = {"icpt": DEFAULT_DIR / "projector", **{m: Path(ablations_dir) / m for m in ABLATIONS}}
-    # a projector with one length has no length rule to switch off, but one to switch on (and vice versa)
-    del paths[inapplicable_length_ablation(paths["icpt"])]
+    # a projector without L_sep has no L_sep to switch off, but one to switch on (and so on for each pair)
+    for method in inapplicable_ablations(paths["icpt"]):
+        del paths[method]
     checkpoints, missing = {}, []
     for method, path in paths.items():
         if (path / "config.json").is_file():
@@ -179,14 +183,16 @@ def default_preset(ablations_dir: str | Path = DEFAULT_ABLATIONS_DIR) -> tuple[P
     return backbone, checkpoints, missing
 
 
-def inapplicable_length_ablation(checkpoint: Path) -> str:
-    """The length ablation that would not change a projector: fixed length for one with a single length."""
-    return "icpt_fixed_length" if _fixed_anyway(checkpoint) else "icpt_adaptive_length"
+def has_part(config: ICPTConfig, field: str) -> bool:
+    """Whether a projector's config has the part an ablation's field switches (a length rule needs a choice of lengths)."""
+    if field == "adaptive_length":
+        return bool(config.adaptive_length) and config.min_prompt_length < config.max_prompt_length
+    return bool(getattr(config, field))
 
 
-def _fixed_anyway(checkpoint: Path) -> bool:
-    """Whether a projector checkpoint gives every concept the same length (min = max prompt length)."""
-    if not (checkpoint / "config.json").is_file():
-        return False
-    config = ICPTConfig.from_pretrained(checkpoint)
-    return config.min_prompt_length == config.max_prompt_length
+def inapplicable_ablations(checkpoint: Path) -> set[str]:
+    """The ablations that would not change a projector, one of each pair: e.g. `icpt_no_separation` for one trained
+    without L_sep (it is one already), `icpt_with_separation` for one trained with it. Without a checkpoint, the
+    library's defaults decide."""
+    config = ICPTConfig.from_pretrained(checkpoint) if (Path(checkpoint) / "config.json").is_file() else ICPTConfig()
+    return {off if not has_part(config, ABLATIONS[off][0]) else on for off, on in PAIRED_ABLATIONS}

@@ -6,9 +6,9 @@ method answers), `scoring.py`, `claims.py` (the claims and their verdicts), `rep
 `outcomes.jsonl`, the Markdown page) and `plots.py`.
 
 One run loads one frozen backbone, wraps it with every ICPT checkpoint it is given (`icpt` and the ablations
-`icpt_frozen_reader`, `icpt_fixed_length` or `icpt_adaptive_length`, `icpt_no_decoupling`, `icpt_no_separation`,
-`icpt_no_identity_targets`, trained by `examples/train_icpt.py` with that part switched off -- or, for the length
-rule of a projector shipped without it, on; a checkpoint with a reader adapter gets a backbone
+`icpt_frozen_reader`, `icpt_fixed_length` or `icpt_adaptive_length`, `icpt_no_decoupling` or `icpt_with_decoupling`,
+`icpt_no_separation` or `icpt_with_separation`, `icpt_no_identity_targets`, trained by `examples/train_icpt.py` with
+that part switched off -- or, for a part the method is shipped without, on; a checkpoint with a reader adapter gets a backbone
 of its own, since the adapter changes the backbone it is added to), and has every method of `METHODS` answer the
 same questions:
 
@@ -68,9 +68,11 @@ python -m icpt eval --preset default --threads 1 --output-dir outputs/eval --wri
 ```
 
 The ablation projectors are trained like the default one, by the same command (scripts/train_default.sh: a
-frozen-reader stage, then the reader adapter), on the default backbone's world, with one part switched off. The shipped projector gives every concept 8 rows
-(`min_prompt_length = max_prompt_length = 8`), so it has no fixed-length ablation (it is one); its
-length ablation is `icpt_adaptive_length`, the same recipe with 2..8 rows chosen by visual complexity.
+frozen-reader stage, then the reader adapter), on the default backbone's world, with one part changed. The shipped
+projector gives every concept 8 rows (`min_prompt_length = max_prompt_length = 8`), so it has no fixed-length
+ablation (it is one); its length ablation is `icpt_adaptive_length`, the same recipe with 2..8 rows chosen by visual
+complexity. Likewise it is trained without L_dec and L_sep, so their rows are `icpt_with_decoupling` and
+`icpt_with_separation` (`checkpoints.inapplicable_ablations` picks one of each pair).
 
 Other data: `--episodes DIR` (a `Dataset.save_to_disk` folder with `EPISODE_FEATURES`), or
 `--benchmark yollava|myvlm|mc_llava|rap --benchmark-root DIR` (a local copy of the benchmark, see
@@ -114,7 +116,11 @@ from tqdm.auto import tqdm
 
 from icpt.metrics.recognition.recognition import read_yes_no
 from icpt.metrics.statistics import CONFIDENCE, N_RESAMPLES, estimate
-from icpt.training.prompt_fitting import TEST_TIME_TRAINING_LEARNING_RATE, TEST_TIME_TRAINING_ROWS
+from icpt.training.prompt_fitting import (
+    TEST_TIME_TRAINING_LEARNING_RATE,
+    TEST_TIME_TRAINING_ROWS,
+    TEST_TIME_TRAINING_STEPS,
+)
 
 from .checkpoints import (
     ABLATIONS,
@@ -175,7 +181,6 @@ VARIANCE = (
 # Besides the ceiling, the methods that answer them: the others ask the same frozen language model the same question.
 GENERIC_METHODS = ("icpt",)
 DEFAULT_TTT_QUESTIONS = 120
-DEFAULT_TTT_STEPS = 10
 DEFAULT_SWEEP_QUESTIONS = 240
 # The swap test: positive recognition questions asked again with the concept's photos replaced by another
 # identity's (same label); a method whose rows carry the identity changes its answer on most of them.
@@ -376,7 +381,7 @@ def run_evaluation(
     swap_methods: Sequence[str] | None = None,
     swap_questions: int = DEFAULT_SWAP_QUESTIONS,
     ttt_questions: int | None = DEFAULT_TTT_QUESTIONS,
-    ttt_steps: int = DEFAULT_TTT_STEPS,
+    ttt_steps: int = TEST_TIME_TRAINING_STEPS,
     ttt_learning_rate: float = TEST_TIME_TRAINING_LEARNING_RATE,
     ttt_negatives: int = 8,
     ceiling_margin: float = CEILING_MARGIN,

@@ -69,7 +69,7 @@ class ICPTArguments:
     projector_layers: int = field(default=2, metadata={"help": "Projector blocks."})
     projector_heads: int = field(default=4, metadata={"help": "Attention heads per block."})
     decoupling_weight: float = field(default=0.0, metadata={"help": "λ_dec, weight of the identity/environment decoupling loss (off by default: its ablation showed no effect, docs/results.md; the shipped default was trained with 0.1)."})
-    separation_weight: float = field(default=1.0, metadata={"help": "λ_sep; 0 switches the separation loss off (ablation)."})
+    separation_weight: float = field(default=0.0, metadata={"help": "λ_sep, weight of the concept-separation loss (off by default: with identity targets and a reader adapter its ablation showed no effect, docs/method.md §6; 1.0 is the weight its ablation row uses)."})
     separation_margin: float = field(default=0.1, metadata={"help": "Cosine margin m of the separation loss."})
     identity_targets: str | None = field(default=None, metadata={"help": "Identity target rows (a .safetensors file from `examples/fit_identity_targets.py`): the projector is also regressed onto them; needs --backbone with its world.json."})
     identity_target_weight: float = field(default=10.0, metadata={"help": "λ_id, weight of the regression onto --identity_targets (recorded in the checkpoint's config; 0 without targets). At 1 the LM loss drowned it on the embedded default (docs/default_model.md)."})

@@ -18,10 +18,13 @@ from icpt.evaluation.scoring import METRICS, SPLITS
 from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
-# icpt with a (fresh) reader adapter, as shipped; its frozen-reader ablation has none
+# icpt with a (fresh) reader adapter and without L_dec and L_sep, as shipped; its frozen-reader ablation has no
+# adapter, its "with" ablations switch L_dec and L_sep on
 ABLATION_OVERRIDES = {"icpt": {"reader_lora_rank": 2}, "icpt_frozen_reader": {}, "icpt_fixed_length": {"adaptive_length": False},
-                      "icpt_no_decoupling": {"decoupling_weight": 0.0}, "icpt_no_separation": {"separation_weight": 0.0},
+                      "icpt_with_decoupling": {"decoupling_weight": 0.1}, "icpt_with_separation": {"separation_weight": 1.0},
                       "icpt_no_identity_targets": {"identity_target_weight": 0.0}}
+# the ablations that would not change icpt (it has the length rule, no L_dec, no L_sep)
+INAPPLICABLE = {"icpt_adaptive_length", "icpt_no_decoupling", "icpt_no_separation"}
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +63,8 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
             "claims", "reference_sweep", "outcomes", "plots"} <= results.keys()
     assert results["data"]["num_episodes"] == [8] and results["reference_method"] == "icpt"
     assert set(results["ceiling"]) == set(TASKS) and all(row["measurable"] for row in results["ceiling"].values())
-    # icpt has the length rule, so its adaptive-length ablation does not apply
-    assert list(results["methods"]) == [m for m in METHODS if m != "icpt_adaptive_length"]
+    # icpt has the length rule, so its adaptive-length ablation does not apply, nor do no-L_dec and no-L_sep ones
+    assert list(results["methods"]) == [m for m in METHODS if m not in INAPPLICABLE]
     for name, row in results["methods"].items():
         assert row["status"] == "ok", (name, row["note"])
         assert row["num_questions"] == (3 if name == "test_time_training" else 8)
@@ -83,7 +86,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
         assert row["examples"] and {"question", "answer", "prediction"} <= row["examples"][0].keys()
     methods = results["methods"]
     for name in CHECKPOINT_METHODS:
-        if name == "icpt_adaptive_length":
+        if name in INAPPLICABLE:
             continue
         assert methods[name]["checkpoint"] == str(default_preset.checkpoints[name])
         assert "trained on" not in (methods[name]["note"] or "")  # "../backbone" is read from the checkpoint folder
@@ -109,7 +112,7 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
 
     # one line per answer: every method on the same questions (test-time training on a subsample)
     lines = [json.loads(line) for line in (out / results["outcomes"]).read_text().splitlines()]
-    assert len(lines) == 8 * (len(METHODS) - 2) + 3  # less test-time training and icpt_adaptive_length
+    assert len(lines) == 8 * (len(METHODS) - 1 - len(INAPPLICABLE)) + 3  # test-time training: 3 questions
     for line in lines:
         assert {"episode", "question_id", "task", "splits", "method", "prediction", "score", "prompt_tokens"} <= set(line)
         assert line["task"] == "caption" or line["correct"] == (line["score"] == 1.0)
@@ -140,9 +143,9 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
 def test_clear_errors(default_preset, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="train_icpt.py"):
         harness.run_evaluation(concept_dataset(), checkpoints={"icpt": str(tmp_path / "nothing")})
-    with pytest.raises(ValueError, match="--separation_weight 0"):
+    with pytest.raises(ValueError, match="switches that part on .*--separation_weight 1"):
         harness.run_evaluation(concept_dataset(),
-                                  checkpoints={"icpt_no_separation": str(default_preset.checkpoints["icpt"])})
+                               checkpoints={"icpt_with_separation": str(default_preset.checkpoints["icpt"])})
     with pytest.raises(ValueError, match="Unknown methods"):
         harness.run_evaluation(concept_dataset(), methods=["icpt", "magic"])
     with pytest.raises(SystemExit):

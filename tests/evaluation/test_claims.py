@@ -70,3 +70,19 @@ def test_the_swap_test_against_its_target():
         last = claims(results((0.0, -0.01, 0.01, "same"), swap_test=swap(low, high)))[-1]
         assert last["claim"].startswith("A concept's rows carry its identity: swapping its photos changes at least 50%")
         assert last["verdict"] == verdict and "of 20 positive answers" in last["evidence"]
+
+
+def test_a_part_the_method_is_shipped_without_is_judged_by_its_with_row():
+    # icpt trained without L_sep: icpt_with_separation switches it on; better with it = the part helps
+    def with_separation(value, low, high, verdict):
+        base = results((0.0, -0.01, 0.01, "same"))
+        base["methods"]["icpt_with_separation"] = {
+            "status": "ok", "reader_lora_rank": 0,
+            "difference": {"look_alike": {METRIC: {"difference": value, "low": low, "high": high, "p_value": 0.01,
+                                                   "verdict": verdict}}}}
+        return {entry["claim"]: entry for entry in claims(base)}["Concept separation (L_sep) helps on look-alikes"]
+
+    helps = with_separation(0.10, 0.05, 0.15, "better")
+    assert helps["verdict"] == "supported" and "icpt_with_separation − icpt on look alike" in helps["evidence"]
+    assert with_separation(-0.10, -0.15, -0.05, "worse")["verdict"] == "refuted"
+    assert with_separation(0.01, -0.03, 0.05, "same")["verdict"] == "cannot decide"

@@ -13,15 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # the training settings each output must carry: (decoupling_weight, separation_weight, identity_target_weight,
 # reader_lora_rank, min_prompt_length); the reader stage trains without targets, so its weight reads 0 there
 EXPECTED = {
-    "projectors/icpt": (0.1, 1.0, 10.0, 0, 8),
-    "projectors/icpt_no_decoupling": (0.0, 1.0, 10.0, 0, 8),
-    "projectors/icpt_no_separation": (0.1, 0.0, 10.0, 0, 8),
-    "projectors/icpt_no_identity_targets": (0.1, 1.0, 0.0, 0, 8),
-    "readers/icpt": (0.1, 1.0, 0.0, 16, 8),
-    "readers/icpt_no_decoupling": (0.0, 1.0, 0.0, 16, 8),
-    "readers/icpt_no_separation": (0.1, 0.0, 0.0, 16, 8),
-    "readers/icpt_no_identity_targets": (0.1, 1.0, 0.0, 16, 8),
-    "readers/icpt_adaptive_length": (0.1, 1.0, 0.0, 16, 2),
+    "projectors/icpt": (0.0, 0.0, 10.0, 0, 8),
+    "projectors/icpt_with_decoupling": (0.1, 0.0, 10.0, 0, 8),
+    "projectors/icpt_with_separation": (0.0, 1.0, 10.0, 0, 8),
+    "projectors/icpt_no_identity_targets": (0.0, 0.0, 0.0, 0, 8),
+    "readers/icpt": (0.0, 0.0, 0.0, 16, 8),
+    "readers/icpt_with_decoupling": (0.1, 0.0, 0.0, 16, 8),
+    "readers/icpt_with_separation": (0.0, 1.0, 0.0, 16, 8),
+    "readers/icpt_no_identity_targets": (0.0, 0.0, 0.0, 16, 8),
+    "readers/icpt_adaptive_length": (0.0, 0.0, 0.0, 16, 2),
 }
 
 

@@ -135,9 +135,9 @@ def test_resuming_a_run_started_with_other_settings_is_refused(setup, tmp_path):
     args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "run"))
     train_command.main(args)
     recorded = json.loads((tmp_path / "run" / "run_settings.json").read_text())
-    assert recorded["icpt"]["separation_weight"] == 1.0 and recorded["training"]["learning_rate"] == 3e-3
+    assert recorded["icpt"]["separation_weight"] == 0.0 and recorded["training"]["learning_rate"] == 3e-3
     with pytest.raises(ValueError, match=r"icpt\.separation_weight, training\.learning_rate differ"):
-        train_command.main(args + ["--separation_weight", "0", "--learning_rate", "1e-3", "--resume_from_checkpoint", "latest"])
+        train_command.main(args + ["--separation_weight", "1", "--learning_rate", "1e-3", "--resume_from_checkpoint", "latest"])
     # a checkpoint from before runs recorded their settings: nothing to check it against
     (tmp_path / "run" / "run_settings.json").unlink()
     with pytest.raises(ValueError, match="without run_settings.json.*new --output_dir"):
