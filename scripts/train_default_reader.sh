@@ -151,10 +151,12 @@ state = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.
 history = [entry for entry in json.loads(state.read_text())["log_history"] if "lm_loss" in entry]
 figure, axis = plt.subplots(figsize=(6, 3.5))
 for term in ("loss", "lm_loss", "decoupling_loss", "separation_loss"):
-    axis.plot([e["step"] for e in history], [e[term] for e in history], label=term)
+    values = [float(e.get(term, 0)) for e in history]
+    if any(values) and (term != "loss" or values != [float(e["lm_loss"]) for e in history]):  # terms that are on
+        axis.plot([e["step"] for e in history], values, label=term)
 axis.set_xlabel("step")
 axis.set_ylabel("training loss (mean of 20 steps)")
-axis.set_title("Reader adapter + projector, reader stage of scripts/train_default.sh")
+axis.set_title("Reader stage of scripts/train_default.sh (adapter + projector)", fontsize=10)
 axis.legend()
 axis.grid(alpha=0.3)
 figure.tight_layout()

@@ -1,7 +1,7 @@
 """The methods the evaluation harness compares, each answering episodes on the same frozen backbone.
 
-- `ICPTMethod`: a trained projector (`icpt` and its ablations `icpt_fixed_length`, `icpt_no_decoupling`,
-  `icpt_no_separation`, `icpt_no_identity_targets`): each concept is encoded once into a `ConceptBank`, the question is asked with it.
+- `ICPTMethod`: a trained projector (`icpt` and its ablations `icpt_fixed_length`, `icpt_with_decoupling`,
+  `icpt_with_separation`, `icpt_no_identity_targets`, ...): each concept is encoded once into a `ConceptBank`, the question is asked with it.
 - `ICPTRetrievalMethod` (`icpt_retrieval`): `icpt`, plus the concepts retrieval finds in the photo among all
   the evaluation's concepts (RAP's flow).
 - `NameOnlyMethod` (`name_only`): the plain backbone; the label appears in the question only.
