@@ -13,9 +13,9 @@
 # bar and every loss term, is in $OUT/projectors/<name>.log and $OUT/readers/<name>.log; the phases' wall
 # times of this sitting (a resumed run counts only its own) go to $OUT/timings.json.
 #
-#   bash scripts/train_default.sh                                   # the recipe at its 2-hour budget (103 min here)
+#   bash scripts/train_default.sh          # the shipped checkpoints: 105 min here (docs/default_model.md, "One script")
 #   TARGET_IDENTITIES=200 TARGET_STEPS=60 PROJECTOR_STEPS=500 READER_STEPS=1200 bash scripts/train_default.sh
-#                                                                   # the budget the shipped checkpoints had (~4 h)
+#                                          # a larger budget (~4 h; with L_dec and L_sep on it read 0.748 against 0.741)
 #   PROJECTOR_STEPS=5 READER_STEPS=5 TARGET_IDENTITIES=2 NUM_EPISODES=64 OUT=/tmp/d INSTALL=0 \
 #       bash scripts/train_default.sh                               # a quick check of the plumbing
 set -euo pipefail
