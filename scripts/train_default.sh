@@ -3,7 +3,7 @@
 # the shipped backbone, in one go (on this project's 2-core CPU in under two hours; docs/default_model.md, "One
 # script"). Three phases, each resumable (rerun the same command after an interruption):
 #   1. scripts/train_default_projectors.sh: identity targets for TARGET_IDENTITIES training identities (TARGET_STEPS each), then four
-#      frozen-reader projectors (the method, with L_dec, with L_sep, no identity targets), PROJECTOR_STEPS each;
+#      frozen-reader projectors (the method; its ablations with L_dec, with L_sep, without identity targets), PROJECTOR_STEPS each;
 #   2. scripts/train_default_reader.sh: each of them, and the method's with 2..8 rows, trained on with a LoRA
 #      reader adapter on the language model, READER_STEPS each;
 #   3. install (INSTALL=1): the method -> icpt/default/projector, the four reader ablations ->

@@ -152,7 +152,7 @@ history = [entry for entry in json.loads(state.read_text())["log_history"] if "l
 figure, axis = plt.subplots(figsize=(6, 3.5))
 for term in ("loss", "lm_loss", "decoupling_loss", "separation_loss"):
     values = [float(e.get(term, 0)) for e in history]
-    if any(values) and (term != "loss" or values != [float(e["lm_loss"]) for e in history]):  # terms that are on
+    if any(values):  # a term switched off logs 0 throughout
         axis.plot([e["step"] for e in history], values, label=term)
 axis.set_xlabel("step")
 axis.set_ylabel("training loss (mean of 20 steps)")
