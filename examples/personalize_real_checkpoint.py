@@ -128,7 +128,8 @@ def main(argv=None) -> str:
             remove_unused_columns=False, dataloader_num_workers=0, use_cpu=args.device == "cpu",
             bf16=args.device != "cpu" and dtype == torch.bfloat16, seed=0,
         )
-        collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length)
+        collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
+                                   background_views=model.config.decoupling_weight > 0)
         ICPTTrainer(model=model, args=training, train_dataset=episodes, data_collator=collator).train()
         model.eval()
         model.save_pretrained(output_dir / "projector")

@@ -242,7 +242,8 @@ def train(args: ICPTArguments, training_args: TrainingArguments) -> ICPTTrainer:
         logger.info("Regressing onto the targets of %d identities (weight %s)", len(target_references.targets),
                     model.config.identity_target_weight)
     collator = EpisodeCollator(processor, model.config.min_prompt_length, model.config.max_prompt_length,
-                               seed=training_args.seed, target_references=target_references)
+                               seed=training_args.seed, target_references=target_references,
+                               background_views=model.config.decoupling_weight > 0)
     settings = run_settings(args, training_args, episodes)
     if resume:
         check_resumed_settings(resume, settings)

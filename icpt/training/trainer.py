@@ -22,6 +22,7 @@ from transformers import Trainer
 from icpt.metrics import load_metric
 from icpt.metrics.recognition.recognition import read_yes_no
 from modeling_icpt.input_checks import LABEL_PATTERN
+from processing_icpt.processing_icpt import ConceptSlots
 
 
 def episode_messages(episode: dict, with_answer: bool) -> list[dict]:
@@ -73,10 +74,15 @@ class EpisodeCollator:
     With `target_references` (`icpt.identity_targets.TargetReferences`), each batch also carries
     identity targets and reference photos to predict them from (`target_*` keys), drawn from a generator
     seeded by the batch's episodes, so a resumed run draws what an uninterrupted one would.
+
+    With `background_views`, a reference that has a mask also brings its background-only view
+    (`reference_background_*` keys): what L_dec's environment term reads. Pass it only for a model with
+    `decoupling_weight > 0` (as `icpt train` does): otherwise the views are rendered and encoded for nothing,
+    about a fifth of a training step here.
     """
 
     def __init__(self, processor, min_prompt_length: int, max_prompt_length: int, seed: int = 0,
-                 target_references=None):
+                 target_references=None, background_views: bool = False):
         if not 1 <= min_prompt_length <= max_prompt_length <= processor.max_prompt_length:
             raise ValueError(
                 f"Need 1 <= min_prompt_length ({min_prompt_length}) <= max_prompt_length ({max_prompt_length}) "
@@ -85,10 +91,13 @@ class EpisodeCollator:
         self.processor = processor
         self.min_prompt_length, self.max_prompt_length, self.seed = min_prompt_length, max_prompt_length, seed
         self.target_references = target_references
+        self.background_views = background_views
 
     def __call__(self, episodes: list[dict]):
-        references = [[{"name": c["name"], "references": c["references"], "masks": c.get("masks") or None}
-                       for c in asked_concepts(e)] for e in episodes]
+        asked = [asked_concepts(e) for e in episodes]
+        references = [[{"name": c["name"], "references": c["references"],
+                        "masks": (c.get("masks") or None) if self.background_views else None} for c in concepts]
+                      for concepts in asked]
         lengths = [drawn_prompt_lengths(e, self.min_prompt_length, self.max_prompt_length, self.seed) for e in episodes]
         images = [[e["image"]] if e.get("image") is not None else [] for e in episodes]
         batch = self.processor(
@@ -98,10 +107,13 @@ class EpisodeCollator:
         labels = batch["input_ids"].clone()
         labels[batch["attention_mask"] == 0] = -100
         for b, episode in enumerate(episodes):
-            # everything up to the assistant's answer is context, not target
+            # everything up to the assistant's answer is context, not target; only its tokens are needed, so
+            # the concepts come as their slot counts, not as photos to process a second time
+            names = [c["name"] for c in asked[b]]
+            slots = ConceptSlots(names, {name: lengths[b][name] for name in names})
             prompt = self.processor(
                 messages=[episode_messages(episode, with_answer=False)], images=[images[b]],
-                references=[references[b]], prompt_lengths=[lengths[b]], add_generation_prompt=True,
+                concepts=slots, retrieved=[names], add_generation_prompt=True,
             )["input_ids"][0]
             if not torch.equal(batch["input_ids"][b, : len(prompt)], prompt):
                 raise ValueError("The chat template does not render the prompt as a prefix of the full conversation.")

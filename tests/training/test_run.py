@@ -54,6 +54,8 @@ def test_short_training_run_lowers_the_loss_and_changes_only_the_projector(setup
     batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(8)])
     trainer = train_command.main(_train_args(tmp_path, path, "--max_steps", "60", "--save_steps", "100"))
     model = trainer.model
+    # background-only views are rendered exactly when L_dec reads them
+    assert trainer.data_collator.background_views == (model.config.decoupling_weight > 0)
     backbone_before = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4).vlm.state_dict()
     for name, tensor in model.vlm.state_dict().items():
         assert torch.equal(tensor, backbone_before[name]), name

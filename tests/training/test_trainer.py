@@ -32,7 +32,8 @@ def test_regularizers_are_reported_and_backgrounds_are_used(setup):
     path, processor = setup
     model = ICPTForConditionalGeneration.from_backbone(path, max_prompt_length=4, projector_layers=1)
     episodes = make_episodes(4, masks=True)
-    batch = EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(4)])
+    assert "reference_background_pixel_values" not in EpisodeCollator(processor, 1, 4)([episodes[i] for i in range(4)])
+    batch = EpisodeCollator(processor, 1, 4, background_views=True)([episodes[i] for i in range(4)])
     assert "reference_background_pixel_values" in batch
     out = model(**batch)
     for name in ("lm_loss", "decoupling_loss", "separation_loss"):
