@@ -77,8 +77,8 @@ class EpisodeCollator:
 
     With `background_views`, a reference that has a mask also brings its background-only view
     (`reference_background_*` keys): what L_dec's environment term reads. Pass it only for a model with
-    `decoupling_weight > 0` (as `icpt train` does): otherwise the views are rendered and encoded for nothing,
-    about a fifth of a training step here.
+    `decoupling_weight > 0` (as `icpt train` does): otherwise the views are rendered and encoded for nothing
+    (with the prompt rendered from slot counts, not photos, a tenth of a reader step here).
     """
 
     def __init__(self, processor, min_prompt_length: int, max_prompt_length: int, seed: int = 0,
