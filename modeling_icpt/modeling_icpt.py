@@ -50,6 +50,7 @@ from .reference_features import (
 
 if is_peft_available():
     from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
 
 # keys of the processor's output that describe references rather than the query
 REFERENCE_PREFIX = "reference_"
@@ -214,7 +215,9 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         state_dict = {names[key]: value for key, value in state_dict.items()}
         if state_dict.get("projector.log_row_norm", torch.zeros(1)).dim() == 0:  # saved before it became shape (1,)
             state_dict["projector.log_row_norm"] = state_dict["projector.log_row_norm"].reshape(1)
+        self._fold_reader_adapter(False)  # take out the adapter being replaced before its weights change
         self.load_state_dict(state_dict, strict=False)
+        self._fold_reader_adapter(not self.training)
 
     def _language_model_prefix(self) -> str:
         language_model = self.vlm.get_decoder()
@@ -238,6 +241,21 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         inject_adapter_in_model(lora, self.vlm.get_decoder())
         for name, parameter in self.vlm.named_parameters():
             parameter.requires_grad_(".lora_" in name)
+        self._fold_reader_adapter(not self.training)
+
+    def _fold_reader_adapter(self, folded: bool) -> None:
+        """Fold the reader adapter into the language model's weights (PEFT's `merge`) or take it out again.
+
+        In eval mode it is folded: each adapted projection is then one matrix product, as in the plain backbone,
+        instead of three (the adapter's cost on every generated token). In train mode it is not, so that it
+        learns. Folding and taking out round the backbone's weights in memory once each (the backbone's files
+        are never written), and in eval mode the adapter gets no gradients: train it in train mode.
+        """
+        if self.config.reader_lora_rank == 0:
+            return
+        for layer in self.vlm.get_decoder().modules():
+            if isinstance(layer, LoraLayer) and layer.merged != folded:
+                layer.merge() if folded else layer.unmerge()
 
     # ---------------------------------------------------------------- construction
 
@@ -285,6 +303,8 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         # the backbone is frozen: keep its dropout off even while the projector trains
         super().train(mode)
         self.vlm.eval()
+        # a reader adapter reads folded into the weights for inference, apart while it trains
+        self._fold_reader_adapter(not mode)
         return self
 
     # ---------------------------------------------------------------- projector-only checkpoints

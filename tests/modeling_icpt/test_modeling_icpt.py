@@ -281,6 +281,80 @@ def test_a_reader_adapter_never_goes_into_a_shared_backbone(llava, tmp_path):
         ICPTForConditionalGeneration.from_pretrained(tmp_path / "frozen", backbone=other)
 
 
+def _random_reader_adapter(model, seed):
+    """A trained-looking reader adapter: random, so that it changes the answers."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if ".lora_B." in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+
+
+def _adapter_layers(model):
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.vlm.get_decoder().modules() if isinstance(m, LoraLayer)]
+
+
+def test_the_reader_adapter_reads_folded_in_eval_mode_and_learns_apart_in_train_mode(llava):
+    model = llava.model
+    model.add_reader_adapter(rank=4)
+    _random_reader_adapter(model, seed=1)
+    backbone = {name: p.detach().clone() for name, p in model.vlm.named_parameters() if ".lora_" not in name}
+    bank = llava.bank()
+    inputs = llava.query(concepts=bank)
+    layers = _adapter_layers(model)
+    assert len(layers) > 0 and not any(layer.merged for layer in layers)  # a fresh model is in train mode
+
+    model.eval()
+    assert all(layer.merged for layer in layers)
+    with torch.no_grad():
+        folded = model(**inputs, concepts=bank).logits
+        for layer in layers:  # the same weights read apart, as PEFT reads an unmerged adapter
+            layer.unmerge()
+        apart = model(**inputs, concepts=bank).logits
+        for layer in layers:
+            layer.merge()
+    folded_weights = dict(model.vlm.named_parameters())
+    assert any(not torch.equal(folded_weights[name], weight) for name, weight in backbone.items())  # it is in them
+    torch.testing.assert_close(folded, apart, rtol=1e-4, atol=1e-5)
+
+    model.train()
+    assert not any(layer.merged for layer in layers)
+    for name, parameter in model.vlm.named_parameters():  # the backbone's weights are back, to rounding
+        if name in backbone:
+            torch.testing.assert_close(parameter, backbone[name], rtol=0, atol=1e-6)
+    labels = inputs["input_ids"].clone()
+    labels[labels == llava.processor.prompt_token_id] = -100
+    model(**inputs, concepts=bank, labels=labels).loss.backward()
+    adapter_grads = [p.grad for name, p in model.named_parameters() if ".lora_" in name]
+    assert adapter_grads and all(g is not None and g.abs().sum() > 0 for g in adapter_grads)
+
+
+def test_other_adapter_weights_loaded_into_a_folded_model_are_the_ones_it_reads(llava, tmp_path):
+    model = llava.model
+    model.add_reader_adapter(rank=4)
+    _random_reader_adapter(model, seed=1)
+    model.save_pretrained(tmp_path / "first")
+    backbone = {name: p.detach().clone() for name, p in model.vlm.named_parameters() if ".lora_" not in name}
+    _random_reader_adapter(model, seed=2)  # another adapter, folded in by eval()
+    model.eval()
+    bank = llava.bank()
+    inputs = llava.query(concepts=bank)
+    from safetensors.torch import load_file
+
+    model.load_trained_state_dict(load_file(tmp_path / "first" / "model.safetensors"))
+    assert all(layer.merged for layer in _adapter_layers(model))
+    fresh = ICPTForConditionalGeneration.from_pretrained(tmp_path / "first").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs, concepts=bank).logits, fresh(**inputs, concepts=bank).logits,
+                                   rtol=1e-4, atol=1e-5)
+    model.train()
+    for name, parameter in model.vlm.named_parameters():
+        if name in backbone:
+            torch.testing.assert_close(parameter, backbone[name], rtol=0, atol=1e-6)
+
+
 def test_checkpoint_with_missing_keys_is_refused(llava, tmp_path):
     llava.model.save_pretrained(tmp_path / "ckpt")
     from safetensors.torch import load_file, save_file
