@@ -363,6 +363,9 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         `from_pretrained` (the projector follows the backbone's dtype); `cache_dir`, `token`, `local_files_only`,
         ... are used for both; `revision` and `subfolder` for the checkpoint only. The checkpoint names its
         backbone by Hub id or by a path relative to its own folder (never to the working directory).
+
+        The model comes in eval mode, as transformers' models do (a reader adapter then reads folded into the
+        language model's weights): call `model.train()` to train it further.
         """
         path = str(pretrained_model_name_or_path)
         checkpoint_kwargs, hub_kwargs = split_load_kwargs(kwargs)
@@ -402,7 +405,7 @@ class ICPTForConditionalGeneration(ICPTPreTrainedModel, GenerationMixin):
         if bank_file is not None:
             model.concepts = ConceptBank.load(bank_file)
             model._check_bank(model.concepts)
-        return model
+        return model.eval()
 
     def push_to_hub(self, repo_id, *, processor=None, concepts: ConceptBank | None = None, card=None, **kwargs):
         """

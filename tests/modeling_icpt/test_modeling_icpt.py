@@ -345,7 +345,8 @@ def test_other_adapter_weights_loaded_into_a_folded_model_are_the_ones_it_reads(
 
     model.load_trained_state_dict(load_file(tmp_path / "first" / "model.safetensors"))
     assert all(layer.merged for layer in _adapter_layers(model))
-    fresh = ICPTForConditionalGeneration.from_pretrained(tmp_path / "first").eval()
+    fresh = ICPTForConditionalGeneration.from_pretrained(tmp_path / "first")
+    assert not fresh.training and all(layer.merged for layer in _adapter_layers(fresh))  # loaded for inference
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs, concepts=bank).logits, fresh(**inputs, concepts=bank).logits,
                                    rtol=1e-4, atol=1e-5)
