@@ -178,14 +178,17 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
     for k in banks:
         results[f"latency_ratio_k{k}"] = latency[f"k{k}"] / latency["plain"]
 
-    # 4. peak memory: resident weights + what the call allocates at its peak
+    # 4. peak memory: resident weights + what the call allocates at its peak. ICPT's weights are its whole model:
+    # the backbone it wraps (with the reader adapter, when it has one) and the projector
     backbone_bytes = tensor_bytes(list(vlm.parameters()) + list(vlm.buffers()))
     projector_bytes = tensor_bytes(list(model.projector.parameters()) + list(model.projector.buffers()))
+    icpt_bytes = tensor_bytes(list(model.parameters()) + list(model.buffers()))
     k = 4 if 4 in banks else max(banks)
     plain_peak = backbone_bytes + transient_peak(runs["plain"], device)
-    icpt_peak = backbone_bytes + projector_bytes + tensor_bytes([banks[k].prompts]) + transient_peak(runs[f"k{k}"], device)
+    icpt_peak = icpt_bytes + tensor_bytes([banks[k].prompts]) + transient_peak(runs[f"k{k}"], device)
     results["peak_memory_bytes"] = {"plain": plain_peak, f"icpt_k{k}": icpt_peak,
-                                    "backbone_weights": backbone_bytes, "projector_weights": projector_bytes}
+                                    "backbone_weights": backbone_bytes, "projector_weights": projector_bytes,
+                                    "adapter_weights": icpt_bytes - backbone_bytes - projector_bytes}
     results[f"peak_memory_ratio_k{k}"] = icpt_peak / plain_peak
     return results
 

@@ -188,8 +188,9 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
         lines.append(f"| {TARGET_NAMES[name]} | {shown} | -- | {target['target']} | {'yes' if target['met'] else '**no**'} |")
     if report.get("reader_lora_rank"):
         lines += ["", f"The checkpoint reads through a reader adapter (LoRA rank {report['reader_lora_rank']} on the "
-                  "language model, not merged into its weights): the `generate()` and memory ratios against the plain "
-                  "backbone include what the adapter costs on every token, besides the concepts' prompt rows."]
+                  "language model), folded into the language model's weights in eval mode: the `generate()` ratios "
+                  "against the plain backbone are what the concepts' prompt rows cost, and the memory ratio includes "
+                  "the projector's and the adapter's weights."]
     missing = [TARGET_NAMES[name] for name in TARGETS if name not in report["targets"]]
     if missing:
         lines += ["", "Not measured in this run (its bank sizes or options left them out): " + "; ".join(missing) + "."]

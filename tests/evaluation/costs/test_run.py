@@ -39,6 +39,7 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
     assert results["add_concept_speedup"] == pytest.approx(add["test_time_training_seconds"] / add["icpt_seconds"])
     memory = results["peak_memory_bytes"]
     assert memory["plain"] > memory["backbone_weights"] > 0
+    assert memory["adapter_weights"] == 0  # a fresh projector reads through the plain backbone
     assert results["peak_memory_ratio_k4"] == pytest.approx(memory["icpt_k4"] / memory["plain"])
     tokens = results["prompt_tokens_per_concept"]
     defaults = ICPTConfig()
