@@ -369,14 +369,18 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
     ceiling = results.get("ceiling", {})
     measurable = [task for task, row in ceiling.items() if row["measurable"]]
     settings = results["settings"]
-    lines = ["## What the backbone can do: the ceiling per task", "",
-             (f"Each task is first answered by the ceiling methods ({', '.join(f'`{m}`' for m in settings['ceiling_methods'])}: "
-              "the reference photos in context). A task is measurable on this backbone when the best ceiling's "
-              f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance, the score of an answer "
-              "that looks at no photo (for presence lists and captions, scored per concept asked: the better of naming "
-              "every concept the question names and naming none); the "
-              "other tasks are a "
-              "property of the backbone, not a result for a method, and no other method is run on them."), ""]
+    if settings["ceiling_methods"]:
+        intro = (f"Each task is first answered by the ceiling methods ({', '.join(f'`{m}`' for m in settings['ceiling_methods'])}: "
+                 "the reference photos in context). A task is measurable on this backbone when the best ceiling's "
+                 f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance, the score of an answer "
+                 "that looks at no photo (for presence lists and captions, scored per concept asked: the better of "
+                 "naming every concept the question names and naming none); the other tasks are a property of the "
+                 "backbone, not a result for a method, and no other method is run on them.")
+    else:
+        intro = ("No ceiling method (the reference photos in context) was among the methods, so nothing told the "
+                 "measurable tasks from the others: every task was run and is reported, whether or not the backbone "
+                 "can answer it.")
+    lines = ["## What the backbone can do: the ceiling per task", "", intro, ""]
     rows = []
     for task, row in ceiling.items():
         chance = f"{row['chance']:.2f}" if row["chance"] is not None else "–"

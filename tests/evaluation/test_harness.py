@@ -99,3 +99,17 @@ def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_
     assert rows["name_only"]["status"] == "ok" and results["data"]["num_episodes"] == [3]
     assert rows["name_only"]["num_questions"] == 3 and results["reference_method"] is None
     assert results["reference_sweep"]["methods"] == {}
+
+
+def test_without_a_ceiling_method_every_task_is_run_and_the_page_says_so(tiny_llava, tmp_path):
+    from datasets import load_from_disk
+
+    results = harness.run_evaluation(
+        load_from_disk(world_dataset(tmp_path / "episodes")), backbone=tiny_llava, methods=["name_only"],
+        num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in TASKS}, progress=False,
+        output_dir=tmp_path / "out",
+    )
+    assert all(row["measurable"] and row["method"] is None for row in results["ceiling"].values())
+    assert results["methods"]["name_only"]["num_questions"] == 3
+    page = (tmp_path / "out" / "results.md").read_text()
+    assert "No ceiling method" in page and "Each task is first answered by the ceiling methods" not in page
