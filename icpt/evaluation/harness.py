@@ -513,20 +513,22 @@ def run_evaluation(
     _log(progress, "measurable on this backbone: " + (", ".join(t for t in tasks if ceiling[t]["measurable"]) or "none"))
 
     # 2. every other method on the measurable questions (test-time training on a subsample)
-    rng = np.random.default_rng(seed)
+    # each subsample draws from its own stream, so the questions one of them asks do not depend on which of the
+    # others run: a run without test-time training or the sweep asks the results page's swap questions
+    ttt_rng, sweep_rng, swap_rng = (np.random.default_rng([seed, stream]) for stream in (1, 2, 3))
     plans = {}
     for name in other_names:
         # generic questions name no concept: every method without a reader adapter answers them as the ceiling did
         chosen = [i for i in measurable if prepared[i].task != "generic" or name in GENERIC_METHODS]
         if name == "test_time_training" and ttt_questions is not None and ttt_questions < len(chosen):
-            chosen = sorted(int(i) for i in rng.choice(chosen, size=ttt_questions, replace=False))
+            chosen = sorted(int(i) for i in ttt_rng.choice(chosen, size=ttt_questions, replace=False))
         plans[name] = chosen
     recognition = [i for i in measurable if prepared[i].task == "recognition"]
-    sweep_chosen = (sorted(int(i) for i in rng.choice(recognition, size=min(sweep_questions, len(recognition)),
+    sweep_chosen = (sorted(int(i) for i in sweep_rng.choice(recognition, size=min(sweep_questions, len(recognition)),
                                                       replace=False)) if recognition else [])
     sweep_names = [name for name in sweep_methods if name in runners] if reference_counts and sweep_chosen else []
     positives = [i for i in recognition if is_positive(prepared[i])]
-    swap_chosen = (sorted(int(i) for i in rng.choice(positives, size=min(swap_questions, len(positives)), replace=False))
+    swap_chosen = (sorted(int(i) for i in swap_rng.choice(positives, size=min(swap_questions, len(positives)), replace=False))
                    if positives and swap_questions > 0 else [])
     swap_names = [name for name in swap_methods if name in runners] if swap_chosen else []
     bar.total = (len(prepared) * len(ceiling_names) + sum(len(chosen) for chosen in plans.values())
@@ -648,6 +650,7 @@ def run_evaluation(
         },
         "swap_test": {
             "num_questions": len(swap_chosen) if swap_names else 0,
+            "question_ids": [ids[i][1] for i in swap_chosen] if swap_names else [],
             "target": SWAP_TARGET,
             "methods": swap,
             "note": ("each positive recognition question asked again with the photos of the concept it names "

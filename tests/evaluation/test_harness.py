@@ -113,3 +113,20 @@ def test_without_a_ceiling_method_every_task_is_run_and_the_page_says_so(tiny_ll
     assert results["methods"]["name_only"]["num_questions"] == 3
     page = (tmp_path / "out" / "results.md").read_text()
     assert "No ceiling method" in page and "Each task is first answered by the ceiling methods" not in page
+
+
+def test_the_swap_test_asks_the_same_questions_whether_or_not_the_sweep_runs(tiny_llava, tmp_path):
+    from icpt.world.tasks import build_episodes
+
+    episodes = build_episodes(World(seed=0, num_identities=60), "held_out", num_episodes=30, seed=3,
+                              tasks=("recognition",))
+    asked = []
+    for sweep_questions in (0, 4):
+        results = harness.run_evaluation(
+            episodes, backbone=tiny_llava, methods=["raw_references"], reference_counts=[1],
+            sweep_questions=sweep_questions, swap_questions=2, ceiling_margin=-1, max_new_tokens={"recognition": 3},
+            progress=False,
+        )
+        assert results["reference_sweep"]["num_questions"] == sweep_questions
+        asked.append(results["swap_test"]["question_ids"])
+    assert len(asked[0]) == 2 and asked[0] == asked[1]
