@@ -524,11 +524,13 @@ def run_evaluation(
             chosen = sorted(int(i) for i in ttt_rng.choice(chosen, size=ttt_questions, replace=False))
         plans[name] = chosen
     recognition = [i for i in measurable if prepared[i].task == "recognition"]
-    sweep_chosen = (sorted(int(i) for i in sweep_rng.choice(recognition, size=min(sweep_questions, len(recognition)),
-                                                      replace=False)) if recognition else [])
+    sweep_chosen = (sorted(int(i) for i in sweep_rng.choice(recognition, replace=False,
+                                                            size=min(sweep_questions, len(recognition))))
+                    if recognition else [])
     sweep_names = [name for name in sweep_methods if name in runners] if reference_counts and sweep_chosen else []
     positives = [i for i in recognition if is_positive(prepared[i])]
-    swap_chosen = (sorted(int(i) for i in swap_rng.choice(positives, size=min(swap_questions, len(positives)), replace=False))
+    swap_chosen = (sorted(int(i) for i in swap_rng.choice(positives, replace=False,
+                                                          size=min(swap_questions, len(positives))))
                    if positives and swap_questions > 0 else [])
     swap_names = [name for name in swap_methods if name in runners] if swap_chosen else []
     bar.total = (len(prepared) * len(ceiling_names) + sum(len(chosen) for chosen in plans.values())

@@ -370,8 +370,9 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
     measurable = [task for task, row in ceiling.items() if row["measurable"]]
     settings = results["settings"]
     if settings["ceiling_methods"]:
-        intro = (f"Each task is first answered by the ceiling methods ({', '.join(f'`{m}`' for m in settings['ceiling_methods'])}: "
-                 "the reference photos in context). A task is measurable on this backbone when the best ceiling's "
+        ceilings = ", ".join(f"`{m}`" for m in settings["ceiling_methods"])
+        intro = (f"Each task is first answered by the ceiling methods ({ceilings}: the reference photos in context). "
+                 "A task is measurable on this backbone when the best ceiling's "
                  f"95 % interval lies at least {settings['ceiling_margin']:.2f} above chance, the score of an answer "
                  "that looks at no photo (for presence lists and captions, scored per concept asked: the better of "
                  "naming every concept the question names and naming none); the other tasks are a property of the "
