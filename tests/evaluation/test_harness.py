@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.evaluation import TINY, world_dataset
+from helpers.training import random_reader_adapter
 from icpt.episodes import TASKS
 from icpt.evaluation import harness
 from icpt.evaluation.methods import eval_episodes
@@ -43,10 +44,7 @@ def test_generic_questions_show_what_a_reader_adapter_costs(tiny_llava, tmp_path
     torch.manual_seed(0)
     model = ICPTForConditionalGeneration.from_backbone(tiny_llava, prompt_token_id=processor.prompt_token_id,
                                                        reader_lora_rank=2, **TINY)
-    with torch.no_grad():  # a reader adapter that changes the language model's answers
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, 0.5)
+    random_reader_adapter(model, seed=0)  # a reader adapter that changes the language model's answers
     model.save_pretrained(tmp_path / "icpt")
     generic = generic_episodes(World(seed=0, num_identities=60), "held_out", num_episodes=6)
     episodes = concatenate_datasets([load_from_disk(world_dataset(tmp_path / "episodes")), generic])

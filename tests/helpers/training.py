@@ -1,7 +1,9 @@
-"""Interrupting a training run at a given step, as a crash would."""
+"""Training helpers of the tests: interrupting a run at a given step, as a crash would; a trained-looking reader
+adapter."""
 
 from contextlib import contextmanager
 
+import torch
 from transformers import TrainerCallback
 
 from icpt.training import run
@@ -31,3 +33,12 @@ def training_stops_at(step):
         yield
     finally:
         run.ICPTTrainer.__init__ = original
+
+
+def random_reader_adapter(model, seed):
+    """Gives `model`'s reader adapter random weights (LoRA's B starts at zero), so that it changes the answers."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if ".lora_B." in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)

@@ -10,6 +10,7 @@ import torch
 
 from helpers.remote_code import without_project_paths
 from helpers.tiny_backbones import FAMILIES, IMAGE_PLACEHOLDERS
+from helpers.training import random_reader_adapter
 from modeling_icpt import ConceptBank, ICPTConfig, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -281,15 +282,6 @@ def test_a_reader_adapter_never_goes_into_a_shared_backbone(llava, tmp_path):
         ICPTForConditionalGeneration.from_pretrained(tmp_path / "frozen", backbone=other)
 
 
-def _random_reader_adapter(model, seed):
-    """A trained-looking reader adapter: random, so that it changes the answers."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if ".lora_B." in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-
-
 def _adapter_layers(model):
     from peft.tuners.lora import LoraLayer
 
@@ -299,7 +291,7 @@ def _adapter_layers(model):
 def test_the_reader_adapter_reads_folded_in_eval_mode_and_learns_apart_in_train_mode(llava):
     model = llava.model
     model.add_reader_adapter(rank=4)
-    _random_reader_adapter(model, seed=1)
+    random_reader_adapter(model, seed=1)
     backbone = {name: p.detach().clone() for name, p in model.vlm.named_parameters() if ".lora_" not in name}
     bank = llava.bank()
     inputs = llava.query(concepts=bank)
@@ -334,10 +326,10 @@ def test_the_reader_adapter_reads_folded_in_eval_mode_and_learns_apart_in_train_
 def test_other_adapter_weights_loaded_into_a_folded_model_are_the_ones_it_reads(llava, tmp_path):
     model = llava.model
     model.add_reader_adapter(rank=4)
-    _random_reader_adapter(model, seed=1)
+    random_reader_adapter(model, seed=1)
     model.save_pretrained(tmp_path / "first")
     backbone = {name: p.detach().clone() for name, p in model.vlm.named_parameters() if ".lora_" not in name}
-    _random_reader_adapter(model, seed=2)  # another adapter, folded in by eval()
+    random_reader_adapter(model, seed=2)  # another adapter, folded in by eval()
     model.eval()
     bank = llava.bank()
     inputs = llava.query(concepts=bank)
@@ -393,7 +385,7 @@ def test_checkpoint_loads_as_remote_code_in_a_separate_process(llava, tmp_path):
     a checkpoint with a reader adapter and a concept bank loads and answers as the installed package does."""
     ckpt = tmp_path / "ckpt"
     llava.model.add_reader_adapter(rank=4)
-    _random_reader_adapter(llava.model, seed=0)
+    random_reader_adapter(llava.model, seed=0)
     bank = llava.bank()
     llava.model.save_pretrained(ckpt, concepts=bank)  # a personalized checkpoint: projector, adapter, concepts
     llava.processor.save_pretrained(ckpt)

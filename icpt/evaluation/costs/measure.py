@@ -163,20 +163,36 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
         banks[k] = bank.select(labels[:k])
         inputs = processor(messages=[messages], images=[[query]], concepts=banks[k]).to(device)
         runs[f"k{k}"] = (lambda inputs=inputs, k=k: model.generate(**inputs, concepts=banks[k], **generate_kwargs))
-    timings = {name: [] for name in runs}
-    for run in runs.values():  # warm-up
+    # a reader adapter reads folded into the weights in eval mode; in train mode (as it trains) it stays beside them,
+    # three products per adapted projection: the same 1-concept question that way shows what folding saves
+    unfolded = "k1_adapter_unfolded" if model.config.reader_lora_rank and "k1" in runs else None
+    if unfolded:
+        runs[unfolded] = runs["k1"]
+
+    def timed(name, run):
+        if name == unfolded:
+            model.train()  # the backbone's dropout stays off in train mode and the adapter has none
+        synchronize(device)
+        start = time.perf_counter()
         run()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if name == unfolded:
+            model.eval()
+        return elapsed
+
+    timings = {name: [] for name in runs}
+    for name, run in runs.items():  # warm-up
+        timed(name, run)
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits every variant alike
         for name, run in runs.items():
-            synchronize(device)
-            start = time.perf_counter()
-            run()
-            synchronize(device)
-            timings[name].append(time.perf_counter() - start)
+            timings[name].append(timed(name, run))
     latency = {name: statistics.median(values) for name, values in timings.items()}
     results["latency_seconds"] = latency
     for k in banks:
         results[f"latency_ratio_k{k}"] = latency[f"k{k}"] / latency["plain"]
+    if unfolded:
+        results["latency_ratio_k1_adapter_unfolded"] = latency[unfolded] / latency["plain"]
 
     # 4. peak memory: resident weights + what the call allocates at its peak. ICPT's weights are its whole model:
     # the backbone it wraps (with the reader adapter, when it has one) and the projector

@@ -89,6 +89,10 @@ def format_table(report: dict) -> str:
             rows.append((f"generate(): ICPT, k = {k} concepts (s)", f"{latency[f'k{k}']:.4f}", "", "", ""))
             rows.append((f"  ratio to plain, k = {k}", f"{r[f'latency_ratio_k{k}']:.3f}",
                          *target(f"latency_ratio_k{k}"), ""))
+    if "latency_ratio_k1_adapter_unfolded" in r:
+        rows.append(("generate(): ICPT, k = 1, reader adapter not folded (s)",
+                     f"{latency['k1_adapter_unfolded']:.4f}", "", "", ""))
+        rows.append(("  ratio to plain", f"{r['latency_ratio_k1_adapter_unfolded']:.3f}", "", "", ""))
     memory = r["peak_memory_bytes"]
     icpt_key = next(key for key in memory if key.startswith("icpt_"))
     ratio_key = f"peak_memory_ratio_{icpt_key[len('icpt_'):]}"
@@ -191,6 +195,13 @@ def write_markdown(report: dict, path: Path, plot: Path | None) -> None:
                   "language model), folded into the language model's weights in eval mode: the `generate()` ratios "
                   "against the plain backbone are what the concepts' prompt rows cost, and the memory ratio includes "
                   "the projector's and the adapter's weights."]
+        if "latency_ratio_k1_adapter_unfolded" in r:
+            latency = r["latency_seconds"]
+            lines[-1] += (f" Not folded (train mode, the adapter beside the weights), the same 1-concept question took "
+                          f"{latency['k1_adapter_unfolded'] * 1000:.0f} ms against {latency['k1'] * 1000:.0f} ms "
+                          f"folded, measured interleaved in this run: "
+                          f"{r['latency_ratio_k1_adapter_unfolded']:.3f} times the plain backbone's "
+                          f"{latency['plain'] * 1000:.0f} ms.")
     missing = [TARGET_NAMES[name] for name in TARGETS if name not in report["targets"]]
     if missing:
         lines += ["", "Not measured in this run (its bank sizes or options left them out): " + "; ".join(missing) + "."]

@@ -6,8 +6,10 @@ import json
 import pytest
 
 from helpers.costs import run
+from helpers.training import random_reader_adapter
 from icpt.evaluation.costs.report import TARGET_NAMES, TARGETS
-from modeling_icpt import ICPTConfig
+from modeling_icpt import ICPTConfig, ICPTForConditionalGeneration
+from processing_icpt import ICPTProcessor
 
 
 def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path, capsys):
@@ -40,6 +42,7 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
     memory = results["peak_memory_bytes"]
     assert memory["plain"] > memory["backbone_weights"] > 0
     assert memory["adapter_weights"] == 0  # a fresh projector reads through the plain backbone
+    assert "latency_ratio_k1_adapter_unfolded" not in results  # so it has no adapter to fold
     assert results["peak_memory_ratio_k4"] == pytest.approx(memory["icpt_k4"] / memory["plain"])
     tokens = results["prompt_tokens_per_concept"]
     defaults = ICPTConfig()
@@ -79,3 +82,26 @@ def test_many_concepts_tiny_run_writes_every_figure_to_the_performance_page(tiny
         assert f"| {TARGET_NAMES[name]} |" in text
     assert "![cost against bank size](performance_plots/bank_scaling.png)" in text
     assert (plots / "bank_scaling.png").stat().st_size > 10_000
+
+
+def test_a_checkpoint_with_a_reader_adapter_is_also_timed_with_the_adapter_not_folded(tiny_backbone_dirs, tmp_path,
+                                                                                          capsys):
+    backbone = tiny_backbone_dirs["llava"]
+    processor = ICPTProcessor.from_backbone(backbone)
+    model = ICPTForConditionalGeneration.from_backbone(str(backbone), prompt_token_id=processor.prompt_token_id,
+                                                       reader_lora_rank=2)
+    random_reader_adapter(model, seed=0)
+    model.save_pretrained(tmp_path / "icpt")
+    processor.save_pretrained(tmp_path / "icpt")
+    page = tmp_path / "performance.md"
+    report = run([
+        "--backbone", str(backbone), "--checkpoint", str(tmp_path / "icpt"), "--num-concepts", "4",
+        "--references", "1", "--ttt-steps", "1", "--ttt-negatives", "1", "--add-repeats", "1", "--repeats", "2",
+        "--new-tokens", "2", "--threads", "1", "--skip-many-concepts", "--markdown", str(page),
+    ])
+    results = report["results"]
+    latency = results["latency_seconds"]
+    assert results["latency_ratio_k1_adapter_unfolded"] == pytest.approx(latency["k1_adapter_unfolded"] / latency["plain"])
+    assert results["peak_memory_bytes"]["adapter_weights"] > 0
+    assert "reader adapter not folded" in capsys.readouterr().out
+    assert "Not folded (train mode" in page.read_text()
