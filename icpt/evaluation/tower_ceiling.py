@@ -37,6 +37,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from icpt.inference import DEFAULT_BACKBONE
 from icpt.world.tasks import build_episodes
 from icpt.world.world import world_for
+from modeling_icpt.concept_projector import ProjectorBlock
 from modeling_icpt.reference_features import REFERENCE_FEATURE_CACHE, reference_features
 
 from .episodes import DEFAULT_MIN_PER_SPLIT, DEFAULT_RECOGNITION_QUESTIONS, world_episodes
@@ -90,24 +91,6 @@ def episode_features(vlm, processor, episodes, layers, desc: str) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ the verifier
 
 
-class VerifierBlock(nn.Module):
-    """The query's tokens read the references' patches (cross-attention), then each other (self-attention)."""
-
-    def __init__(self, width: int, heads: int = 4):
-        super().__init__()
-        self.cross_norm, self.self_norm, self.mlp_norm = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
-        self.cross_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, query, references, padding):
-        x = self.cross_norm(query)
-        query = query + self.cross_attn(x, references, references, key_padding_mask=padding, need_weights=False)[0]
-        x = self.self_norm(query)
-        query = query + self.self_attn(x, x, x, need_weights=False)[0]
-        return query + self.mlp(self.mlp_norm(query))
-
-
 class RecognitionVerifier(nn.Module):
     """Logit of "the concept of these references is in the query photo", from patch features alone."""
 
@@ -118,7 +101,8 @@ class RecognitionVerifier(nn.Module):
         self.reference_embedding = nn.Embedding(max_references, width)
         self.position = nn.Parameter(torch.randn(patches, width) * 0.02)  # where a patch sits in its photo
         self.summary = nn.Parameter(torch.randn(1, 1, width) * 0.02)  # the token the answer is read from
-        self.blocks = nn.ModuleList(VerifierBlock(width) for _ in range(blocks))
+        # the projector's block: the query's tokens read the references' patches, then each other
+        self.blocks = nn.ModuleList(ProjectorBlock(width, num_heads=4) for _ in range(blocks))
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 1))
 
     def forward(self, references, reference_index, padding, query):
