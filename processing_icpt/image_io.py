@@ -39,6 +39,8 @@ def load_image(image, what="image") -> Image.Image:
                 f"The {what} {str(path)!r} is not a readable image (corrupt or unsupported format): {error}."
             ) from None
     elif isinstance(image, np.ndarray):
+        if image.ndim in (2, 3) and 0 in image.shape[:2]:  # some Pillow releases refuse to build it, others build it
+            raise ICPTInputError(f"The {what} is empty ({image.shape[1]}x{image.shape[0]}).")
         try:
             image = Image.fromarray(_to_uint8(image))
         except TypeError:

