@@ -23,3 +23,15 @@ def test_images_as_data_uris_and_urls_go_through_transformers_loader(monkeypatch
     seen = []
     monkeypatch.setattr(image_io, "load_remote_image", lambda url, timeout=None: seen.append(url) or photo)
     assert load_image("https://example.com/bo.png").size == photo.size and seen == ["https://example.com/bo.png"]
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3), (4, 0), (0, 0, 3)])
+def test_an_empty_array_is_refused_before_pillow_sees_it(shape):
+    """Pillow 10.1 raises its own error on a zero-height array and newer releases build an empty image: the same clear
+    error either way."""
+    import numpy as np
+
+    from processing_icpt import load_image
+
+    with pytest.raises(ICPTInputError, match=r"The reference of <bo> is empty \(\d+x\d+\)"):
+        load_image(np.zeros(shape, dtype=np.uint8), "reference of <bo>")
