@@ -42,7 +42,7 @@ def load_image(image, what="image") -> Image.Image:
         if image.ndim in (2, 3) and 0 in image.shape[:2]:  # some Pillow releases refuse to build it, others build it
             raise ICPTInputError(f"The {what} is empty ({image.shape[1]}x{image.shape[0]}).")
         try:
-            image = Image.fromarray(_to_uint8(image))
+            image = Image.fromarray(_to_uint8(image, what))
         except TypeError:
             raise ICPTInputError(
                 f"The {what} is an array of shape {image.shape} ({image.dtype}), which is not an image: "
@@ -53,7 +53,7 @@ def load_image(image, what="image") -> Image.Image:
     if image.width < 1 or image.height < 1:
         raise ICPTInputError(f"The {what} is empty ({image.width}x{image.height}).")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        image = Image.fromarray(_to_uint8(np.asarray(image)))
+        image = Image.fromarray(_to_uint8(np.asarray(image), what))
     return image.convert("RGB")
 
 
@@ -74,10 +74,15 @@ def background_view(image: Image.Image, mask: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
+def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    """Pixel values stretched to 0..255 (an array's range says nothing about its scale); NaN or infinity is refused."""
     if array.dtype == np.uint8:
         return array
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise ICPTInputError(f"The {what} holds NaN or infinite values ({bad} of {array.size}): it is not an image; "
+                             "check how the array was made.")
     array = array.astype(np.float64)
-    low, high = float(np.nanmin(array)) if array.size else 0.0, float(np.nanmax(array)) if array.size else 1.0
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
     scale = 255.0 / (high - low) if high > low else 0.0
-    return np.nan_to_num((array - low) * scale).clip(0, 255).astype(np.uint8)
+    return ((array - low) * scale).clip(0, 255).astype(np.uint8)
