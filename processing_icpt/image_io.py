@@ -78,10 +78,11 @@ def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
     """Pixel values stretched to 0..255 (an array's range says nothing about its scale); NaN or infinity is refused."""
     if array.dtype == np.uint8:
         return array
-    if array.dtype.kind in "fc" and not np.isfinite(array).all():
-        bad = int(array.size - np.isfinite(array).sum())
-        raise ICPTInputError(f"The {what} holds NaN or infinite values ({bad} of {array.size}): it is not an image; "
-                             "check how the array was made.")
+    if array.dtype.kind in "fc":
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ICPTInputError(f"The {what} holds NaN or infinite values ({bad} of {array.size}): it is not an "
+                                 "image; check how the array was made.")
     array = array.astype(np.float64)
     low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
     scale = 255.0 / (high - low) if high > low else 0.0
