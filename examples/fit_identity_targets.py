@@ -1,7 +1,8 @@
 """Fit identity targets: prompt rows per training identity, which `icpt train --identity_targets FILE` regresses the
 projector onto (`icpt.training.identity_targets`; docs/default_model.md tells why).
 
-About 65 s per identity on one CPU core; the file is rewritten after each identity, so an interrupted run resumes
+The rows are fitted on the backbone alone (no projector, no reader adapter), so the targets depend on the backbone and
+these settings only. About 35 s per identity on one CPU core at 30 steps; the file is rewritten after each identity, so an interrupted run resumes
 where it stopped. Several processes split the work and are merged afterwards:
 
     python examples/fit_identity_targets.py --output outputs/targets/part0.safetensors --identities 800 --part 0 --parts 2
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 import torch
 
 from icpt.commands.arguments import ArgumentParser
-from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, load_model
-from icpt.training.identity_targets import fit_identity_targets, identity_order, merge_identity_targets
+from icpt.inference import DEFAULT_BACKBONE
+from icpt.training.identity_targets import fit_identity_targets, identity_order, merge_identity_targets, training_scenes
 from icpt.world.world import world_for
+from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
 
@@ -33,9 +35,9 @@ class TargetArguments:
     seed: int = field(default=0, metadata={"help": "seed of the rows' start and of the scenes"})
     threads: int = field(default=1, metadata={"help": "CPU threads for torch"})
     backbone: str = field(default=str(DEFAULT_BACKBONE), metadata={"help": "the backbone folder (with its world.json)"})
-    projector: str = field(default=str(DEFAULT_MODEL), metadata={
-        "help": "supplies the injection and, without --prompt_norm, the rows' starting norm"})
-    prompt_norm: float | None = field(default=None, metadata={"help": "the rows' starting norm (default: the projector's prompt_norm)"})
+    prompt_norm: float | None = field(default=None, metadata={
+        "help": "the rows' starting norm (default: the median norm of the backbone's image tokens on 8 training scenes, "
+                "where `icpt train` starts a fresh projector's rows)"})
     merge: list[str] | None = field(default=None, metadata={
         "help": "merge these parts (their first --identities identities) into --output instead of fitting"})
 
@@ -56,10 +58,16 @@ def main(argv=None):
         print(f"{len(merged)} identities -> {args.output}")
         return merged
     torch.set_num_threads(args.threads)
-    model = load_model(args.projector, backbone=args.backbone)
-    processor = ICPTProcessor.from_pretrained(args.projector)
+    processor = ICPTProcessor.from_backbone(args.backbone, max_prompt_length=args.rows)
+    model = ICPTForConditionalGeneration.from_backbone(args.backbone, prompt_token_id=processor.prompt_token_id,
+                                                       max_prompt_length=args.rows).eval()
     if args.prompt_norm is not None:
         model.set_prompt_norm(args.prompt_norm)
+    else:
+        photos = training_scenes(world, 8)
+        messages = [[{"role": "user", "content": [{"type": "image"}]}] for _ in photos]
+        model.match_image_token_norm(**processor(messages=messages, images=[[photo] for photo in photos]))
+    print(f"rows start at norm {model.config.prompt_norm:.3f}")
     targets = fit_identity_targets(model, processor, world, order[args.part::args.parts], args.output,
                                    num_rows=args.rows, steps=args.steps, scenes=args.scenes, seed=args.seed)
     print(f"{len(targets)} identities -> {args.output}")

@@ -41,6 +41,7 @@ TARGET_WEIGHT=${TARGET_WEIGHT:-10}            # lambda_id
 TARGET_STEPS=${TARGET_STEPS:-60}              # full-batch steps per identity's fit (time per identity scales with it)
 # the rows' starting norm of the shipped targets: the image-token norm the previous default projector measured
 TARGET_PROMPT_NORM=${TARGET_PROMPT_NORM:-17.810325622558594}
+RUNS=${RUNS:-icpt icpt_no_identity_targets icpt_with_decoupling icpt_with_separation}  # some of them: RUNS=icpt
 read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=icpt/default/backbone
 EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}_8shards
@@ -68,7 +69,7 @@ EOF
 fi
 
 # Identity targets (icpt/training/identity_targets.py): rows fitted to each of TARGET_IDENTITIES training identities
-# with the backbone frozen, under a new label at every step, which every run also regresses onto (weight
+# on the backbone alone (no projector, no reader adapter), under a new label at every step, which every run also regresses onto (weight
 # TARGET_WEIGHT). 50-65 s per identity per core; PARALLEL processes share the
 # work and resume where they stopped.
 TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}_steps${TARGET_STEPS}.safetensors
@@ -104,14 +105,22 @@ train() {
 }
 # An interrupted run resumes; a run folder left by other settings is refused (its run_settings.json), so use
 # a new OUT after changing the recipe.
+flags() {  # the run's flags: how it differs from the method
+  case $1 in
+    icpt) echo "--decoupling_weight 0 --separation_weight 0 ${with_targets[*]}" ;;
+    icpt_no_identity_targets) echo "--decoupling_weight 0 --separation_weight 0" ;;
+    icpt_with_decoupling) echo "--decoupling_weight $DECOUPLING_WEIGHT --separation_weight 0 ${with_targets[*]}" ;;
+    icpt_with_separation) echo "--decoupling_weight 0 --separation_weight $SEPARATION_WEIGHT ${with_targets[*]}" ;;
+    *) echo "unknown run $1 (RUNS takes icpt icpt_no_identity_targets icpt_with_decoupling icpt_with_separation)" >&2
+       return 1 ;;
+  esac
+}
+for run in $RUNS; do flags "$run" > /dev/null || exit 2; done
 pids=()
 failed=0
-for run in "icpt --decoupling_weight 0 --separation_weight 0 ${with_targets[*]}" \
-           "icpt_no_identity_targets --decoupling_weight 0 --separation_weight 0" \
-           "icpt_with_decoupling --decoupling_weight $DECOUPLING_WEIGHT --separation_weight 0 ${with_targets[*]}" \
-           "icpt_with_separation --decoupling_weight 0 --separation_weight $SEPARATION_WEIGHT ${with_targets[*]}"; do
-  # shellcheck disable=SC2086  # word splitting of the run's name and flags is intended
-  train $run &
+for run in $RUNS; do
+  # shellcheck disable=SC2046  # word splitting of the run's flags is intended
+  train "$run" $(flags "$run") &
   pids+=($!)
   if [ "${#pids[@]}" -ge "$PARALLEL" ]; then
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done

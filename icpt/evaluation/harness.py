@@ -507,6 +507,10 @@ def run_evaluation(
         ceiling = {task: _ceiling(ceiling_outcomes, task, guess_floor(prepared, task), margin=ceiling_margin)
                    for task in tasks}
     else:  # nothing to tell measurable tasks from the others: every task is run and reported
+        logger.warning(
+            "No ceiling method (%s) among the methods: every task counts as measurable, so this run's questions "
+            "(test-time training's subsample among them) are not those of a run with one; to pair the two, add %s.",
+            ", ".join(CEILING_METHODS), " and ".join(CEILING_METHODS))
         ceiling = {task: {"chance": guess_floor(prepared, task), "method": None, "measurable": True,
                           "value": {"mean": None, "low": None, "high": None, "n": 0}} for task in tasks}
     measurable = [i for i, episode in enumerate(prepared) if ceiling[episode.task]["measurable"]]

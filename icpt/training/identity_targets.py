@@ -153,11 +153,21 @@ def scenes_of(tasks, identity: int, count: int, positive: bool, rng: np.random.G
                                                  anchor=identity).images[-1]) for _ in range(count)]
 
 
+def training_scenes(world, count: int, seed: int = 0) -> list[Image.Image]:
+    """`count` query scenes of training identities in environment set A (where the targets are fitted)."""
+    tasks = WorldTasks(world, identities="train", query_environments=("A",), look_alike_fraction=0.0)
+    rng = np.random.default_rng([seed, 5])
+    return [Image.fromarray(tasks.named_question(rng, 1, kind="recognition", positive=True, look_alike=False).images[-1])
+            for _ in range(count)]
+
+
 def fit_identity_targets(model, processor, world, identities: list[int], output, num_rows: int = 8, steps: int = 60,
                          scenes: int = 16, seed: int = 0, progress: bool = True) -> IdentityTargets:
     """
     Fits `num_rows` prompt rows to each training identity and saves them to `output`, one identity at a time.
 
+    `model` is a wrapper without a reader adapter (`ICPTForConditionalGeneration.from_backbone`): the targets are
+    what the frozen language model reads, so they depend on the backbone alone, not on a trained checkpoint.
     The rows start at norm `model.config.prompt_norm` (which also scales the step size), recorded in the
     file's settings. Each identity's rows are trained for `steps` full-batch steps (`train_concept_prompts`) on `scenes` scenes
     with it and `scenes` without it, drawn from a generator seeded by (identity, `seed` + 1), starting from
@@ -168,17 +178,27 @@ def fit_identity_targets(model, processor, world, identities: list[int], output,
     Example:
 
     ```python
-    >>> from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, load_model
-    >>> model, processor = load_model(), ICPTProcessor.from_pretrained(DEFAULT_MODEL)  # doctest: +SKIP
+    >>> from icpt.inference import DEFAULT_BACKBONE
+    >>> processor = ICPTProcessor.from_backbone(DEFAULT_BACKBONE, max_prompt_length=8)  # doctest: +SKIP
+    >>> model = ICPTForConditionalGeneration.from_backbone(
+    ...     DEFAULT_BACKBONE, prompt_token_id=processor.prompt_token_id, max_prompt_length=8)  # doctest: +SKIP
+    >>> model.set_prompt_norm(17.8)  # where the projector's rows will start  # doctest: +SKIP
     >>> world = world_for(DEFAULT_BACKBONE)  # doctest: +SKIP
     >>> targets = fit_identity_targets(model, processor, world, world.split("train")[:4], "t.safetensors")  # doctest: +SKIP
     ```
     """
+    if model.config.reader_lora_rank:
+        raise ValueError(
+            "Identity targets are rows the frozen language model reads as the identity, but this model carries a "
+            f"reader adapter (rank {model.config.reader_lora_rank}), which would make the targets depend on it: fit "
+            "them on a bare wrapper, ICPTForConditionalGeneration.from_backbone(backbone), as "
+            "examples/fit_identity_targets.py does.")
     held_out = sorted(set(identities) - set(world.split("train")))
     if held_out:
         raise ValueError(f"Identities {held_out[:5]} are not training identities: only the training split gets targets.")
     settings = {"num_rows": num_rows, "steps": steps, "scenes": scenes, "seed": seed, "labels": "random",
-                "backbone": str(model.config.base_model_name_or_path), "prompt_norm": model.config.prompt_norm}
+                "reader": "frozen", "backbone": str(model.config.base_model_name_or_path),
+                "prompt_norm": model.config.prompt_norm}
     done = {}
     if Path(output).is_file():
         previous = IdentityTargets.load(output)

@@ -49,12 +49,13 @@ def recognition_batch(processor, bank: ConceptBank, label: str, positives: list,
     )
     labels = batch["input_ids"].clone()
     labels[batch["attention_mask"] == 0] = -100
-    for index, image in enumerate(images):
-        prompt = processor(
-            messages=[episode_messages({"image": image, "question": question}, with_answer=False)],
-            images=[[image]], concepts=bank, add_generation_prompt=True,
-        )["input_ids"][0]
-        labels[index, : len(prompt)] = -100  # the question, the image and the slots are context, not target
+    # the question, the image and the slots are context, not target: each prompt's length, from one batched call
+    prompts = processor(
+        messages=[episode_messages({"image": image, "question": question}, with_answer=False) for image in images],
+        images=[[image] for image in images], concepts=bank, add_generation_prompt=True, padding_side="right",
+    )
+    for index, length in enumerate(prompts["attention_mask"].sum(1).tolist()):
+        labels[index, :length] = -100
     batch["labels"] = labels
     return batch
 

@@ -99,14 +99,18 @@ def test_baselines_without_checkpoints_and_without_descriptions(tiny_llava, tmp_
     assert results["reference_sweep"]["methods"] == {}
 
 
-def test_without_a_ceiling_method_every_task_is_run_and_the_page_says_so(tiny_llava, tmp_path):
+def test_without_a_ceiling_method_every_task_is_run_and_the_page_says_so(tiny_llava, tmp_path, caplog):
     from datasets import load_from_disk
 
-    results = harness.run_evaluation(
-        load_from_disk(world_dataset(tmp_path / "episodes")), backbone=tiny_llava, methods=["name_only"],
-        num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in TASKS}, progress=False,
-        output_dir=tmp_path / "out",
-    )
+    with caplog.at_level("WARNING", logger=harness.__name__):
+        results = harness.run_evaluation(
+            load_from_disk(world_dataset(tmp_path / "episodes")), backbone=tiny_llava, methods=["name_only"],
+            num_episodes=3, reference_counts=[], max_new_tokens={task: 3 for task in TASKS}, progress=False,
+            output_dir=tmp_path / "out",
+        )
+    # said even without progress output: such a run cannot be paired with one that has a ceiling
+    assert any("No ceiling method" in record.getMessage() and "raw_references" in record.getMessage()
+               for record in caplog.records if record.levelname == "WARNING")
     assert all(row["measurable"] and row["method"] is None for row in results["ceiling"].values())
     assert results["methods"]["name_only"]["num_questions"] == 3
     page = (tmp_path / "out" / "results.md").read_text()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.examples import run_example
 from icpt.commands import train as train_command
 from icpt.training import identity_targets as targets_module
 from icpt.training.identity_targets import (
@@ -97,7 +98,7 @@ def test_fitting_resumes_and_refuses_other_settings(tester, tmp_path, monkeypatc
     assert first.identities == identities[:2] and first.rows.shape == (2, ROWS, tester.model.config.text_hidden_size)
     assert not torch.equal(first.rows[0], first.rows[1])  # each identity's own fit
     assert None not in relabels and len(set(relabels)) == 2  # fitted under random labels, its own draws
-    assert first.settings["labels"] == "random"
+    assert first.settings["labels"] == "random" and first.settings["reader"] == "frozen"
     fitted.clear()
     both = fit_identity_targets(tester.model, tester.processor, tester.world, identities, path,
                                 num_rows=ROWS, steps=2, scenes=2, progress=False)
@@ -106,6 +107,32 @@ def test_fitting_resumes_and_refuses_other_settings(tester, tmp_path, monkeypatc
     with pytest.raises(ValueError, match="fitted with"):
         fit_identity_targets(tester.model, tester.processor, tester.world, identities, path,
                              num_rows=ROWS, steps=3, scenes=2, progress=False)
+
+
+def test_fitting_refuses_a_model_with_a_reader_adapter(tester, tmp_path):
+    # targets fitted through an adapter would depend on that checkpoint, not on the backbone alone
+    tester.model.add_reader_adapter(rank=2)
+    with pytest.raises(ValueError, match="reader adapter.*from_backbone"):
+        fit_identity_targets(tester.model, tester.processor, tester.world, tester.world.split("train")[:1],
+                             tmp_path / "t.safetensors", num_rows=ROWS, steps=1, scenes=1, progress=False)
+    assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_the_fitting_script_fits_on_the_backbone_alone(tester, tmp_path):
+    out = tmp_path / "targets.safetensors"
+    result = run_example("fit_identity_targets.py", "--backbone", tester.backbone, "--output", out, "--identities", 2,
+                         "--rows", ROWS, "--steps", 1, "--scenes", 1, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fitted = IdentityTargets.load(out)
+    assert fitted.identities == sorted(identity_order(tester.world, 2)) and fitted.settings["reader"] == "frozen"
+    assert fitted.rows.shape == (2, ROWS, tester.model.config.text_hidden_size)
+    # without --prompt_norm the rows start at the norm of the backbone's image tokens, which the file records
+    image_norm = float(result.stdout.split("rows start at norm ")[1].split()[0])
+    assert fitted.settings["prompt_norm"] == pytest.approx(image_norm, abs=1e-3)
+    again = run_example("fit_identity_targets.py", "--backbone", tester.backbone, "--output", tmp_path / "t2.safetensors",
+                        "--identities", 2, "--rows", ROWS, "--steps", 1, "--scenes", 1, "--prompt_norm", 3.5, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert IdentityTargets.load(tmp_path / "t2.safetensors").settings["prompt_norm"] == 3.5
 
 
 def test_parts_merge_into_one_file(tester, tmp_path):

@@ -8,7 +8,9 @@ from helpers.evaluation import TINY
 from helpers.images import random_image
 from icpt.training import prompt_fitting
 from icpt.training.prompt_fitting import initial_concept_rows, train_concept_prompts
-from modeling_icpt import ICPTForConditionalGeneration
+from icpt.training.trainer import episode_messages
+from icpt.world.tasks import RECOGNITION_QUESTION
+from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
 
@@ -61,3 +63,22 @@ def test_test_time_training_with_relabel_asks_under_a_new_label_each_step(tiny_l
     again, _ = train_concept_prompts(model, processor, "<bo>", positives, negatives, num_rows=4, steps=6, seed=3,
                                      relabel=np.random.default_rng(0))
     assert torch.equal(again.prompts, bank.prompts), "the generator fixes the labels"
+
+
+def test_recognition_batch_trains_on_the_answers_only(tiny_llava):
+    processor = ICPTProcessor.from_backbone(tiny_llava, max_prompt_length=4)
+    model = ICPTForConditionalGeneration.from_backbone(tiny_llava, prompt_token_id=processor.prompt_token_id, **TINY)
+    rows = initial_concept_rows(model, 4)
+    bank = ConceptBank(["<bo>"], rows, torch.tensor([4]), torch.zeros(1), rows.mean(1),
+                       model.config.base_model_name_or_path, model.backbone_fingerprint)
+    positives, negatives = [random_image(i, size=(40 + 8 * i, 36)) for i in range(2)], [random_image(20)]
+    batch = prompt_fitting.recognition_batch(processor, bank, "<bo>", positives, negatives)
+    for index, answer in enumerate(["Yes", "Yes", "No"]):
+        target = batch["labels"][index][batch["labels"][index] != -100]
+        assert processor.tokenizer.decode(target, skip_special_tokens=True).strip() == answer
+        # everything up to the end of this image's own prompt is context, nothing after it
+        image = (positives + negatives)[index]
+        prompt = processor(messages=[episode_messages({"image": image, "question": RECOGNITION_QUESTION.format(name="<bo>")},
+                                                      with_answer=False)],
+                           images=[[image]], concepts=bank, add_generation_prompt=True)["input_ids"][0]
+        assert int((batch["labels"][index] != -100).nonzero()[0]) == len(prompt)
