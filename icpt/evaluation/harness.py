@@ -508,8 +508,9 @@ def run_evaluation(
                    for task in tasks}
     else:  # nothing to tell measurable tasks from the others: every task is run and reported
         logger.warning(
-            "No ceiling method (%s) among the methods: every task counts as measurable, so this run's questions "
-            "(test-time training's subsample among them) are not those of a run with one; to pair the two, add %s.",
+            "No ceiling method (%s) among the methods: every task counts as measurable, so tasks a ceiling would "
+            "leave out are asked too and test-time training's subsample is drawn from all of them, unlike in a run "
+            "with one; to pair the two, add %s.",
             ", ".join(CEILING_METHODS), " and ".join(CEILING_METHODS))
         ceiling = {task: {"chance": guess_floor(prepared, task), "method": None, "measurable": True,
                           "value": {"mean": None, "low": None, "high": None, "n": 0}} for task in tasks}
