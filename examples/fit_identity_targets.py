@@ -1,9 +1,9 @@
 """Fit identity targets: prompt rows per training identity, which `icpt train --identity_targets FILE` regresses the
 projector onto (`icpt.training.identity_targets`; docs/default_model.md tells why).
 
-The rows are fitted on the backbone alone (no projector, no reader adapter), so the targets depend on the backbone and
-these settings only. About 35 s per identity on one CPU core at 30 steps; the file is rewritten after each identity, so an interrupted run resumes
-where it stopped. Several processes split the work and are merged afterwards:
+The rows are fitted on the backbone alone (no projector, no reader adapter), so the targets depend on the backbone
+and these settings only. About 33 s per identity on one CPU core at 30 steps; the file is rewritten after each
+identity, so an interrupted run resumes where it stopped. Several processes split the work and are merged afterwards:
 
     python examples/fit_identity_targets.py --output outputs/targets/part0.safetensors --identities 800 --part 0 --parts 2
     python examples/fit_identity_targets.py --output outputs/targets/part1.safetensors --identities 800 --part 1 --parts 2

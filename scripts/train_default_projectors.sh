@@ -45,6 +45,24 @@ RUNS=${RUNS:-icpt icpt_no_identity_targets icpt_with_decoupling icpt_with_separa
 read -r -a extra <<< "${TRAIN_ARGS:-}"
 BACKBONE=icpt/default/backbone
 EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}_8shards
+TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}_steps${TARGET_STEPS}.safetensors
+with_targets=(--identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT")
+# the weights the "with" ablations switch on (the values the recipe had while it used them); every run names
+# both weights, so the library's defaults cannot change a run
+DECOUPLING_WEIGHT=${DECOUPLING_WEIGHT:-0.1}
+SEPARATION_WEIGHT=${SEPARATION_WEIGHT:-1.0}
+flags() {  # the run's flags: how it differs from the method
+  case $1 in
+    icpt) echo "--decoupling_weight 0 --separation_weight 0 ${with_targets[*]}" ;;
+    icpt_no_identity_targets) echo "--decoupling_weight 0 --separation_weight 0" ;;
+    icpt_with_decoupling) echo "--decoupling_weight $DECOUPLING_WEIGHT --separation_weight 0 ${with_targets[*]}" ;;
+    icpt_with_separation) echo "--decoupling_weight 0 --separation_weight $SEPARATION_WEIGHT ${with_targets[*]}" ;;
+    *) echo "unknown run $1 (RUNS takes icpt icpt_no_identity_targets icpt_with_decoupling icpt_with_separation)" >&2
+       return 1 ;;
+  esac
+}
+for run in $RUNS; do flags "$run" > /dev/null || exit 2; done
+
 mkdir -p "$OUT"
 
 if [ ! -d "$EPISODES" ]; then
@@ -72,7 +90,6 @@ fi
 # on the backbone alone (no projector, no reader adapter), under a new label at every step, which every run also regresses onto (weight
 # TARGET_WEIGHT). 50-65 s per identity per core; PARALLEL processes share the
 # work and resume where they stopped.
-TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}_steps${TARGET_STEPS}.safetensors
 if [ ! -f "$TARGETS" ]; then
   echo "fitting identity targets for $TARGET_IDENTITIES training identities -> $TARGETS (logs: $OUT/targets_part*.log)"
   pids=()
@@ -92,11 +109,6 @@ common=(--backbone "$BACKBONE" --episodes "$EPISODES" --max_steps "$STEPS" --per
         --min_prompt_length 8 --max_prompt_length 8
         --logging_steps 25 --save_steps 100 --save_total_limit 1 --seed 0 --report_to none
         --resume_from_checkpoint latest)
-with_targets=(--identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT")
-# the weights the "with" ablations switch on (the values the recipe had while it used them); every run names
-# both weights, so the library's defaults cannot change a run
-DECOUPLING_WEIGHT=${DECOUPLING_WEIGHT:-0.1}
-SEPARATION_WEIGHT=${SEPARATION_WEIGHT:-1.0}
 train() {
   local name=$1; shift
   echo "training $name ($STEPS steps) -> $OUT/$name (log: $OUT/$name.log)"
@@ -105,17 +117,6 @@ train() {
 }
 # An interrupted run resumes; a run folder left by other settings is refused (its run_settings.json), so use
 # a new OUT after changing the recipe.
-flags() {  # the run's flags: how it differs from the method
-  case $1 in
-    icpt) echo "--decoupling_weight 0 --separation_weight 0 ${with_targets[*]}" ;;
-    icpt_no_identity_targets) echo "--decoupling_weight 0 --separation_weight 0" ;;
-    icpt_with_decoupling) echo "--decoupling_weight $DECOUPLING_WEIGHT --separation_weight 0 ${with_targets[*]}" ;;
-    icpt_with_separation) echo "--decoupling_weight 0 --separation_weight $SEPARATION_WEIGHT ${with_targets[*]}" ;;
-    *) echo "unknown run $1 (RUNS takes icpt icpt_no_identity_targets icpt_with_decoupling icpt_with_separation)" >&2
-       return 1 ;;
-  esac
-}
-for run in $RUNS; do flags "$run" > /dev/null || exit 2; done
 pids=()
 failed=0
 for run in $RUNS; do

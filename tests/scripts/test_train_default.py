@@ -50,3 +50,13 @@ def test_one_command_trains_the_method_and_each_ablation_with_one_part_changed(t
                            text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "rendering" not in again.stdout and "fitting identity targets" not in again.stdout
+
+
+def test_an_unknown_run_is_refused_before_anything_is_trained(tmp_path):
+    # a typo in RUNS must not cost the identity targets' half hour first
+    out = tmp_path / "projectors"
+    result = subprocess.run(["bash", str(ROOT / "scripts/train_default_projectors.sh")], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "RUNS": "icpt icpt_with_decopling", "OUT": str(out)})
+    assert result.returncode == 2
+    assert "unknown run icpt_with_decopling" in result.stderr and "icpt_with_decoupling" in result.stderr
+    assert not out.exists()
