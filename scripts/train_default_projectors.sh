@@ -113,7 +113,7 @@ train() {
   local name=$1; shift
   echo "training $name ($STEPS steps) -> $OUT/$name (log: $OUT/$name.log)"
   OMP_NUM_THREADS=$THREADS $PY examples/train_icpt.py "${common[@]}" "${extra[@]}" --output_dir "$OUT/$name" "$@" \
-    > "$OUT/$name.log" 2>&1
+    >> "$OUT/$name.log" 2>&1  # appended: a resumed run keeps the earlier sittings
 }
 # An interrupted run resumes; a run folder left by other settings is refused (its run_settings.json), so use
 # a new OUT after changing the recipe.
