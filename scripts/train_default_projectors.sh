@@ -96,7 +96,7 @@ if [ ! -f "$TARGETS" ]; then
   for part in $(seq 0 $((PARALLEL - 1))); do
     OMP_NUM_THREADS=$THREADS $PY examples/fit_identity_targets.py --backbone "$BACKBONE" --identities "$TARGET_IDENTITIES" \
       --prompt_norm "$TARGET_PROMPT_NORM" --steps "$TARGET_STEPS" --part "$part" --parts "$PARALLEL" --threads "$THREADS" --output "$OUT/targets_part$part.safetensors" \
-      > "$OUT/targets_part$part.log" 2>&1 &
+      >> "$OUT/targets_part$part.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || { echo "fitting targets failed: see $OUT/targets_part*.log" >&2; exit 1; }; done
