@@ -25,6 +25,7 @@
 #
 #   bash scripts/train_default_projectors.sh   # targets (50-65 s per identity per core: ~1.5 h for 200
 #                                              # on 2 cores), then 4 runs of 500 steps (53 min on 2 cores)
+#   RUNS=icpt bash scripts/train_default_projectors.sh        # some of the four (the method only here)
 #   STEPS=20 TARGET_IDENTITIES=4 OUT=/tmp/p bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
