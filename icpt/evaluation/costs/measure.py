@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from icpt.training.prompt_fitting import TEST_TIME_TRAINING_ROWS, train_concept_prompts
-from icpt.world.tasks import RECOGNITION_QUESTION
+from icpt.world.tasks import PRESENCE_QUESTION, RECOGNITION_QUESTION
 from icpt.world.world import World
-from modeling_icpt.reference_features import REFERENCE_FEATURE_CACHE
+from modeling_icpt.reference_features import REFERENCE_FEATURE_CACHE, reference_features
 
 from ..methods import BackboneContext
 
@@ -87,12 +87,18 @@ def median_seconds(fn, repeats: int, device) -> float:
     return statistics.median(values)
 
 
+def question_naming(labels: list[str]) -> list[dict]:
+    """A user turn with the query photo and a question that names every label: only the concepts a question names
+    enter its prompt, so a latency with k concepts needs a question about k of them."""
+    question = (RECOGNITION_QUESTION.format(name=labels[0]) if len(labels) == 1
+                else PRESENCE_QUESTION.format(names=", ".join(labels)))
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+
 def measure(vlm, processor, model, fixed_model, references, query, args) -> dict:
     device = vlm.get_input_embeddings().weight.device
     context = BackboneContext(vlm, processor, model)
     labels = list(references)
-    question = RECOGNITION_QUESTION.format(name=labels[0])
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     results = {}
 
     def encode(names):
@@ -113,6 +119,23 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
     start = time.perf_counter()
     encode(labels)  # every concept in one pass
     batched_seconds = (time.perf_counter() - start) / len(labels)
+    # where one concept's time goes: the processor, the backbone's vision tower (which any use of the photos pays),
+    # and the rest (the projector and the bank), each the median over the same photos, new to the cache every time
+    def uncached(fn):
+        def run():
+            REFERENCE_FEATURE_CACHE.clear()
+            fn()
+        return median_seconds(run, args.add_repeats, device)
+
+    batch = processor.prepare_references({labels[0]: references[labels[0]]}).to(device)
+    tower_inputs = {key[len("reference_"):]: value for key, value in batch.items() if key.startswith("reference_")
+                    and key != "reference_concept_index"}
+    with torch.no_grad():
+        breakdown = {
+            "processor_seconds": uncached(lambda: processor.prepare_references({labels[0]: references[labels[0]]})),
+            "vision_tower_seconds": uncached(lambda: reference_features(vlm, tower_inputs, model.config.vision_layers)),
+            "encode_seconds": uncached(lambda: model.encode_concepts(**batch)),
+        }
     REFERENCE_FEATURE_CACHE.clear()
     negatives = [references[name][0] for name in labels[1 : 1 + args.ttt_negatives]]
     start = time.perf_counter()
@@ -127,6 +150,7 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
         "test_time_training_loss": [losses[0], losses[-1]],
         "icpt_seconds_per_concept_in_one_pass": batched_seconds,
         "concepts_in_one_pass": len(labels),
+        "breakdown": breakdown,
         "length_can_change": bool(model.config.adaptive_length
                                   and model.config.min_prompt_length != model.config.max_prompt_length),
     }
@@ -151,17 +175,20 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
     }
     results["adaptive_tokens_per_concept"] = results["prompt_tokens_per_concept"]["adaptive"]
 
-    # 3. generate() latency, the same question and the same number of new tokens
-    plain_question = messages
-    plain_inputs = context.backbone_inputs(plain_question, [query])
+    # 3. generate() latency: a question naming k concepts, against the plain backbone asked the same question (the
+    # labels as plain text), the same number of new tokens
     generate_kwargs = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "do_sample": False}
-    runs = {"plain": lambda: vlm.generate(**plain_inputs, **generate_kwargs)}
-    banks = {}
+    runs, banks, prompt_tokens = {}, {}, {}
     for k in LATENCY_CONCEPTS:
         if k > len(labels):
             continue
+        question = question_naming(labels[:k])
+        plain_inputs = context.backbone_inputs(question, [query])
         banks[k] = bank.select(labels[:k])
-        inputs = processor(messages=[messages], images=[[query]], concepts=banks[k]).to(device)
+        inputs = processor(messages=[question], images=[[query]], concepts=banks[k]).to(device)
+        prompt_tokens[f"plain_k{k}"] = int(plain_inputs["input_ids"].shape[1])
+        prompt_tokens[f"k{k}"] = int(inputs["input_ids"].shape[1])
+        runs[f"plain_k{k}"] = lambda plain_inputs=plain_inputs: vlm.generate(**plain_inputs, **generate_kwargs)
         runs[f"k{k}"] = (lambda inputs=inputs, k=k: model.generate(**inputs, concepts=banks[k], **generate_kwargs))
     # a reader adapter reads folded into the weights in eval mode; in train mode (as it trains) it stays beside them,
     # three products per adapted projection: the same 1-concept question that way shows what folding saves
@@ -182,17 +209,17 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
         return elapsed
 
     timings = {name: [] for name in runs}
-    for name, run in runs.items():  # warm-up
-        timed(name, run)
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits every variant alike
         for name, run in runs.items():
+            timed(name, run)  # untimed first: each variant is timed warm, whatever ran before it
             timings[name].append(timed(name, run))
     latency = {name: statistics.median(values) for name, values in timings.items()}
     results["latency_seconds"] = latency
+    results["latency_prompt_tokens"] = prompt_tokens
     for k in banks:
-        results[f"latency_ratio_k{k}"] = latency[f"k{k}"] / latency["plain"]
+        results[f"latency_ratio_k{k}"] = latency[f"k{k}"] / latency[f"plain_k{k}"]
     if unfolded:
-        results["latency_ratio_k1_adapter_unfolded"] = latency[unfolded] / latency["plain"]
+        results["latency_ratio_k1_adapter_unfolded"] = latency[unfolded] / latency["plain_k1"]
 
     # 4. peak memory: resident weights + what the call allocates at its peak. ICPT's weights are its whole model:
     # the backbone it wraps (with the reader adapter, when it has one) and the projector
@@ -200,7 +227,7 @@ def measure(vlm, processor, model, fixed_model, references, query, args) -> dict
     projector_bytes = tensor_bytes(list(model.projector.parameters()) + list(model.projector.buffers()))
     icpt_bytes = tensor_bytes(list(model.parameters()) + list(model.buffers()))
     k = 4 if 4 in banks else max(banks)
-    plain_peak = backbone_bytes + transient_peak(runs["plain"], device)
+    plain_peak = backbone_bytes + transient_peak(runs[f"plain_k{k}"], device)
     icpt_peak = icpt_bytes + tensor_bytes([banks[k].prompts]) + transient_peak(runs[f"k{k}"], device)
     results["peak_memory_bytes"] = {"plain": plain_peak, f"icpt_k{k}": icpt_peak,
                                     "backbone_weights": backbone_bytes, "projector_weights": projector_bytes,

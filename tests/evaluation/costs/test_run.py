@@ -33,12 +33,17 @@ def test_benchmark_measures_and_prints_every_ratio(tiny_backbone_dirs, tmp_path,
         assert measured > 0 and target["measured"] == measured
         assert target["met"] == (measured >= threshold if comparison == ">=" else measured <= threshold)
         assert f"{target['target']} | {'yes' if target['met'] else 'NO'}" in printed
-    # ratios are taken against the baseline measured in the same run
-    latency = results["latency_seconds"]
+    # ratios are taken against the plain backbone asked the same question in the same run
+    latency, prompt_tokens = results["latency_seconds"], results["latency_prompt_tokens"]
     for k in (1, 4, 16):
-        assert results[f"latency_ratio_k{k}"] == pytest.approx(latency[f"k{k}"] / latency["plain"])
+        assert results[f"latency_ratio_k{k}"] == pytest.approx(latency[f"k{k}"] / latency[f"plain_k{k}"])
+    # a question naming k concepts carries k concepts' rows: the prompt grows with k beyond the plain one
+    extra = [prompt_tokens[f"k{k}"] - prompt_tokens[f"plain_k{k}"] for k in (1, 4, 16)]
+    assert 0 < extra[0] < extra[1] < extra[2]
     add = results["add_concept"]
     assert results["add_concept_speedup"] == pytest.approx(add["test_time_training_seconds"] / add["icpt_seconds"])
+    assert all(seconds > 0 for seconds in add["breakdown"].values())
+    assert set(add["breakdown"]) == {"processor_seconds", "vision_tower_seconds", "encode_seconds"}
     memory = results["peak_memory_bytes"]
     assert memory["plain"] > memory["backbone_weights"] > 0
     assert memory["adapter_weights"] == 0  # a fresh projector reads through the plain backbone
@@ -75,6 +80,7 @@ def test_many_concepts_tiny_run_writes_every_figure_to_the_performance_page(tiny
         assert 0 <= scene["recall_at_1"] <= 1 and 0 <= scene["recall_at_5"] <= 1
     assert results["reference_cache_speedup"] > 0
     text = page.read_text()
+    assert "the backbone's vision tower" in text and "Prompt tokens, ICPT / plain: k = 1:" in text
     for heading in ("## Targets", "## Adding a concept", "## What a bank costs, by size", "## Retrieval: search among",
                     "## Retrieval: recall on held-out scenes", "## Batched generation", "## Reproduce"):
         assert heading in text, heading
@@ -101,7 +107,7 @@ def test_a_checkpoint_with_a_reader_adapter_is_also_timed_with_the_adapter_not_f
     ])
     results = report["results"]
     latency = results["latency_seconds"]
-    assert results["latency_ratio_k1_adapter_unfolded"] == pytest.approx(latency["k1_adapter_unfolded"] / latency["plain"])
+    assert results["latency_ratio_k1_adapter_unfolded"] == pytest.approx(latency["k1_adapter_unfolded"] / latency["plain_k1"])
     assert results["peak_memory_bytes"]["adapter_weights"] > 0
     assert "reader adapter not folded" in capsys.readouterr().out
     assert "Not folded (train mode" in page.read_text()
