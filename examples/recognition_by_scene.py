@@ -7,7 +7,9 @@ it answers "no" has nothing in view. This script reads `outcomes.jsonl` of `icpt
 questions, marks the negatives with the first run's `name_only_adapted` answers, and prints per method the
 accuracy on each group and d′ = z(positives right) − z(busy negatives wrong), the discrimination between the
 asked identity and the others in view, free of any leaning towards "yes" or "no". For each later run, the
-change of d′ against the first, with a 95 % bootstrap interval over questions.
+change of d′ against the first, with a 95 % bootstrap interval over questions. A second table splits the same
+questions into the look-alike ones (a negative shows the asked concept's twin, one detail apart) and the rest, with
+the weighted recognition (0.5 x positives + 0.5 x negatives) of each.
 
     python examples/recognition_by_scene.py outputs/eval
     python examples/recognition_by_scene.py outputs/eval_before outputs/eval_after --methods icpt,raw_references_adapted
@@ -91,6 +93,20 @@ def main(argv=None) -> int:
                 change = f"{d_prime(correct, positive, busy) - d_prime(first, positive, busy):+.2f} [{low:+.2f}, {high:+.2f}]"
             print(f"| {path} | {method} | {correct[positive].mean():.3f} | {correct[empty].mean():.3f} | "
                   f"{correct[busy].mean():.3f} | {d_prime(correct, positive, busy):.2f} | {change} |")
+
+    look_alike = np.array(["look_alike" in runs[0][q][MARKER]["splits"] for q in questions])
+    print(f"\n{look_alike.sum()} look-alike questions, {(~look_alike).sum()} others")
+    print("| run | method | look-alikes: positives / negatives | look-alikes, weighted | others: positives / negatives "
+          "| others, weighted |")
+    print("|---|---|---|---|---|---|")
+    for method in methods:
+        for path, run in zip(args.runs, runs):
+            correct = np.array([run[q][method]["correct"] for q in questions], dtype=bool)
+            cells = []
+            for group in (look_alike, ~look_alike):
+                hits, rejections = correct[group & positive].mean(), correct[group & ~positive].mean()
+                cells += [f"{hits:.3f} / {rejections:.3f}", f"{(hits + rejections) / 2:.3f}"]
+            print(f"| {path} | {method} | " + " | ".join(cells) + " |")
     return 0
 
 

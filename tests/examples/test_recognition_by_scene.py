@@ -6,14 +6,16 @@ from helpers.examples import run_example
 from scipy.stats import norm
 
 
-def write_run(folder, answers):
-    """outcomes.jsonl of a run: answers maps method -> list of (positive, correct) per question."""
+def write_run(folder, answers, look_alike=()):
+    """outcomes.jsonl of a run: answers maps method -> list of (positive, correct) per question; the questions
+    numbered in `look_alike` carry that split."""
     folder.mkdir()
     lines = []
     for method, rows in answers.items():
         for index, (positive, correct) in enumerate(rows):
             lines.append({"episode": f"s0-{index:05d}", "question_id": f"q{index}", "task": "recognition",
-                          "splits": [], "method": method, "answer": "Yes" if positive else "No",
+                          "splits": ["look_alike"] if index in look_alike else [], "method": method,
+                          "answer": "Yes" if positive else "No",
                           "prediction": "yes" if positive == correct else "no", "score": float(correct),
                           "positive": positive, "correct": correct})
     lines.append({"question_id": "g0", "task": "generic", "method": "icpt", "correct": True, "positive": False})
@@ -56,3 +58,15 @@ def test_clear_errors(tmp_path):
     partial = write_run(tmp_path / "partial", {"name_only_adapted": NAME_ONLY, "icpt": [(True, True)]})
     result = run_example("recognition_by_scene.py", partial, "--methods", "icpt", cwd=tmp_path)
     assert result.returncode != 0 and "Not answered on every question of every run: icpt" in result.stderr
+
+
+def test_look_alikes_and_the_rest(tmp_path):
+    # questions 3 (a positive) and 6, 7 (negatives with something in view: the twin) are look-alikes
+    icpt = [(p, c) for p, c in zip(KINDS, [True, True, True, False, True, True, True, False])]
+    run = write_run(tmp_path / "run", {"name_only_adapted": NAME_ONLY, "icpt": icpt}, look_alike={3, 6, 7})
+    result = run_example("recognition_by_scene.py", run, "--methods", "icpt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "3 look-alike questions, 5 others" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith(f"| {run} | icpt | 0.000 / 0.500"))
+    # look-alikes: positive 3 wrong, negatives 6 right and 7 wrong; others: positives 3/3, negatives 4, 5 right
+    assert row.strip("| ").split(" | ")[2:] == ["0.000 / 0.500", "0.250", "1.000 / 1.000", "1.000"]
