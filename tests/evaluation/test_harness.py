@@ -10,6 +10,7 @@ from helpers.evaluation import TINY, world_dataset
 from helpers.training import random_reader_adapter
 from icpt.episodes import TASKS
 from icpt.evaluation import harness
+from icpt.evaluation.harness import question_id
 from icpt.evaluation.methods import eval_episodes
 from icpt.world.tasks import generic_episodes
 from icpt.world.world import World
@@ -131,4 +132,10 @@ def test_the_swap_test_asks_the_same_questions_whether_or_not_the_sweep_runs(tin
         )
         assert results["reference_sweep"]["num_questions"] == sweep_questions
         asked.append(results["swap_test"]["question_ids"])
+        # each swapped question keeps its answers and whose photos stood behind the label: another identity's
+        answers = results["swap_test"]["methods"]["raw_references"]["answers"]
+        assert [a["question_id"] for a in answers] == asked[-1]
+        own = {question_id(e): [c.description for c in e.named_concepts] for e in eval_episodes(episodes)}
+        assert all(a["photos_of"] and a["photos_of"] != own[a["question_id"]] for a in answers)
+        assert all(isinstance(a["before"], str) and isinstance(a["after"], str) for a in answers)
     assert len(asked[0]) == 2 and asked[0] == asked[1]
