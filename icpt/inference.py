@@ -6,13 +6,15 @@ every command, the web app, the evaluation and the examples load through here.
 Example:
 
 ```python
->>> from icpt.inference import answer, encode, load_model
+>>> from icpt.inference import answer, choose, encode, load_model
 >>> from processing_icpt import ICPTProcessor
 >>> model = load_model()  # the embedded default  # doctest: +SKIP
 >>> processor = ICPTProcessor.from_pretrained(DEFAULT_MODEL)  # doctest: +SKIP
 >>> bank = encode(model, processor, {"<bo>": ["bo1.jpg", "bo2.jpg"]})  # doctest: +SKIP
 >>> answer(model, processor, "Is <bo> in this photo?", "photo.jpg", bank)  # doctest: +SKIP
 'Yes'
+>>> choose(model, processor, "Is <bo> red or blue?", ["red", "blue"], bank=bank)  # doctest: +SKIP
+'red'
 ```
 """
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+import torch
 
 from modeling_icpt import ConceptBank, ICPTConfig, ICPTForConditionalGeneration
 
@@ -99,6 +103,13 @@ def encode(model, processor, concepts: dict[str, list], progress: bool = True) -
                               progress=progress)
 
 
+def _question_inputs(model, processor, question: str, image, bank, retrieved=None):
+    content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
+    return processor(messages=[{"role": "user", "content": content}],
+                     images=[[image]] if image is not None else None, concepts=bank,
+                     retrieved=[list(retrieved)] if retrieved else None).to(model.device)
+
+
 def answer(model, processor, question: str, image=None, bank=None, max_new_tokens: int = 48, retrieved=None) -> str:
     """
     The model's greedy answer to `question` about `image` (a path or PIL image; `None` for a text-only question).
@@ -111,9 +122,51 @@ def answer(model, processor, question: str, image=None, bank=None, max_new_token
     'Yes'
     ```
     """
-    content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": question}]
-    inputs = processor(messages=[{"role": "user", "content": content}],
-                       images=[[image]] if image is not None else None, concepts=bank,
-                       retrieved=[list(retrieved)] if retrieved else None).to(model.device)
+    inputs = _question_inputs(model, processor, question, image, bank, retrieved)
     out = model.generate(**inputs, concepts=bank, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def choose(model, processor, question: str, options: list[str], image=None, bank=None) -> str:
+    """
+    The option the model finds most likely as the answer to `question` (answer ranking, the way SEED-Bench
+    scores multiple-choice questions): an answer to "A or B?" even from a backbone that never learned to give one
+    in words, and what the evaluation scores either/or questions by.
+
+    Example:
+
+    ```python
+    >>> choose(model, processor, "Is <bo> on the left or on the right?", ["on the left", "on the right"], "photo.jpg", bank)  # doctest: +SKIP
+    'on the left'
+    ```
+    """
+    inputs = _question_inputs(model, processor, question, image, bank)
+    scores = option_log_likelihoods(model, processor.tokenizer, inputs, options, concepts=bank)
+    return options[int(scores.argmax())]
+
+
+@torch.no_grad()
+def option_log_likelihoods(model, tokenizer, inputs, options: list[str], **model_kwargs) -> torch.Tensor:
+    """
+    The log-probability of each option's tokens (as `tokenizer` writes the option alone) following the prompt
+    `inputs` of one question (a batch of one), under `model` (an ICPT model, with `concepts=` in `model_kwargs`, or
+    a plain backbone). The prompt's other per-token tensors are extended over the option: the attention mask with
+    ones, any other (token types) with zeros.
+    """
+    prompt = inputs["input_ids"]
+    if prompt.shape[0] != 1:
+        raise ValueError(f"option_log_likelihoods scores one question at a time; got a batch of {prompt.shape[0]}.")
+    scores = []
+    for option in options:
+        ids = tokenizer(option, add_special_tokens=False, return_tensors="pt")["input_ids"].to(prompt.device)
+        if ids.shape[1] == 0:
+            raise ValueError(f"The option {option!r} has no tokens: give each option some text.")
+        extended = dict(inputs)
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor) and value.shape == prompt.shape:
+                filler = (ids if key == "input_ids" else torch.ones_like(ids) if key == "attention_mask"
+                          else torch.zeros_like(ids))
+                extended[key] = torch.cat([value, filler.to(value.dtype)], dim=1)
+        logits = model(**extended, **model_kwargs).logits[0, prompt.shape[1] - 1 : -1].float()
+        scores.append(logits.log_softmax(-1).gather(1, ids[0][:, None]).sum())
+    return torch.stack(scores)

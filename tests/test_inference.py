@@ -9,7 +9,7 @@ import torch
 
 from helpers.images import random_image
 from icpt import inference
-from icpt.inference import answer, encode, load_bank, load_model
+from icpt.inference import answer, choose, encode, load_bank, load_model, option_log_likelihoods
 from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
@@ -71,3 +71,33 @@ def test_load_encode_answer_on_a_tiny_checkpoint(tiny_llava, tmp_path):
     inputs = processor(messages=messages, images=[[random_image(1)]], concepts=bank)
     out = model.generate(**inputs, concepts=bank, max_new_tokens=2, do_sample=False)
     assert reply == processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_choose_picks_the_option_whose_tokens_the_model_finds_most_likely(tiny_llava, tmp_path):
+    torch.manual_seed(0)
+    processor = ICPTProcessor.from_backbone(tiny_llava, max_prompt_length=2)
+    model = ICPTForConditionalGeneration.from_backbone(tiny_llava, max_prompt_length=2, projector_hidden_size=16,
+                                                       projector_heads=2, projector_layers=1).eval()
+    bank = encode(model, processor, {"<bo>": [random_image(0)]}, progress=False)
+    options = ["on the left", "on the right", "red"]  # several tokens each, and of different lengths
+    question = "Is <bo> on the left or on the right?"
+    picked = choose(model, processor, question, options, random_image(1), bank)
+    # each option's log-likelihood token by token: the prompt's logits, then the prompt plus the option's first
+    # tokens, one forward pass per token
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    inputs = processor(messages=messages, images=[[random_image(1)]], concepts=bank)
+    expected = []
+    for option in options:
+        ids = processor.tokenizer(option, add_special_tokens=False)["input_ids"]
+        total, prefix = 0.0, inputs["input_ids"]
+        for token in ids:
+            step = {**inputs, "input_ids": prefix, "attention_mask": torch.ones_like(prefix)}
+            with torch.no_grad():
+                total += model(**step, concepts=bank).logits[0, -1].float().log_softmax(-1)[token].item()
+            prefix = torch.cat([prefix, torch.tensor([[token]])], dim=1)
+        expected.append(total)
+    scores = option_log_likelihoods(model, processor.tokenizer, inputs, options, concepts=bank)
+    torch.testing.assert_close(scores, torch.tensor(expected), rtol=1e-4, atol=1e-4)
+    assert picked == options[max(range(len(options)), key=expected.__getitem__)]
+    with pytest.raises(ValueError, match="has no tokens"):
+        option_log_likelihoods(model, processor.tokenizer, inputs, ["red", ""], concepts=bank)

@@ -6,7 +6,8 @@ identities of that world (never used to train either), photographs each three ti
 environment set A and encodes each as a concept, timing how long adding a concept takes; asks
 recognition questions about new photos in environment set B, which no reference shows; asks for a
 caption of a photo with two of them, where one of them stands, and an either/or question about one's
-colour; prints the answers beside the truth; saves a picture of references, queries and answers; and
+colour (an either/or answer is the option the model finds more likely, `icpt.inference.choose`, shown beside the
+words it generates); prints the answers beside the truth; saves a picture of references, queries and answers; and
 prints, on held-out episodes, the weighted recognition accuracy, the either/or accuracy (text and
 visual questions) and the caption's name accuracy of ICPT, of the backbone with the raw reference photos
 in context, and of the name alone, each with its 95 % bootstrap interval and its paired difference to
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from icpt.evaluation.harness import run_evaluation
 from icpt.evaluation.scoring import format_difference, format_value
-from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, load_model
+from icpt.inference import DEFAULT_BACKBONE, DEFAULT_MODEL, answer, choose, load_model
 from icpt.world.tasks import (
     CAPTION_QUESTION,
     RECOGNITION_QUESTION,
@@ -150,17 +151,24 @@ def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs
     colour = world.identities[first["identity"]].colour
     options = [colour, str(rng.choice([c for c in COLOURS if c != colour]))]
     options = [options[i] for i in rng.permutation(2)]
+    # either/or questions offer their options: the answer is the one the model finds more likely (what the
+    # evaluation scores), shown beside the words it generates
     asked = [
-        (scene, CAPTION_QUESTION.format(names=", ".join(names)),
+        (scene, CAPTION_QUESTION.format(names=", ".join(names)), None,
          f"a photo of {left_to_right[0]['name']} and {left_to_right[1]['name']}, from left to right."),
-        (scene, VQA_POSITION_QUESTION.format(name=first["name"]),
+        (scene, VQA_POSITION_QUESTION.format(name=first["name"]), ["on the left", "on the right"],
          "on the left" if left_to_right[0] is first else "on the right"),
-        (None, TEXT_QA_QUESTIONS["colour"].format(name=first["name"], first=options[0], second=options[1]), colour),
+        (None, TEXT_QA_QUESTIONS["colour"].format(name=first["name"], first=options[0], second=options[1]), options,
+         colour),
     ]
     scene_row = {"name": "new", "identity": None, "references": [], "queries": []}
-    for image, question, truth in asked:
+    for image, question, offered, truth in asked:
         reply = answer(model, processor, question, image, bank, max_new_tokens=32)
-        print(f"  {question}\n      -> {reply}   [{truth}]")
+        if offered is None:
+            print(f"  {question}\n      -> {reply}   [{truth}]")
+        else:
+            generated, reply = reply, choose(model, processor, question, offered, image, bank)
+            print(f"  {question}\n      -> the more likely option: {reply} (generated: {generated!r})   [{truth}]")
         if image is not None:
             scene_row["queries"].append((image, question, reply))
     save_picture(rows + [scene_row], Path(output))
@@ -174,7 +182,7 @@ def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs
           "task) with ICPT, the raw photos in context and the name alone ...", flush=True)
     scores = compare_on_held_out(Path(projector), Path(backbone), episodes, seed)
     print(f"\nHeld-out identities (recognition: Yo'LLaVA protocol, 0.5 x positives + 0.5 x negatives; either/or: "
-          "share of the right option, chance 0.5; caption names: per concept the question names, whether the "
+          "share of questions where the right option is the more likely one, chance 0.5; caption names: per concept the question names, whether the "
           "caption names it exactly when it is in the photo, chance about 0.5; mean [95 % bootstrap interval over "
           "episodes], below it the difference to ICPT on the same questions with its paired permutation test):")
     for title, task, metric in DEMO_COLUMNS:

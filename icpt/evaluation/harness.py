@@ -32,8 +32,11 @@ Every method asks as users do: a question's prompt holds only the concepts the q
    other method is run on them.
 2. Every other method answers every question of the measurable tasks (test-time training a random subsample
    of `ttt_questions`, it costs seconds per concept).
-3. Each answer is scored by its task's rule (`icpt.evaluation.scoring.question_score`) and written as one
-   line of `outcomes.jsonl` (episode, question id, task, splits, method, prediction, score, prompt tokens), so
+3. A question that offers options (two-option VQA and text QA) is answered with the option the method's model
+   finds most likely (`BackboneContext.respond`, the answer ranking of SEED-Bench), every other question with
+   the model's greedy generation. Each answer is scored by its task's rule
+   (`icpt.evaluation.scoring.question_score`) and written as one line of `outcomes.jsonl` (episode, question
+   id, task, splits, method, prediction, score, prompt tokens), so
    every number of the report can be recomputed from that file.
 4. Cells are mean [95 % interval] from a bootstrap over episodes (one question per episode;
    `icpt.metrics.statistics`); each method's row carries its paired difference to `icpt` on the same

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from datasets import Image as ImageFeature
 
+from icpt.inference import option_log_likelihoods
 from icpt.training.prompt_fitting import (
     TEST_TIME_TRAINING_LEARNING_RATE,
     TEST_TIME_TRAINING_ROWS,
@@ -290,18 +291,25 @@ class BackboneContext:
         return inputs.to(self.device)
 
     @torch.no_grad()
-    def generate_backbone(self, messages: list, images: list, episode: EvalEpisode) -> str:
-        inputs = self.backbone_inputs(messages, images)
-        output = self.vlm.generate(**inputs, max_new_tokens=self.new_tokens(episode), do_sample=False)
+    def respond(self, model, inputs, episode: EvalEpisode, **model_kwargs) -> str:
+        """The answer to one prepared question: with options, the option the model finds most likely (the answer
+        ranking of SEED-Bench: a backbone that never learned to answer "A or B?" in words still shows whether its
+        prompt carries what tells them apart); otherwise its greedy generation."""
+        if episode.options:
+            scores = option_log_likelihoods(model, self.processor.tokenizer, inputs, episode.options, **model_kwargs)
+            return episode.options[int(scores.argmax())]
+        output = model.generate(**inputs, **model_kwargs, max_new_tokens=self.new_tokens(episode), do_sample=False)
         return self.decode(output, inputs["input_ids"].shape[1])
 
-    def generate_with_bank(self, model, bank: ConceptBank | None, episode: EvalEpisode) -> str:
+    def answer_with_backbone(self, messages: list, images: list, episode: EvalEpisode) -> str:
+        return self.respond(self.vlm, self.backbone_inputs(messages, images), episode)
+
+    def answer_with_bank(self, model, bank: ConceptBank | None, episode: EvalEpisode) -> str:
         images = [[decode_image(episode.image_value)]] if episode.image_value is not None else None
         inputs = self.processor(
             messages=[episode_messages(episode.as_row(), with_answer=False)], images=images, concepts=bank
         ).to(self.device)
-        output = model.generate(**inputs, concepts=bank, max_new_tokens=self.new_tokens(episode), do_sample=False)
-        return self.decode(output, inputs["input_ids"].shape[1])
+        return self.respond(model, inputs, episode, concepts=bank)
 
 
 def _merge(banks: list[ConceptBank]) -> ConceptBank | None:
@@ -329,7 +337,7 @@ class ICPTMethod(Method):
 
     def answer(self, episode):
         bank = _merge([self.concept(c) for c in episode.named_concepts])
-        return self.context.generate_with_bank(self.model, bank, episode)
+        return self.context.answer_with_bank(self.model, bank, episode)
 
 
 class ICPTRetrievalMethod(ICPTMethod):
@@ -400,9 +408,7 @@ class ICPTRetrievalMethod(ICPTMethod):
         inputs = processor(messages=[episode_messages(episode.as_row(), with_answer=False)], images=[[image]],
                            concepts=bank, retrieved=[retrieved]).to(device)
         self._tokens[id(episode)] = int((inputs["input_ids"] == processor.prompt_token_id).sum())
-        output = self.model.generate(**inputs, concepts=bank, max_new_tokens=self.context.new_tokens(episode),
-                                     do_sample=False)
-        return self.context.decode(output, inputs["input_ids"].shape[1])
+        return self.context.respond(self.model, inputs, episode, concepts=bank)
 
     def question_tokens(self, episode: EvalEpisode) -> int:
         """The prompt rows of the named and the retrieved concepts of this question."""
@@ -421,7 +427,7 @@ class NameOnlyMethod(Method):
         for concept in episode.named_concepts:
             self.concept(concept)
         images = [decode_image(episode.image_value)] if episode.image_value is not None else []
-        return self.context.generate_backbone(episode_messages(episode.as_row(), with_answer=False), images, episode)
+        return self.context.answer_with_backbone(episode_messages(episode.as_row(), with_answer=False), images, episode)
 
 
 class TextDescriptionMethod(Method):
@@ -444,7 +450,7 @@ class TextDescriptionMethod(Method):
             preamble = " ".join(f"{c.name} is {self.concept(c)}." for c in episode.named_concepts) + "\n"
             messages[0]["content"] = [{"type": "text", "text": preamble}] + messages[0]["content"]
         images = [decode_image(episode.image_value)] if episode.image_value is not None else []
-        return self.context.generate_backbone(messages, images, episode)
+        return self.context.answer_with_backbone(messages, images, episode)
 
 
 class RawReferencesMethod(Method):
@@ -484,7 +490,7 @@ class RawReferencesMethod(Method):
         messages[0]["content"] = parts + messages[0]["content"]
         if episode.image_value is not None:
             images.append(decode_image(episode.image_value))
-        return self.context.generate_backbone(messages, images, episode)
+        return self.context.answer_with_backbone(messages, images, episode)
 
 
 class TestTimeTrainingMethod(Method):
@@ -535,4 +541,4 @@ class TestTimeTrainingMethod(Method):
 
     def answer(self, episode):
         bank = _merge([self.concept(c) for c in episode.named_concepts])
-        return self.context.generate_with_bank(self.context.injector, bank, episode)
+        return self.context.answer_with_bank(self.context.injector, bank, episode)

@@ -381,6 +381,9 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
         intro = ("No ceiling method (the reference photos in context) was among the methods, so nothing told the "
                  "measurable tasks from the others: every task was run and is reported, whether or not the backbone "
                  "can answer it.")
+    intro += (" Every method answers a question that offers two options (VQA, text QA) with the option its model "
+              "finds more likely (answer ranking, as SEED-Bench scores multiple choice), and every other question "
+              "with its greedy generation.")
     lines = ["## What the backbone can do: the ceiling per task", "", intro, ""]
     rows = []
     for task, row in ceiling.items():

@@ -28,6 +28,10 @@ def test_demo_runs_end_to_end(tiny_backbone_dirs, tmp_path, capsys):
     assert printed.count("\n      -> ") == 9 and printed.count("Can you see") == 6
     assert "Write a short caption for this photo that names any of <ayo>, <bix>, <cuz>" in printed
     assert "on the left or on the right" in printed and re.search(r"Is <ayo> \w+ or \w+\?", printed)
+    # either/or questions are answered with the more likely of their options, beside the generated words
+    assert re.search(r"-> the more likely option: on the (left|right) \(generated: '.*'\)   \[on the (left|right)\]",
+                     printed)
+    assert len(re.findall(r"-> the more likely option: (\w+) \(generated", printed)) == 1
     assert re.search(r"-> .*   \[a photo of <\w+> and <\w+>, from left to right\.\]", printed)
     assert "Scoring 10 held-out episodes (4 recognition, 2 of each other task)" in printed
     assert "95 % bootstrap interval" in printed
