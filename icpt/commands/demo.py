@@ -182,8 +182,9 @@ def run(projector=DEFAULT_MODEL, backbone=DEFAULT_BACKBONE, output=Path("outputs
           "task) with ICPT, the raw photos in context and the name alone ...", flush=True)
     scores = compare_on_held_out(Path(projector), Path(backbone), episodes, seed)
     print(f"\nHeld-out identities (recognition: Yo'LLaVA protocol, 0.5 x positives + 0.5 x negatives; either/or: "
-          "share of questions where the right option is the more likely one, chance 0.5; caption names: per concept the question names, whether the "
-          "caption names it exactly when it is in the photo, chance about 0.5; mean [95 % bootstrap interval over "
+          "share of questions where the right option is the more likely one, chance 0.5; caption names: per concept "
+          "the question names, whether the caption names it exactly when it is in the photo, chance about 0.5; "
+          "mean [95 % bootstrap interval over "
           "episodes], below it the difference to ICPT on the same questions with its paired permutation test):")
     for title, task, metric in DEMO_COLUMNS:
         ceiling = scores["ceiling"][task]
