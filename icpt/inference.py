@@ -127,11 +127,11 @@ def answer(model, processor, question: str, image=None, bank=None, max_new_token
     return processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
-def choose(model, processor, question: str, options: list[str], image=None, bank=None) -> str:
+def choose(model, processor, question: str, options: list[str], image=None, bank=None, retrieved=None) -> str:
     """
     The option the model finds most likely as the answer to `question` (answer ranking, the way SEED-Bench
     scores multiple-choice questions): an answer to "A or B?" even from a backbone that never learned to give one
-    in words, and what the evaluation scores either/or questions by.
+    in words, and what the evaluation scores either/or questions by. `image`, `bank` and `retrieved` as in `answer`.
 
     Example:
 
@@ -140,7 +140,9 @@ def choose(model, processor, question: str, options: list[str], image=None, bank
     'on the left'
     ```
     """
-    inputs = _question_inputs(model, processor, question, image, bank)
+    if len(options) < 2:
+        raise ValueError(f"choose needs at least two options to choose from, got {list(options)}.")
+    inputs = _question_inputs(model, processor, question, image, bank, retrieved)
     scores = option_log_likelihoods(model, processor.tokenizer, inputs, options, concepts=bank)
     return options[int(scores.argmax())]
 

@@ -2,6 +2,7 @@
 
     icpt ask photo.jpg "Is <bo> in this photo?" --bank my_concepts.safetensors
     icpt ask photo.jpg "Who is in this photo?" --bank my_concepts.safetensors --retrieve 2
+    icpt ask photo.jpg "Is <bo> on the left or on the right?" --bank my_concepts.safetensors --options "on the left" "on the right"
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from icpt.inference import answer, load_bank, load_model
+from icpt.inference import answer, choose, load_bank, load_model
 from processing_icpt import ICPTProcessor, load_image
 
 from .arguments import ArgumentParser, ModelArguments
@@ -26,6 +27,9 @@ class AskArguments:
     retrieve: int | None = field(default=None, metadata={
         "metavar": "K", "help": "let retrieval put the K concepts of --bank most likely in the photo into the prompt, "
                                 'so the question need not name them (e.g. "Who is in this photo?")'})
+    options: list[str] | None = field(default=None, metadata={
+        "help": "answer with the one of these options the model finds most likely instead of generating, e.g. "
+                '--options red blue for "Is <bo> red or blue?"'})
 
 
 def main(argv=None) -> int:
@@ -46,5 +50,8 @@ def main(argv=None) -> int:
         retrieved = labels[0]
         print("Retrieved: " + ", ".join(f"{label} ({score:.2f})" for label, score in zip(retrieved, scores[0].tolist())),
               file=sys.stderr)
-    print(answer(model, processor, args.question, image, bank, args.max_new_tokens, retrieved))
+    if args.options:
+        print(choose(model, processor, args.question, args.options, image, bank, retrieved))
+    else:
+        print(answer(model, processor, args.question, image, bank, args.max_new_tokens, retrieved))
     return 0

@@ -5,9 +5,9 @@ import torch
 from helpers.cli import MAX_NEW_TOKENS
 from helpers.images import random_image
 from icpt.commands.cli import main
-from icpt.inference import DEFAULT_MODEL
+from icpt.inference import DEFAULT_MODEL, choose
 from modeling_icpt import ConceptBank, ICPTForConditionalGeneration
-from processing_icpt import ICPTProcessor
+from processing_icpt import ICPTProcessor, load_image
 
 
 def test_encode_then_ask(checkpoint, photos, direct_answer, tmp_path, capsys):
@@ -39,3 +39,20 @@ def test_default_model_is_the_embedded_checkpoint(tmp_path, capsys):
         assert status == 0
     else:
         assert status == 2 and f"the embedded default checkpoint {DEFAULT_MODEL} is not installed" in capsys.readouterr().err
+
+
+def test_ask_with_options_prints_the_option_the_library_chooses(checkpoint, photos, tmp_path, capsys):
+    bank_file = tmp_path / "my_concepts.safetensors"
+    assert main(["encode", str(photos), "--output", str(bank_file), "--model", str(checkpoint)]) == 0
+    capsys.readouterr()
+    question, options = "Is <bo> on the left or on the right?", ["on the left", "on the right"]
+    assert main(["ask", str(tmp_path / "query.png"), question, "--bank", str(bank_file), "--model", str(checkpoint),
+                 "--options", *options]) == 0
+    model = ICPTForConditionalGeneration.from_pretrained(checkpoint).eval()
+    processor = ICPTProcessor.from_pretrained(checkpoint)
+    expected = choose(model, processor, question, options, load_image(tmp_path / "query.png", "photo"),
+                      ConceptBank.load(bank_file))
+    assert capsys.readouterr().out.strip() == expected and expected in options
+    assert main(["ask", str(tmp_path / "query.png"), question, "--bank", str(bank_file), "--model", str(checkpoint),
+                 "--options", "red"]) == 2
+    assert "at least two options" in capsys.readouterr().err
