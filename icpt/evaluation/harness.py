@@ -48,8 +48,9 @@ Every method asks as users do: a question's prompt holds only the concepts the q
    raw_references_adapted − raw_references on recognition; `ADAPTER_COST_MARGIN`).
 6. The **swap test** asks a subsample of positive recognition questions again with the named concept's photos
    replaced by another held-out identity's, under the same label: a method whose prompt carries the identity
-   changes its answer on most of them (`SWAP_TARGET`). results.json keeps each question's two answers and the
-   description of the identity whose photos stood behind the label (`swap_test.methods.<method>.answers`).
+   changes its answer on most of them (`SWAP_TARGET`). results.json keeps each question's two answers, the
+   description of the identity it asks about and of the one whose photos stood behind the label
+   (`swap_test.methods.<method>.answers`; `examples/swap_by_similarity.py` reads them).
 
 **Sources of variance.** The intervals cover the draw of episodes (questions, references, photos). Each
 ICPT checkpoint is one training run (seed 0): the variance between training seeds is a separate source,
@@ -555,19 +556,20 @@ def run_evaluation(
         for name in swap_names:
             before = {o["question_id"]: o for o in outcomes[name]}
             answered = _answer(runners[name], swapped, [ids[i] for i in swap_chosen], seed, bar)
-            pairs, photos_of = [], []
-            for (_, qid), after, episode in zip((ids[i] for i in swap_chosen), answered, swapped):
-                if qid in before:
-                    pairs.append((before[qid], after))
-                    photos_of.append([c.description for c in episode.named_concepts])
+            pairs, identities = [], []
+            for index, after, episode in zip(swap_chosen, answered, swapped):
+                if ids[index][1] in before:
+                    pairs.append((before[ids[index][1]], after))
+                    identities.append(([c.description for c in prepared[index].named_concepts],
+                                        [c.description for c in episode.named_concepts]))
             changed = [float(read_yes_no(a["prediction"]) != read_yes_no(b["prediction"])) for b, a in pairs]
             swap[name] = {"changed": estimate(changed, seed=seed),
                           "yes_before": estimate([float(_is_yes_answer(b["prediction"])) for b, _ in pairs], seed=seed),
                           "yes_after": estimate([float(_is_yes_answer(a["prediction"])) for _, a in pairs], seed=seed),
-                          # each question's answers, and whose photos stood behind the label (for analyses)
+                          # each question's answers, whom it asks about and whose photos stood behind the label
                           "answers": [{"question_id": b["question_id"], "before": b["prediction"],
-                                       "after": a["prediction"], "photos_of": swapped_in}
-                                      for (b, a), swapped_in in zip(pairs, photos_of)]}
+                                       "after": a["prediction"], "asks_about": asked, "photos_of": swapped_in}
+                                      for (b, a), (asked, swapped_in) in zip(pairs, identities)]}
         _log(progress, f"swap test on {len(swap_chosen)} positives done")
 
     # 4. the reference sweep, on a subsample of the measurable recognition questions

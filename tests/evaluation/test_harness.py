@@ -136,6 +136,6 @@ def test_the_swap_test_asks_the_same_questions_whether_or_not_the_sweep_runs(tin
         answers = results["swap_test"]["methods"]["raw_references"]["answers"]
         assert [a["question_id"] for a in answers] == asked[-1]
         own = {question_id(e): [c.description for c in e.named_concepts] for e in eval_episodes(episodes)}
-        assert all(a["photos_of"] and a["photos_of"] != own[a["question_id"]] for a in answers)
+        assert all(a["asks_about"] == own[a["question_id"]] != a["photos_of"] and a["photos_of"] for a in answers)
         assert all(isinstance(a["before"], str) and isinstance(a["after"], str) for a in answers)
     assert len(asked[0]) == 2 and asked[0] == asked[1]
