@@ -94,6 +94,9 @@ def pretrain(args: PretrainArguments) -> dict:
             f"--copy-steps {args.copy_steps} exceeds --format-steps {args.format_steps}: copying is the first part of "
             "stage 4, so --format-steps counts it too."
         )
+    if args.renders_per_identity < args.views:
+        raise ValueError(f"--renders-per-identity {args.renders_per_identity} is below --views {args.views}: a "
+                         "contrastive batch shows each identity in --views different renders, so keep at least as many.")
     unknown = sorted(set(args.format_tasks) - set(TASKS))
     if unknown or not args.format_tasks:
         raise ValueError(f"--format-tasks {' '.join(args.format_tasks)}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "

@@ -76,6 +76,11 @@ def test_copy_steps_beyond_stage_4_is_a_clear_error(tmp_path):
         run(TINY + ["--work-dir", str(tmp_path), "--format-steps", "4", "--copy-steps", "5"])
 
 
+def test_fewer_renders_than_views_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--renders-per-identity 2 is below --views 4"):
+        run(TINY + ["--work-dir", str(tmp_path), "--renders-per-identity", "2", "--views", "4"])
+
+
 def test_an_unknown_format_task_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--format-tasks vqa captions: unknown captions; name tasks among recognition"):
         run(TINY + ["--work-dir", str(tmp_path), "--format-steps", "4", "--format-tasks", "vqa", "captions"])
