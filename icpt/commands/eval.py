@@ -111,6 +111,10 @@ class DataArguments:
         "help": f"world: questions of each other task (default: {DEFAULT_TASK_QUESTIONS})"})
     generic_questions: int = field(default=DEFAULT_GENERIC_QUESTIONS, metadata={
         "help": f"world: generic questions without concepts (default: {DEFAULT_GENERIC_QUESTIONS})"})
+    world_split: Literal["environment_shift", "look_alike", "multi_concept"] | None = field(default=None, metadata={
+        "help": "world: only the recognition questions of this split, the same ones a run without it asks there (to "
+                "spend test-time training's subsample on one split; where the split's ceiling lies below the bar, as "
+                "the look-alikes' does, add --ceiling-margin -1 to ask the other methods anyway)"})
     num_episodes: int | None = field(default=None, metadata={"help": "--episodes/--benchmark: at most this many (default: all)"})
     num_references: int | None = field(default=None, metadata={"help": "at most this many references per concept (default: all)"})
 
@@ -170,6 +174,8 @@ def load_data(data: DataArguments):
         raise ValueError(f"--benchmark {data.benchmark} needs --benchmark-root DIR (the local copy of the benchmark).")
     if data.episodes and data.benchmark:
         raise ValueError("Pass --episodes or --benchmark, not both.")
+    if data.world_split and (data.episodes or data.benchmark):
+        raise ValueError("--world-split applies to the generated world, not to --episodes/--benchmark.")
     if data.episodes:
         if not Path(data.episodes).is_dir():
             raise FileNotFoundError(f"No episode dataset at {data.episodes}: write one with Dataset.save_to_disk.")
@@ -180,7 +186,7 @@ def load_data(data: DataArguments):
         raise ValueError("--num-episodes applies to --episodes/--benchmark; the world takes --recognition-questions "
                          "and --task-questions.")
     episodes = world_episodes(data.world_seed, data.world_identities, data.recognition_questions, data.min_per_split,
-                              data.task_questions, data.generic_questions)
+                              data.task_questions, data.generic_questions, split=data.world_split)
     return episodes, episodes.description
 
 

@@ -63,7 +63,7 @@ def select_stratified(answers: Sequence[bool], tags: Sequence[Sequence[str]], to
 def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = DEFAULT_WORLD_IDENTITIES,
                    num_recognition: int = DEFAULT_RECOGNITION_QUESTIONS, min_per_split: int = DEFAULT_MIN_PER_SPLIT,
                    task_questions: int = DEFAULT_TASK_QUESTIONS,
-                   generic_questions: int = DEFAULT_GENERIC_QUESTIONS) -> Callable:
+                   generic_questions: int = DEFAULT_GENERIC_QUESTIONS, split: str | None = None) -> Callable:
     """A function `seed -> Dataset` of the generated world's held-out episodes (one question each).
 
     Held-out identities only (never seen by the backbone or the projectors); references from environment
@@ -73,9 +73,15 @@ def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = D
     of each other task, on which the ceiling decides whether the task is measurable; and `generic_questions`
     questions that name no concept (`generic_episodes`), on which methods asked through a reader adapter
     show what it costs the backbone's own answers.
+
+    With `split` (one of `SPLITS` but "all"), only the recognition questions of that split among the same
+    `num_recognition`, the same questions a run without it asks there: a costly method (test-time training)
+    can then spend its subsample on one split.
     """
+    splits = [name for name in SPLITS if name != "all"]
+    if split is not None and split not in splits:
+        raise ValueError(f"Unknown split {split!r}: choose one of {', '.join(splits)}.")
     world = World(seed=world_seed, num_identities=num_identities)
-    splits = [split for split in SPLITS if split != "all"]
 
     def episodes(seed: int):
         pool, chunk = [], 0
@@ -93,6 +99,8 @@ def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = D
         answers = [answer == "Yes" for answer in pool["answer"]]
         chosen = select_stratified(answers, pool["tags"], num_recognition, min_per_split, splits, seed=seed)
         parts = [pool.select(chosen)]
+        if split is not None:
+            return parts[0].filter(lambda episode: split in episode["tags"])
         if task_questions:
             parts.append(build_episodes(world, "held_out", task_questions * len(NON_RECOGNITION_TASKS),
                                         seed=seed * 1000 + 999, tasks=NON_RECOGNITION_TASKS))
@@ -104,6 +112,9 @@ def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = D
         f"generated world (seed {world_seed}, {num_identities} identities), held-out identities: {num_recognition} "
         f"recognition questions (half positive, at least {min_per_split} per split) and {task_questions} of each "
         f"other task, {generic_questions} generic questions without concepts"
+        if split is None else
+        f"generated world (seed {world_seed}, {num_identities} identities), held-out identities: the recognition "
+        f"questions of the split {split!r} among {num_recognition} (half positive, at least {min_per_split} per split)"
     )
     return episodes
 

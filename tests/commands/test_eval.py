@@ -150,6 +150,8 @@ def test_clear_errors(default_preset, tmp_path, monkeypatch):
         harness.run_evaluation(concept_dataset(), methods=["icpt", "magic"])
     with pytest.raises(SystemExit):
         main(["--checkpoint", "magic=somewhere"])
+    with pytest.raises(ValueError, match="--world-split applies to the generated world"):
+        main(["--episodes", str(tmp_path), "--world-split", "look_alike"])
     monkeypatch.setattr(checkpoints, "DEFAULT_DIR", tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="pretrain_world_backbone.py"):
         main(["--preset", "default"])

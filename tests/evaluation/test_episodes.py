@@ -1,6 +1,7 @@
 """The questions a run asks (icpt/evaluation/episodes.py): stratified selection, the world's held-out episodes."""
 
 import numpy as np
+import pytest
 
 from icpt.episodes import EPISODE_FEATURES, TASKS
 from icpt.evaluation.episodes import select_stratified, world_episodes
@@ -31,3 +32,19 @@ def test_world_episodes_are_stratified_held_out_episodes_per_seed():
     assert len(generic) == 2 and all(first[i]["concepts"] == [] and first[i]["answer"] for i in generic)
     assert first["question"] != second["question"]
     assert "held-out" in source.description
+
+
+def test_a_split_alone_is_the_same_questions_of_that_split():
+    settings = dict(world_seed=0, num_identities=60, num_recognition=12, min_per_split=3, task_questions=1,
+                    generic_questions=2)
+    everything = world_episodes(**settings)(0)
+    look_alikes = world_episodes(**settings, split="look_alike")
+    questions = look_alikes(0)
+    expected = [e for e in everything if e["task"] == "recognition" and "look_alike" in e["tags"]]
+    assert len(questions) == len(expected) >= 3
+    assert set(questions["task"]) == {"recognition"} and all("look_alike" in tags for tags in questions["tags"])
+    assert [(e["question"], e["answer"], e["target"], e["present"]) for e in questions] == [
+        (e["question"], e["answer"], e["target"], e["present"]) for e in expected]
+    assert "look_alike" in look_alikes.description
+    with pytest.raises(ValueError, match="Unknown split 'twins'.*look_alike"):
+        world_episodes(**settings, split="twins")
