@@ -92,6 +92,8 @@ def guess_floor(episodes, task: str) -> float | None:
 
 # Subsets of the questions reported separately: "all" is every question (all of held-out identities).
 SPLITS = ("all", "environment_shift", "look_alike", "multi_concept")
+# a split's row with fewer questions than this gets a note under the table (test-time training's subsample)
+FEW_SPLIT_QUESTIONS = 100
 SPLIT_TITLES = {
     "all": "all held-out questions",
     "environment_shift": "environment shift (queries from environments no reference shows)",
@@ -444,6 +446,11 @@ def render_markdown(results: dict, plots_prefix: str = "") -> str:
             continue
         lines += _table(["Method", "Questions", "Recog. pos.", "Recog. neg.", "Recog. weighted", f"Δ to {reference}"],
                         table_rows) + [""]
+        few = [f"`{name}` ({methods[name]['results'][split]['recognition_weighted']['n']})" for name, *_ in table_rows
+               if methods[name]["results"][split]["recognition_weighted"]["n"] < FEW_SPLIT_QUESTIONS]
+        if few:  # a subsampled method may hold a handful of a split's questions, whose mean says little
+            lines += [f"Fewer than {FEW_SPLIT_QUESTIONS} questions of this split: {', '.join(few)}; read their cells "
+                      f"with their intervals (`icpt eval --world-split {split}` asks this split alone).", ""]
 
     agreement = {name: methods[name].get("agreement_with_reference") for name in ok if name != reference}
     if any(value is not None for value in agreement.values()):

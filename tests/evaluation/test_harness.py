@@ -139,3 +139,20 @@ def test_the_swap_test_asks_the_same_questions_whether_or_not_the_sweep_runs(tin
         assert all(a["asks_about"] == own[a["question_id"]] != a["photos_of"] and a["photos_of"] for a in answers)
         assert all(isinstance(a["before"], str) and isinstance(a["after"], str) for a in answers)
     assert len(asked[0]) == 2 and asked[0] == asked[1]
+
+
+def test_a_split_table_notes_the_methods_that_hold_few_of_its_questions(tiny_llava, tmp_path):
+    from datasets import load_from_disk
+
+    # the world's recognition questions, all marked look-alikes: every method holds 3 of that split's questions
+    episodes = load_from_disk(world_dataset(tmp_path / "episodes")).filter(lambda e: e["task"] == "recognition")
+    episodes = episodes.map(lambda e: {"tags": ["look_alike"]})
+    harness.run_evaluation(episodes, backbone=tiny_llava, methods=["raw_references", "name_only"],
+                           reference_counts=[], ceiling_margin=-1.0, swap_questions=0, progress=False,
+                           output_dir=tmp_path / "out")
+    page = (tmp_path / "out" / "results.md").read_text()
+    look_alikes = page.split("### Look-alikes")[1].split("\n### ")[0]
+    assert "Fewer than 100 questions of this split: `raw_references` (3), `name_only` (3);" in look_alikes
+    assert "`icpt eval --world-split look_alike`" in look_alikes
+    environment = page.split("### Environment shift")[1].split("\n### ")[0]
+    assert "No recognition question of this split." in environment and "Fewer than" not in environment
