@@ -134,6 +134,35 @@ def attribute_answer(identity: Identity, attribute: str) -> str:
     return getattr(identity, attribute)
 
 
+def either_or_attribute(question: str, answer: str) -> str | None:
+    """The attribute a text either/or question asks about (`TEXT_QA_QUESTIONS`), read back from its text and its
+    right answer, or None for any other question. Colour and shape share a wording, as do pattern and mark: the
+    answer tells them apart (a shape or a mark is one of `SHAPES` / `MARKS` with its article).
+
+    Example:
+
+    ```python
+    >>> either_or_attribute("Does <w3> have a dot or a bar?", "a bar")
+    'mark'
+    >>> either_or_attribute("Is the object pink or orange?", "pink")
+    'colour'
+    ```
+    """
+    question = question.strip().splitlines()[-1] if question.strip() else question
+    for attribute, template in TEXT_QA_QUESTIONS.items():
+        pattern = re.escape(template).replace(re.escape("{name}"), r"(?:<[^>\s]+>|the object)")
+        pattern = pattern.replace(re.escape("{first}"), "(.+)").replace(re.escape("{second}"), "(.+)")
+        if not re.fullmatch(pattern, question):
+            continue
+        value = answer.strip().split(" ", 1)[-1]  # "a triangle" -> "triangle"
+        if attribute in ("colour", "shape") and (attribute == "shape") != (value in SHAPES):
+            continue
+        if attribute in ("pattern", "mark") and (attribute == "mark") != (value in MARKS):
+            continue
+        return attribute
+    return None
+
+
 def vocabulary() -> list[str]:
     """Every word and punctuation mark that world texts use (lower-cased), concept labels aside."""
     texts = [

@@ -9,8 +9,11 @@ from icpt.episodes import EPISODE_FEATURES, TAGS, TASKS
 from icpt.world.tasks import (
     LABELLED_MAX_REFERENCES,
     PRETRAINING_TASKS,
+    TEXT_QA_QUESTIONS,
     WorldTasks,
+    attribute_answer,
     build_episodes,
+    either_or_attribute,
     iter_episodes,
     pretraining_dataset,
     split_words,
@@ -241,3 +244,19 @@ def test_clear_errors(world):
         world.render([0, 1, 2, 3, 4], world.environments[0], 0)
     with pytest.raises(ValueError, match="Unknown tasks"):
         build_episodes(world, "train", num_episodes=1, tasks=("dance",))
+
+
+def test_either_or_attribute_reads_back_what_a_question_asks(world, held_out_episodes):
+    # every attribute, worded for a label and for "the object", with each identity's right answer first or second
+    for first, second in zip(world.identities[:40], world.identities[40:80]):
+        for attribute, template in TEXT_QA_QUESTIONS.items():
+            right, other = attribute_answer(first, attribute), attribute_answer(second, attribute)
+            for name in ("<w12>", "the object"):
+                for options in ((right, other), (other, right)):
+                    question = template.format(name=name, first=options[0], second=options[1])
+                    assert either_or_attribute(question, right) == attribute, question
+    # the episodes' own text either/or questions, after their preamble; other tasks have none
+    text_qa = [e for e in held_out_episodes if e["task"] == "text_qa"]
+    assert text_qa and all(either_or_attribute(e["question"], e["answer"]) in TEXT_QA_QUESTIONS for e in text_qa)
+    assert all(either_or_attribute(e["question"], e["answer"]) is None for e in held_out_episodes
+               if e["task"] in ("recognition", "caption", "presence"))
