@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icpt.commands.arguments import ArgumentParser
+from icpt.evaluation.report import run_file
 from icpt.world.tasks import TEXT_QA_QUESTIONS, either_or_attribute
 
 
@@ -32,9 +33,7 @@ def main(argv=None) -> int:
     parser = ArgumentParser(AttributeArguments, prog="python examples/either_or_by_attribute.py",
                             description=__doc__.split("\n\n")[0])
     (args,) = parser.parse(argv)
-    path = args.run / "outcomes.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path} does not exist: pass the output folder of an `icpt eval` run.")
+    path = run_file(args.run, "outcomes.jsonl")
     scores = defaultdict(lambda: defaultdict(list))  # method -> attribute -> scores
     for line in path.read_text().splitlines():
         outcome = json.loads(line)

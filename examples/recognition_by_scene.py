@@ -24,6 +24,7 @@ import numpy as np
 from scipy.stats import norm
 
 from icpt.commands.arguments import ArgumentParser
+from icpt.evaluation.report import run_file
 
 MARKER = "name_only_adapted"
 
@@ -39,9 +40,7 @@ class SceneArguments:
 
 def recognition_outcomes(run: Path) -> dict[str, dict[str, dict]]:
     """question id -> method -> outcome line, for the recognition questions of one run."""
-    path = run / "outcomes.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: pass the output folder of an `icpt eval` run.")
+    path = run_file(run, "outcomes.jsonl")
     outcomes: dict[str, dict[str, dict]] = {}
     for line in path.read_text().splitlines():
         outcome = json.loads(line)

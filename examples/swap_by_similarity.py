@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from icpt.commands.arguments import ArgumentParser
+from icpt.evaluation.report import run_file
 from icpt.evaluation.scoring import read_yes_no
 from icpt.world.world import ATTRIBUTES, world_for
 
@@ -40,9 +41,7 @@ def main(argv=None) -> int:
     parser = ArgumentParser(SwapArguments, prog="python examples/swap_by_similarity.py",
                             description=__doc__.split("\n\n")[0])
     (args,) = parser.parse(argv)
-    path = args.run / "results.json"
-    if not path.is_file():
-        raise SystemExit(f"{path} does not exist: pass the output folder of an `icpt eval` run.")
+    path = run_file(args.run, "results.json")
     results = json.loads(path.read_text())
     swap = results.get("swap_test", {}).get("methods", {}).get(args.method)
     if not swap or "answers" not in swap:

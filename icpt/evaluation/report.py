@@ -29,6 +29,15 @@ def write_results(results: dict, outcomes: list[dict], output_dir: str | Path) -
     return output_dir
 
 
+def run_file(run: str | Path, name: str) -> Path:
+    """The file `name` (`results.json`, `outcomes.jsonl`) of the output folder of an `icpt eval` run, for scripts
+    that read runs; a clear error when the folder is not one."""
+    path = Path(run) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: pass the output folder of an `icpt eval` run.")
+    return path
+
+
 def write_docs(results: dict, output_dir: str | Path, docs_path: str | Path) -> Path:
     """Write the results page `docs_path` (e.g. docs/results.md) from a run's output, plots copied beside it."""
     docs_path = Path(docs_path)
