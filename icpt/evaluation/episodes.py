@@ -100,7 +100,7 @@ def world_episodes(world_seed: int = DEFAULT_WORLD_SEED, num_identities: int = D
         chosen = select_stratified(answers, pool["tags"], num_recognition, min_per_split, splits, seed=seed)
         parts = [pool.select(chosen)]
         if split is not None:
-            return parts[0].filter(lambda episode: split in episode["tags"])
+            return parts[0].filter(lambda tags: split in tags, input_columns="tags")  # no image decoded
         if task_questions:
             parts.append(build_episodes(world, "held_out", task_questions * len(NON_RECOGNITION_TASKS),
                                         seed=seed * 1000 + 999, tasks=NON_RECOGNITION_TASKS))
