@@ -130,7 +130,6 @@ def test_preset_run_writes_results_outcomes_plots_and_the_docs_page(default_pres
 
     markdown = (out / "results.md").read_text()
     assert all(f"| {name} |" in markdown for name in results["methods"])
-    # the tiny world's splits hold a few questions each: every split table says so, and where to ask more
     page = docs.read_text()
     assert page.startswith("# ICPT results") and "What these numbers say" in page
     assert "icpt eval --preset default --ablations-dir" in page
