@@ -27,6 +27,10 @@ class PretrainArguments:
     init_from: str | None = field(default=None, metadata={
         "help": "an exported backbone folder to start from: its stages 1 and 2 count as done, and the run trains "
                 "stage 3 (--question-steps) on it; the model settings must match it"})
+    language_model_from: str | None = field(default=None, metadata={
+        "help": "an exported backbone folder whose connector and language model stage 2 starts from, instead of "
+                "random weights (the tower still comes from this run's stage 1); applied when stage 2 begins, so a "
+                "run stopped after stage 1 can take it with --resume; the model settings must match it"})
     seed: int = field(default=0, metadata={"help": "the world's seed, and the training seed"})
     num_identities: int = field(default=1000, metadata={"help": "identities of the generated world"})
     extra_training_identities: int = field(default=0, metadata={

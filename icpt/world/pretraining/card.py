@@ -59,7 +59,10 @@ def model_card(
         f"supervised-contrastive stage on the vision tower ({state['contrastive_step']} steps, with attribute "
         f"classifiers at weight {args.attribute_weight}), then connector + language model on same/different "
         f"comparison ({stage_2_look_alikes:.0%} look-alike negatives) and object/scene descriptions "
-        f"({state['comparison_step']} steps, tower frozen), then the whole model on named questions "
+        f"({state['comparison_step']} steps, tower frozen"
+        + (f"; connector and language model started from `{state['language_model_from']}`"
+           if state.get("language_model_from") else "")
+        + "), then the whole model on named questions "
         '(reference images in a preamble, "the object is <image> <image>.", then the recognition and '
         'attribute questions of ICPT episodes about "the object" in a query scene) mixed with comparison and '
         f"descriptions ({stage_3}). "

@@ -39,26 +39,32 @@ from .contrastive import ContrastiveHead, pooled_patch_features
 from .evaluation import against_source, attribute_probe, comparison_eval_set, embedding_verification, evaluate
 from .modeling import build_model, build_processor, build_tokenizer
 
+TOWER_PREFIX = "model.vision_tower."
 
-def start_from_export(model, tokenizer, folder: Path) -> dict:
+
+def start_from_export(model, tokenizer, folder: Path, option: str = "--init-from", language_only: bool = False) -> dict:
     """Loads an exported backbone's weights into ``model`` (built from this run's settings) and returns
-    the export's ``training_results.json``."""
+    the export's ``training_results.json``. With ``language_only`` the vision tower keeps its weights and only the
+    connector and the language model are loaded (``--language-model-from``)."""
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(
-            f"--init-from {folder}: no model.safetensors there; pass a folder this script exported."
+            f"{option} {folder}: no model.safetensors there; pass a folder this script exported."
         )
     if not (folder / "training_results.json").is_file():
         raise FileNotFoundError(
-            f"--init-from {folder}: no training_results.json there; pass a folder this script exported."
+            f"{option} {folder}: no training_results.json there; pass a folder this script exported."
         )
     if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"--init-from {folder}: its tokenizer differs from the one this script builds.")
-    exported = LlavaForConditionalGeneration.from_pretrained(folder)
+        raise ValueError(f"{option} {folder}: its tokenizer differs from the one this script builds.")
+    weights = LlavaForConditionalGeneration.from_pretrained(folder).state_dict()
+    if language_only:
+        tower = {name: value for name, value in model.state_dict().items() if name.startswith(TOWER_PREFIX)}
+        weights = {**{n: v for n, v in weights.items() if not n.startswith(TOWER_PREFIX)}, **tower}
     try:
-        model.load_state_dict(exported.state_dict())
+        model.load_state_dict(weights)
     except RuntimeError as error:
         raise ValueError(
-            f"--init-from {folder}: its weights do not fit this run's model settings (--patch-size, "
+            f"{option} {folder}: its weights do not fit this run's model settings (--patch-size, "
             f"--vision-hidden, ...; its training_results.json lists the ones it was trained with): {error}"
         ) from None
     return json.loads((folder / "training_results.json").read_text())
@@ -101,6 +107,9 @@ def pretrain(args: PretrainArguments) -> dict:
     if unknown or not args.format_tasks:
         raise ValueError(f"--format-tasks {' '.join(args.format_tasks)}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "
                          f"name tasks among {', '.join(TASKS)}.")
+    if args.language_model_from is not None and (args.init_from is not None or args.comparison_steps == 0):
+        raise ValueError("--language-model-from starts stage 2 from an export's language model, so it needs "
+                         "--comparison-steps > 0 and no --init-from (which skips stages 1 and 2).")
     torch.set_num_threads(args.threads)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -291,7 +300,7 @@ def pretrain(args: PretrainArguments) -> dict:
         tune_tower = tower_lr > 0
         vision_tower.requires_grad_(tune_tower)
         vision_tower.eval()  # no dropout in the tower; eval keeps its features deterministic
-        language = [p for n, p in model.named_parameters() if not n.startswith("model.vision_tower.")]
+        language = [p for n, p in model.named_parameters() if not n.startswith(TOWER_PREFIX)]
         groups = [{"params": language, "peak": args.lr}]
         if tune_tower:
             groups.append({"params": list(vision_tower.parameters()), "peak": tower_lr})
@@ -334,6 +343,18 @@ def pretrain(args: PretrainArguments) -> dict:
 
     # -- stage 2: connector + language model on comparison and descriptions, tower frozen -------
     if not out_of_time and state["comparison_step"] < args.comparison_steps and not args.export_now:
+        if state["comparison_step"] > 0 and state.get("language_model_from") != args.language_model_from:
+            raise ValueError(
+                f"--language-model-from {args.language_model_from}: this run's stage 2 began (step "
+                f"{state['comparison_step']}) from {state.get('language_model_from') or 'random weights'}; pass the "
+                "same setting to resume it, or start a new --work-dir.")
+        if args.language_model_from is not None and state["comparison_step"] == 0:
+            # a language model that already reads images and answers the world's questions, on a new tower:
+            # stage 2 then adapts it (and the connector) to the new features instead of learning language too
+            start_from_export(model, tokenizer, Path(args.language_model_from), "--language-model-from",
+                              language_only=True)
+            state["language_model_from"] = str(args.language_model_from)
+            log(work_dir, f"stage 2 starts its connector and language model from {args.language_model_from}")
         out_of_time = language_stage(
             "comparison",
             args.comparison_steps,

@@ -177,3 +177,44 @@ def test_init_from_an_exported_backbone_continues_stage_3_or_4(tmp_path, monkeyp
         run(wrong + ["--init-from", str(source)])
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         run(TINY + ["--work-dir", str(tmp_path / "w4"), "--init-from", str(tmp_path)])
+
+
+def test_language_model_from_starts_stage_2_on_an_exports_language_model(tmp_path, monkeypatch):
+    from transformers import LlavaForConditionalGeneration
+
+    source = tmp_path / "source"
+    run(TINY + ["--work-dir", str(tmp_path / "w0"), "--output-dir", str(source)])
+    before = LlavaForConditionalGeneration.from_pretrained(source).state_dict()
+    # a sitting that ends with stage 1, as a run stopped there; then stage 2 takes the export's language model
+    work = ["--work-dir", str(tmp_path / "w1"), "--output-dir", str(tmp_path / "new"), "--seed", "1"]
+    stage_1 = run(TINY + work + ["--comparison-steps", "0", "--question-steps", "0", "--max-minutes", "0",
+                                "--contrastive-steps", "1"])
+    assert not stage_1["finished"] and stage_1["state"]["contrastive_step"] == 1
+    starts = {}
+    original = torch.nn.Module.load_state_dict
+
+    def record(module, weights, *args, **kwargs):  # the weights stage 2 starts from
+        starts.update({name: value.clone() for name, value in weights.items()})
+        return original(module, weights, *args, **kwargs)
+
+    stage_1_tower = torch.load(tmp_path / "w1" / "checkpoint.pt", weights_only=False)["model"]
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.Module, "load_state_dict", record)
+        resumed = run(TINY + work + ["--resume", "--contrastive-steps", "1", "--language-model-from", str(source)])
+    assert resumed["finished"] and resumed["state"]["language_model_from"] == str(source)
+    language = [k for k in before if "vision_tower" not in k]
+    tower = [k for k in before if "vision_tower" in k]
+    assert language and tower
+    assert all(torch.equal(before[k], starts[k]) for k in language)  # the export's connector and language model
+    assert all(torch.equal(stage_1_tower[k], starts[k]) for k in tower)  # this run's own tower, kept
+    assert not all(torch.equal(before[k], starts[k]) for k in tower)
+    card = (tmp_path / "new" / "README.md").read_text()
+    assert f"connector and language model started from `{source}`" in card
+
+    # stage 2 began without it: passing it later is refused, as is a run that has no stage 2 to start
+    work = ["--work-dir", str(tmp_path / "w2"), "--output-dir", str(tmp_path / "x")]
+    run(TINY + work + ["--max-minutes", "0", "--contrastive-steps", "0"])  # one comparison step from random weights
+    with pytest.raises(ValueError, match="began .step 1. from random weights"):
+        run(TINY + work + ["--resume", "--contrastive-steps", "0", "--language-model-from", str(source)])
+    with pytest.raises(ValueError, match="needs --comparison-steps > 0"):
+        run(TINY + ["--work-dir", str(tmp_path / "w3"), "--comparison-steps", "0", "--language-model-from", str(source)])
