@@ -36,6 +36,10 @@ python examples/pretrain_world_backbone.py --threads 2 --max-minutes 60 --resume
 ``--init-from FOLDER`` starts from a backbone this script exported and trains only stage 3 on it (for
 ``--question-steps`` more steps, with this run's settings), e.g. to try another look-alike share in
 stage 3 without repeating stages 1 and 2; the card counts the source's training time too.
+``--language-model-from FOLDER`` is the other way round: stage 1 trains a new tower, and stage 2 starts the
+connector and the language model from the export's instead of random weights, so that a new tower does not cost
+the language model's stages from scratch. It applies when stage 2 begins, so a run stopped after stage 1 can take
+it with ``--resume``.
 
 On a GPU (``--device cuda``, the default when one is present) the batches, not the model, are the
 bottleneck: ``--workers N`` builds them in N processes. Each batch is drawn from its own random stream
