@@ -345,7 +345,7 @@ def pretrain(args: PretrainArguments) -> dict:
     if not out_of_time and state["comparison_step"] < args.comparison_steps and not args.export_now:
         if state["comparison_step"] > 0 and state.get("language_model_from") != args.language_model_from:
             raise ValueError(
-                f"--language-model-from {args.language_model_from}: this run's stage 2 began (step "
+                f"--language-model-from {args.language_model_from or '(not given)'}: this run's stage 2 began (step "
                 f"{state['comparison_step']}) from {state.get('language_model_from') or 'random weights'}; pass the "
                 "same setting to resume it, or start a new --work-dir.")
         if args.language_model_from is not None and state["comparison_step"] == 0:
