@@ -26,6 +26,7 @@
 #   bash scripts/train_default_projectors.sh   # targets (50-65 s per identity per core: ~1.5 h for 200
 #                                              # on 2 cores), then 4 runs of 500 steps (53 min on 2 cores)
 #   RUNS=icpt bash scripts/train_default_projectors.sh        # some of the four (the method only here)
+#   BACKBONE=/path/to/export OUT=/tmp/p4800 RUNS=icpt bash scripts/train_default_projectors.sh   # on another backbone
 #   STEPS=20 TARGET_IDENTITIES=4 OUT=/tmp/p bash scripts/train_default_projectors.sh   # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ TARGET_STEPS=${TARGET_STEPS:-60}              # full-batch steps per identity's 
 TARGET_PROMPT_NORM=${TARGET_PROMPT_NORM:-17.810325622558594}
 RUNS=${RUNS:-icpt icpt_no_identity_targets icpt_with_decoupling icpt_with_separation}  # some of them: RUNS=icpt
 read -r -a extra <<< "${TRAIN_ARGS:-}"
-BACKBONE=icpt/default/backbone
+BACKBONE=${BACKBONE:-icpt/default/backbone}  # another backbone: a pilot of the recipe on it (use a new OUT)
 EPISODES=$OUT/episodes_train_${NUM_EPISODES}_${TASKS// /_}_8shards
 TARGETS=$OUT/identity_targets_${TARGET_IDENTITIES}_steps${TARGET_STEPS}.safetensors
 with_targets=(--identity_targets "$TARGETS" --identity_target_weight "$TARGET_WEIGHT")

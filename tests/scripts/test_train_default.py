@@ -60,3 +60,13 @@ def test_an_unknown_run_is_refused_before_anything_is_trained(tmp_path):
     assert result.returncode == 2
     assert "unknown run icpt_with_decopling" in result.stderr and "icpt_with_decoupling" in result.stderr
     assert not out.exists()
+
+
+def test_a_run_on_another_backbone_installs_nothing(tmp_path):
+    # what ships is trained on icpt/default/backbone: a pilot on another backbone must not overwrite it
+    out = tmp_path / "pilot"
+    result = subprocess.run(["bash", str(ROOT / "scripts/train_default.sh")], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "BACKBONE": str(tmp_path / "other_backbone"), "OUT": str(out)})
+    assert result.returncode == 2
+    assert "is a pilot: add INSTALL=0" in result.stderr
+    assert not out.exists()
