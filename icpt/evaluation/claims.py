@@ -96,7 +96,7 @@ def claims(results: dict) -> list[dict]:
                                      methods, ok, "icpt_no_identity_targets", "all", metric))
 
     # 5. with a reader adapter: does the reader's learning help, and 6. what does it cost?
-    if "icpt_frozen_reader" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0:
+    if "icpt_frozen_reader" in ok and "icpt" in ok and methods["icpt"].get("reader_lora_rank", 0) > 0:
         found.append(_ablation_claim("A reader adapter trained with the projector helps", methods, ok,
                                      "icpt_frozen_reader", "all", metric))
     cost = results.get("adapter_cost", {})

@@ -86,3 +86,12 @@ def test_a_part_the_method_is_shipped_without_is_judged_by_its_with_row():
     assert helps["verdict"] == "supported" and "icpt_with_separation − icpt on look alike" in helps["evidence"]
     assert with_separation(-0.10, -0.15, -0.05, "worse")["verdict"] == "refuted"
     assert with_separation(0.01, -0.03, 0.05, "same")["verdict"] == "cannot decide"
+
+
+def test_a_frozen_reader_run_without_icpt_claims_nothing_about_the_adapter():
+    # `icpt eval --methods icpt_frozen_reader` (a diagnostic run of one frozen-reader projector) must not fail at the
+    # claims after answering every question: without `icpt` there is no reader adapter to judge
+    methods = {"icpt_frozen_reader": {"status": "ok", "reader_lora_rank": 0, "difference": {}}}
+    found = claims({"methods": methods})
+    assert [entry["verdict"] for entry in found] == ["cannot decide"] * 4
+    assert not any("reader adapter" in entry["claim"] for entry in found)
