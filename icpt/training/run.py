@@ -49,6 +49,7 @@ from modeling_icpt import ICPTForConditionalGeneration
 from processing_icpt import ICPTProcessor
 
 from .identity_targets import IdentityTargets, TargetReferences
+from .swapped_twins import add_swapped_twins
 from .trainer import EpisodeCollator, ICPTTrainer, RecognitionMetrics
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class ICPTArguments:
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
     reader_lora_rank: int = field(default=0, metadata={"help": "Rank of a LoRA adapter on the backbone's language model, trained with the projector and saved in the same checkpoint (the reader learns to read the rows); 0 = frozen reader. Added to a --model checkpoint that has none."})
     reader_lora_alpha: float = field(default=32.0, metadata={"help": "LoRA alpha of the reader adapter (its update is scaled by alpha / rank)."})
+    swapped_twins: bool = field(default=False, metadata={"help": "Add to every positive recognition episode a twin with the same query and question, the concept's photos another identity's and the answer negative (icpt.training.swapped_twins): only the rows can tell the two apart, so a reader adapter learns to read them instead of answering from the query photo."})
 
 
 def load_episodes(args: ICPTArguments):
@@ -200,6 +202,9 @@ def check_resumed_settings(checkpoint: str, settings: dict) -> None:
                          f"resuming it continues the same run: train into a new --output_dir, or drop "
                          f"--resume_from_checkpoint to start over.")
     recorded, current = _flatten(json.loads(recorded_path.read_text())), _flatten(settings)
+    # an option added after the run began was, for that run, at its default
+    defaults = _flatten(json.loads(json.dumps({"icpt": asdict(ICPTArguments())}, default=str)))
+    recorded = {**{name: value for name, value in defaults.items() if name not in recorded}, **recorded}
     differs = [name for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
     if differs:
         raise ValueError(f"{checkpoint} was trained with other settings ({', '.join(differs)} differ; see "
@@ -234,6 +239,8 @@ def train(args: ICPTArguments, training_args: TrainingArguments) -> ICPTTrainer:
     set_seed(training_args.seed)  # the projector's initial weights come from this seed
     model, processor = build_model(args)
     episodes = load_episodes(args)
+    if args.swapped_twins:
+        episodes = add_swapped_twins(episodes, seed=training_args.seed)
     if args.backbone and not args.model:
         norm = start_prompt_norm(model, processor, episodes, args.prompt_norm)
         logger.info("Prompt rows start at norm %.3g", norm)

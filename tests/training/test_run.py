@@ -230,3 +230,28 @@ def test_gradient_checkpointing_recomputes_the_backbone_and_gives_the_same_weigh
     plain, checkpointed = (runs[flag].model.trained_state_dict() for flag in ("false", "true"))
     for name, tensor in plain.items():
         torch.testing.assert_close(checkpointed[name], tensor, rtol=0, atol=1e-6)
+
+
+def test_swapped_twins_join_the_training_episodes_and_an_older_run_resumes_at_their_default(setup, tmp_path):
+    from icpt.world.tasks import build_episodes
+    from icpt.world.world import World
+
+    path, _ = setup
+    episodes = build_episodes(World(num_identities=60), "train", num_episodes=8, tasks=("recognition",))
+    episodes.save_to_disk(tmp_path / "episodes")
+    positives = sum(e["target"] in e["present"] for e in episodes)
+    assert 0 < positives < len(episodes)
+    args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--swapped_twins", "true")
+    train_command.main(args)
+    recorded = json.loads((tmp_path / "run" / "run_settings.json").read_text())
+    assert recorded["icpt"]["swapped_twins"] is True and recorded["episodes"] == len(episodes) + positives
+    # a run recorded before the option existed was trained without twins: it resumes without them, not with them
+    plain = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "old"))
+    train_command.main(plain)
+    recorded = json.loads((tmp_path / "old" / "run_settings.json").read_text())
+    del recorded["icpt"]["swapped_twins"]
+    (tmp_path / "old" / "run_settings.json").write_text(json.dumps(recorded))
+    longer = ["--max_steps", "3", "--save_steps", "2", "--output_dir", str(tmp_path / "old"), "--resume_from_checkpoint", "latest"]
+    assert train_command.main(_train_args(tmp_path, path, *longer)).state.global_step == 3
+    with pytest.raises(ValueError, match=r"icpt\.swapped_twins differ"):
+        train_command.main(_train_args(tmp_path, path, *longer, "--swapped_twins", "true"))

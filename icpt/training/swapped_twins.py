@@ -1,0 +1,85 @@
+"""Swapped twins: recognition episodes whose answer only the concept's rows can give.
+
+A positive recognition episode ("Is <w7> in this photo?" -> "Yes") gets a twin with the same query photo and the same
+question, in which <w7>'s reference photos (and masks and description) are another identity's, and whose answer is
+the negative one ("No"). Without twins a reader adapter can answer many training episodes from the query photo and
+the question alone (it fits 200 episodes exactly while ignoring the rows: swapping a concept's photos then changes
+8 % of its answers); with them the same query must be answered both ways, and only the rows tell which
+(docs/default_model.md, "Swapped twins").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from datasets import Dataset, concatenate_datasets
+
+TWIN_TAG = "swapped"
+
+
+def _is_positive_recognition(episode: dict) -> bool:
+    return episode["task"] == "recognition" and bool(episode["target"]) and episode["target"] in episode["present"]
+
+
+def _negative_answer(episodes: Dataset) -> str:
+    """The answer the episodes give when the asked concept is absent (the most common one)."""
+    answers = Counter(answer for task, target, present, answer in
+                      zip(episodes["task"], episodes["target"], episodes["present"], episodes["answer"])
+                      if task == "recognition" and target and target not in present)
+    if not answers:
+        raise ValueError("Swapped twins need negative recognition episodes to learn the negative answer from (a "
+                         "recognition episode whose target is not in `present`); these episodes have none.")
+    return answers.most_common(1)[0][0]
+
+
+def _same_identity(a: dict, b: dict) -> bool:
+    """Two concepts show the same identity: the same description, or (without descriptions) the same first photo."""
+    if a["description"] and b["description"]:
+        return a["description"] == b["description"]
+    return a["references"][0] == b["references"][0]
+
+
+def add_swapped_twins(episodes: Dataset, seed: int = 0) -> Dataset:
+    """
+    `episodes` plus one swapped twin per positive recognition episode, shuffled together with `seed`.
+
+    The donor of a twin's photos is the concept of a randomly drawn recognition episode that shows another identity
+    than every concept of the episode. Twins carry the tag "swapped" and, for the asked concept, an empty `present`.
+
+    Example:
+
+    ```python
+    >>> from icpt.world.world import World
+    >>> from icpt.world.tasks import build_episodes
+    >>> episodes = build_episodes(World(num_identities=60), "train", num_episodes=24, tasks=("recognition",))
+    >>> with_twins = add_swapped_twins(episodes)
+    >>> len(with_twins) - len(episodes) == sum(e["target"] in e["present"] for e in episodes)
+    True
+    ```
+    """
+    recognition = [i for i, task in enumerate(episodes["task"]) if task == "recognition"]
+    positives = [i for i in recognition if _is_positive_recognition(episodes[i])]
+    if not positives:
+        return episodes
+    negative = _negative_answer(episodes)
+    rng = np.random.default_rng(seed)
+    twins = []
+    for i in positives:
+        episode = episodes[i]
+        for _ in range(100):
+            donor_episode = episodes[int(recognition[rng.integers(len(recognition))])]
+            donor = donor_episode["concepts"][int(rng.integers(len(donor_episode["concepts"])))]
+            if not any(_same_identity(donor, concept) for concept in episode["concepts"]):
+                break
+        else:
+            raise ValueError("Found no recognition episode of another identity to swap photos from in 100 draws: "
+                             "swapped twins need episodes of at least two identities.")
+        concepts = [dict(concept, references=donor["references"], masks=donor["masks"],
+                         description=donor["description"]) if concept["name"] == episode["target"] else concept
+                    for concept in episode["concepts"]]
+        twins.append(dict(episode, concepts=concepts, answer=negative,
+                          present=[name for name in episode["present"] if name != episode["target"]],
+                          tags=episode["tags"] + [TWIN_TAG]))
+    twins = Dataset.from_list(twins, features=episodes.features)
+    return concatenate_datasets([episodes, twins]).shuffle(seed=seed)

@@ -1,0 +1,63 @@
+"""Swapped twins (icpt/training/swapped_twins.py): recognition episodes that only the concept's rows can answer."""
+
+import pytest
+from datasets import Dataset
+
+from icpt.episodes import EPISODE_FEATURES
+from icpt.training.swapped_twins import TWIN_TAG, add_swapped_twins
+from icpt.world.tasks import build_episodes
+from icpt.world.world import World
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return build_episodes(World(num_identities=60), "train", num_episodes=24, tasks=("recognition", "attribute"))
+
+
+def _key(episode):
+    return episode["question"], episode["image"].tobytes()
+
+
+def test_every_positive_recognition_episode_gets_a_twin_with_another_identitys_photos(episodes):
+    with_twins = add_swapped_twins(episodes, seed=0)
+    positives = {_key(e): e for e in episodes if e["task"] == "recognition" and e["target"] in e["present"]}
+    twins = [e for e in with_twins if TWIN_TAG in e["tags"]]
+    assert positives and len(twins) == len(positives) and len(with_twins) == len(episodes) + len(twins)
+    for twin in twins:
+        source = positives[_key(twin)]  # the same query photo and question
+        assert twin["answer"] == "No" and source["answer"] == "Yes"
+        assert twin["target"] not in twin["present"]
+        swapped = next(c for c in twin["concepts"] if c["name"] == twin["target"])
+        original = next(c for c in source["concepts"] if c["name"] == source["target"])
+        assert swapped["description"] != original["description"]
+        assert [r.tobytes() for r in swapped["references"]] != [r.tobytes() for r in original["references"]]
+    # every source episode is still there, unchanged in kind
+    assert sum(TWIN_TAG not in e["tags"] for e in with_twins) == len(episodes)
+
+
+def test_twins_are_drawn_from_the_seed(episodes):
+    def descriptions(dataset):
+        return [[c["description"] for c in e["concepts"]] for e in dataset]
+
+    assert descriptions(add_swapped_twins(episodes, seed=3)) == descriptions(add_swapped_twins(episodes, seed=3))
+    assert descriptions(add_swapped_twins(episodes, seed=3)) != descriptions(add_swapped_twins(episodes, seed=4))
+
+
+def test_episodes_without_positive_recognition_are_returned_as_they_are(episodes):
+    attribute = episodes.filter(lambda task: task == "attribute", input_columns="task")
+    assert add_swapped_twins(attribute) is attribute
+
+
+def test_without_negative_recognition_episodes_the_negative_answer_is_unknown(episodes):
+    only_positives = episodes.filter(lambda e: e["task"] == "recognition" and e["target"] in e["present"])
+    with pytest.raises(ValueError, match="negative recognition episodes"):
+        add_swapped_twins(only_positives)
+
+
+def test_a_single_identity_has_no_donor():
+    episode = build_episodes(World(num_identities=60), "train", num_episodes=40, tasks=("recognition",))
+    positive = next(e for e in episode if e["target"] in e["present"] and len(e["concepts"]) == 1)
+    negative = dict(positive, answer="No", present=[])
+    single = Dataset.from_list([positive, negative], features=EPISODE_FEATURES)
+    with pytest.raises(ValueError, match="another identity"):
+        add_swapped_twins(single)
