@@ -78,7 +78,7 @@ class ICPTArguments:
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
     reader_lora_rank: int = field(default=0, metadata={"help": "Rank of a LoRA adapter on the backbone's language model, trained with the projector and saved in the same checkpoint (the reader learns to read the rows); 0 = frozen reader. Added to a --model checkpoint that has none."})
     reader_lora_alpha: float = field(default=32.0, metadata={"help": "LoRA alpha of the reader adapter (its update is scaled by alpha / rank)."})
-    swapped_twins: bool = field(default=False, metadata={"help": "Add to every positive recognition episode a twin with the same query and question, the concept's photos another identity's and the answer negative (icpt.training.swapped_twins): only the rows can tell the two apart, so a reader adapter learns to read them instead of answering from the query photo."})
+    swapped_twins: bool = field(default=False, metadata={"help": "Add to every positive recognition episode a twin with the same query and question, the concept's photos another identity's and the answer negative, and the positive again with its photos reordered (as many yes as no; icpt.training.swapped_twins): only the rows tell the twins apart, so a reader adapter learns to read them instead of answering from the query photo."})
 
 
 def load_episodes(args: ICPTArguments):

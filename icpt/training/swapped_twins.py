@@ -4,8 +4,10 @@ A positive recognition episode ("Is <w7> in this photo?" -> "Yes") gets a twin w
 question, in which <w7>'s reference photos (and masks and description) are another identity's, and whose answer is
 the negative one ("No"). Without twins a reader adapter can answer many training episodes from the query photo and
 the question alone (it fits 200 episodes exactly while ignoring the rows: swapping a concept's photos then changes
-8 % of its answers); with them the same query must be answered both ways, and only the rows tell which
-(docs/default_model.md, "Swapped twins").
+8 % of its answers); with them the same query must be answered both ways, and only the rows tell which. The positive
+also comes again, its concept's photos in reverse order, so that positives and negatives stay as many as before: twins
+alone shifted the reader's answers toward "no" and cost 0.04 of weighted recognition on the embedded default
+(docs/default_model.md, "Why its rows go unread, and swapped twins").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 
 TWIN_TAG = "swapped"
+REORDERED_TAG = "reordered"
 
 
 def _is_positive_recognition(episode: dict) -> bool:
@@ -42,10 +45,12 @@ def _same_identity(a: dict, b: dict) -> bool:
 
 def add_swapped_twins(episodes: Dataset, seed: int = 0) -> Dataset:
     """
-    `episodes` plus one swapped twin per positive recognition episode, shuffled together with `seed`.
+    `episodes` plus, per positive recognition episode, its swapped twin and the positive with its concept's photos
+    in reverse order, shuffled together with `seed`.
 
     The donor of a twin's photos is the concept of a randomly drawn recognition episode that shows another identity
-    than every concept of the episode. Twins carry the tag "swapped" and, for the asked concept, an empty `present`.
+    than every concept of the episode. Twins carry the tag "swapped" and, for the asked concept, an empty `present`;
+    the reordered positives the tag "reordered".
 
     Example:
 
@@ -54,7 +59,7 @@ def add_swapped_twins(episodes: Dataset, seed: int = 0) -> Dataset:
     >>> from icpt.world.tasks import build_episodes
     >>> episodes = build_episodes(World(num_identities=60), "train", num_episodes=24, tasks=("recognition",))
     >>> with_twins = add_swapped_twins(episodes)
-    >>> len(with_twins) - len(episodes) == sum(e["target"] in e["present"] for e in episodes)
+    >>> len(with_twins) - len(episodes) == 2 * sum(e["target"] in e["present"] for e in episodes)
     True
     ```
     """
@@ -64,7 +69,7 @@ def add_swapped_twins(episodes: Dataset, seed: int = 0) -> Dataset:
         return episodes
     negative = _negative_answer(episodes)
     rng = np.random.default_rng(seed)
-    twins = []
+    twins, reordered = [], []
     for i in positives:
         episode = episodes[i]
         for _ in range(100):
@@ -81,5 +86,8 @@ def add_swapped_twins(episodes: Dataset, seed: int = 0) -> Dataset:
         twins.append(dict(episode, concepts=concepts, answer=negative,
                           present=[name for name in episode["present"] if name != episode["target"]],
                           tags=episode["tags"] + [TWIN_TAG]))
-    twins = Dataset.from_list(twins, features=episodes.features)
-    return concatenate_datasets([episodes, twins]).shuffle(seed=seed)
+        reordered.append(dict(episode, tags=episode["tags"] + [REORDERED_TAG], concepts=[
+            dict(concept, references=concept["references"][::-1], masks=concept["masks"][::-1])
+            if concept["name"] == episode["target"] else concept for concept in episode["concepts"]]))
+    added = Dataset.from_list(twins + reordered, features=episodes.features)
+    return concatenate_datasets([episodes, added]).shuffle(seed=seed)

@@ -244,7 +244,7 @@ def test_swapped_twins_join_the_training_episodes_and_an_older_run_resumes_at_th
     args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--swapped_twins", "true")
     train_command.main(args)
     recorded = json.loads((tmp_path / "run" / "run_settings.json").read_text())
-    assert recorded["icpt"]["swapped_twins"] is True and recorded["episodes"] == len(episodes) + positives
+    assert recorded["icpt"]["swapped_twins"] is True and recorded["episodes"] == len(episodes) + 2 * positives
     # a run recorded before the option existed was trained without twins: it resumes without them, not with them
     plain = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "old"))
     train_command.main(plain)

@@ -4,7 +4,7 @@ import pytest
 from datasets import Dataset
 
 from icpt.episodes import EPISODE_FEATURES
-from icpt.training.swapped_twins import TWIN_TAG, add_swapped_twins
+from icpt.training.swapped_twins import REORDERED_TAG, TWIN_TAG, add_swapped_twins
 from icpt.world.tasks import build_episodes
 from icpt.world.world import World
 
@@ -22,7 +22,7 @@ def test_every_positive_recognition_episode_gets_a_twin_with_another_identitys_p
     with_twins = add_swapped_twins(episodes, seed=0)
     positives = {_key(e): e for e in episodes if e["task"] == "recognition" and e["target"] in e["present"]}
     twins = [e for e in with_twins if TWIN_TAG in e["tags"]]
-    assert positives and len(twins) == len(positives) and len(with_twins) == len(episodes) + len(twins)
+    assert positives and len(twins) == len(positives) and len(with_twins) == len(episodes) + 2 * len(twins)
     for twin in twins:
         source = positives[_key(twin)]  # the same query photo and question
         assert twin["answer"] == "No" and source["answer"] == "Yes"
@@ -31,8 +31,18 @@ def test_every_positive_recognition_episode_gets_a_twin_with_another_identitys_p
         original = next(c for c in source["concepts"] if c["name"] == source["target"])
         assert swapped["description"] != original["description"]
         assert [r.tobytes() for r in swapped["references"]] != [r.tobytes() for r in original["references"]]
-    # every source episode is still there, unchanged in kind
-    assert sum(TWIN_TAG not in e["tags"] for e in with_twins) == len(episodes)
+    # every source episode is still there, and each positive once more with its photos in reverse order: as many
+    # positives as negatives are added
+    assert sum(not {TWIN_TAG, REORDERED_TAG} & set(e["tags"]) for e in with_twins) == len(episodes)
+    for again in (e for e in with_twins if REORDERED_TAG in e["tags"]):
+        source = positives[_key(again)]
+        assert again["answer"] == source["answer"] == "Yes" and again["present"] == source["present"]
+        concept = next(c for c in again["concepts"] if c["name"] == again["target"])
+        original = next(c for c in source["concepts"] if c["name"] == source["target"])
+        assert [r.tobytes() for r in concept["references"]] == [r.tobytes() for r in original["references"]][::-1]
+    answers = [e["answer"] for e in with_twins if e["task"] == "recognition"]
+    before = [e["answer"] for e in episodes if e["task"] == "recognition"]
+    assert answers.count("Yes") - before.count("Yes") == answers.count("No") - before.count("No") == len(positives)
 
 
 def test_twins_are_drawn_from_the_seed(episodes):
