@@ -21,10 +21,6 @@ TWIN_TAG = "swapped"
 REORDERED_TAG = "reordered"
 
 
-def _is_positive_recognition(episode: dict) -> bool:
-    return episode["task"] == "recognition" and bool(episode["target"]) and episode["target"] in episode["present"]
-
-
 def _negative_answer(episodes: Dataset) -> str:
     """The answer the episodes give when the asked concept is absent (the most common one)."""
     answers = Counter(answer for task, target, present, answer in
@@ -64,7 +60,8 @@ def add_swapped_twins(episodes: Dataset, seed: int = 0) -> Dataset:
     ```
     """
     recognition = [i for i, task in enumerate(episodes["task"]) if task == "recognition"]
-    positives = [i for i in recognition if _is_positive_recognition(episodes[i])]
+    targets, present = episodes["target"], episodes["present"]  # columns: no photo decoded to find the positives
+    positives = [i for i in recognition if targets[i] and targets[i] in present[i]]
     if not positives:
         return episodes
     negative = _negative_answer(episodes)
