@@ -78,7 +78,7 @@ class ICPTArguments:
     prompt_norm: float | None = field(default=None, metadata={"help": "Initial norm of the prompt rows of a fresh projector; default: the median norm of the backbone's image tokens on a few training photos (the rows stand where photos would)."})
     reader_lora_rank: int = field(default=0, metadata={"help": "Rank of a LoRA adapter on the backbone's language model, trained with the projector and saved in the same checkpoint (the reader learns to read the rows); 0 = frozen reader. Added to a --model checkpoint that has none."})
     reader_lora_alpha: float = field(default=32.0, metadata={"help": "LoRA alpha of the reader adapter (its update is scaled by alpha / rank)."})
-    swapped_twins: bool = field(default=False, metadata={"help": "Add to every positive recognition episode a twin with the same query and question, the concept's photos another identity's and the answer negative, and the positive again with its photos reordered (as many yes as no; icpt.training.swapped_twins): only the rows tell the twins apart, so a reader adapter learns to read them instead of answering from the query photo."})
+    swapped_twins: int = field(default=0, metadata={"help": "Swapped twins per positive recognition episode (0 = none): each has the same query and question, the concept's photos another identity's and the answer negative, and comes with the positive again, its photos reordered (as many yes as no; icpt.training.swapped_twins): only the rows tell the twins apart, so a reader adapter learns to read them instead of answering from the query photo."})
 
 
 def load_episodes(args: ICPTArguments):
@@ -240,7 +240,7 @@ def train(args: ICPTArguments, training_args: TrainingArguments) -> ICPTTrainer:
     model, processor = build_model(args)
     episodes = load_episodes(args)
     if args.swapped_twins:
-        episodes = add_swapped_twins(episodes, seed=training_args.seed)
+        episodes = add_swapped_twins(episodes, args.swapped_twins, seed=training_args.seed)
     if args.backbone and not args.model:
         norm = start_prompt_norm(model, processor, episodes, args.prompt_norm)
         logger.info("Prompt rows start at norm %.3g", norm)

@@ -241,10 +241,10 @@ def test_swapped_twins_join_the_training_episodes_and_an_older_run_resumes_at_th
     episodes.save_to_disk(tmp_path / "episodes")
     positives = sum(e["target"] in e["present"] for e in episodes)
     assert 0 < positives < len(episodes)
-    args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--swapped_twins", "true")
+    args = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--swapped_twins", "2")
     train_command.main(args)
     recorded = json.loads((tmp_path / "run" / "run_settings.json").read_text())
-    assert recorded["icpt"]["swapped_twins"] is True and recorded["episodes"] == len(episodes) + 2 * positives
+    assert recorded["icpt"]["swapped_twins"] == 2 and recorded["episodes"] == len(episodes) + 2 * 2 * positives
     # a run recorded before the option existed was trained without twins: it resumes without them, not with them
     plain = _train_args(tmp_path, path, "--max_steps", "2", "--save_steps", "2", "--output_dir", str(tmp_path / "old"))
     train_command.main(plain)
@@ -254,4 +254,4 @@ def test_swapped_twins_join_the_training_episodes_and_an_older_run_resumes_at_th
     longer = ["--max_steps", "3", "--save_steps", "2", "--output_dir", str(tmp_path / "old"), "--resume_from_checkpoint", "latest"]
     assert train_command.main(_train_args(tmp_path, path, *longer)).state.global_step == 3
     with pytest.raises(ValueError, match=r"icpt\.swapped_twins differ"):
-        train_command.main(_train_args(tmp_path, path, *longer, "--swapped_twins", "true"))
+        train_command.main(_train_args(tmp_path, path, *longer, "--swapped_twins", "1"))

@@ -45,6 +45,30 @@ def test_every_positive_recognition_episode_gets_a_twin_with_another_identitys_p
     assert answers.count("Yes") - before.count("Yes") == answers.count("No") - before.count("No") == len(positives)
 
 
+def test_several_twins_per_positive_have_different_donors_and_as_many_reordered_positives(episodes):
+    with_twins = add_swapped_twins(episodes, twins_per_positive=3, seed=1)
+    positives = {_key(e): e for e in episodes if e["task"] == "recognition" and e["target"] in e["present"]}
+    donors, copies = {}, {}
+    for episode in with_twins:
+        concept = next((c for c in episode["concepts"] if c["name"] == episode["target"]), None)
+        if TWIN_TAG in episode["tags"]:
+            donors.setdefault(_key(episode), []).append(concept["description"])
+        elif REORDERED_TAG in episode["tags"]:
+            copies.setdefault(_key(episode), []).append([r.tobytes() for r in concept["references"]])
+    assert set(donors) == set(copies) == set(positives)
+    for key, source in positives.items():
+        own = {c["description"] for c in source["concepts"]}
+        assert len(donors[key]) == len(set(donors[key])) == 3 and not own & set(donors[key])
+        original = [r.tobytes() for r in next(c for c in source["concepts"] if c["name"] == source["target"])["references"]]
+        assert len(copies[key]) == 3 and original[::-1] in copies[key]  # the first reversed, the others shuffled
+        assert all(sorted(photos) == sorted(original) for photos in copies[key])  # the same photos, reordered
+
+
+def test_twins_per_positive_must_be_positive(episodes):
+    with pytest.raises(ValueError, match="at least 1"):
+        add_swapped_twins(episodes, twins_per_positive=0)
+
+
 def test_twins_are_drawn_from_the_seed(episodes):
     def descriptions(dataset):
         return [[c["description"] for c in e["concepts"]] for e in dataset]
