@@ -39,6 +39,9 @@ def test_one_command_trains_the_method_and_each_ablation_with_one_part_changed(t
                                               "reader_lora_rank", "min_prompt_length"))
         assert found == expected, run
         assert (out / run / "model.safetensors").is_file()
+        # swapped twins are the reader stage's data (three per positive), the same for the method and every ablation
+        settings = json.loads((out / run / "run_settings.json").read_text())
+        assert settings["icpt"]["swapped_twins"] == (3 if run.startswith("readers/") else 0), run
     # the reader stage starts from phase 1's projectors, not from the shipped ones
     assert f"from {out / 'projectors' / 'icpt'} -> {out / 'readers' / 'icpt'}" in result.stdout
     timings = json.loads((out / "timings.json").read_text())
