@@ -74,14 +74,20 @@ def add_swapped_twins(episodes: Dataset, twins_per_positive: int = 1, seed: int 
         return episodes
     negative = _negative_answer(episodes)
     rng = np.random.default_rng(seed)
+    # rows as stored (photos as encoded bytes): decoding them and encoding them again took most of the time
+    stored = episodes.with_format("arrow")
+
+    def row(index: int) -> dict:
+        return stored[index].to_pylist()[0]
+
     twins, reordered = [], []
     for i in positives:
-        episode = episodes[i]
+        episode = row(i)
         taken = list(episode["concepts"])  # identities a donor must differ from
         asked = next(concept for concept in episode["concepts"] if concept["name"] == episode["target"])
         for copy in range(twins_per_positive):
             for _ in range(100):
-                donor_episode = episodes[int(recognition[rng.integers(len(recognition))])]
+                donor_episode = row(int(recognition[rng.integers(len(recognition))]))
                 donor = donor_episode["concepts"][int(rng.integers(len(donor_episode["concepts"])))]
                 if not any(_same_identity(donor, concept) for concept in taken):
                     break

@@ -95,3 +95,16 @@ def test_a_single_identity_has_no_donor():
     single = Dataset.from_list([positive, negative], features=EPISODE_FEATURES)
     with pytest.raises(ValueError, match="another identity"):
         add_swapped_twins(single)
+
+
+
+def test_twins_only_use_photos_of_the_source_episodes_as_stored(episodes):
+    with_twins = add_swapped_twins(episodes, twins_per_positive=2, seed=0)
+    assert with_twins.features == episodes.features
+
+    def photos(dataset):
+        rows = dataset.with_format("arrow")[:].to_pylist()  # the encoded bytes, as stored
+        return {image["bytes"] for row in rows
+                for image in [row["image"]] + [p for c in row["concepts"] for p in c["references"] + c["masks"]]}
+
+    assert photos(with_twins) == photos(episodes)
