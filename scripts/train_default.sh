@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the embedded default's shipped projector and reader adapter, and every ablation of the recipe, from
-# the shipped backbone, in one go (96 min on the 2-core CPU of the sitting that made the shipped checkpoints, about
-# 2 h 45 min on the slower 2-core machines of earlier sittings; docs/default_model.md, "One script"). Three
+# the shipped backbone, in one go, bit for bit (133 min on session 34's 2-core CPU, 96 min before the swapped twins on
+# session 26's faster one, about 2 h 45 min on the slower machines of earlier sittings; docs/default_model.md,
+# "One script"). Three
 # phases, each resumable (rerun the same command after an interruption):
 #   1. scripts/train_default_projectors.sh: identity targets for TARGET_IDENTITIES training identities (TARGET_STEPS each), then four
 #      frozen-reader projectors (the method; its ablations with L_dec, with L_sep, without identity targets), PROJECTOR_STEPS each;
@@ -14,7 +15,7 @@
 # bar and every loss term, is in $OUT/projectors/<name>.log and $OUT/readers/<name>.log; the phases' wall
 # times of this sitting (a resumed run counts only its own) go to $OUT/timings.json.
 #
-#   bash scripts/train_default.sh          # the shipped checkpoints: 96 min here (docs/default_model.md, "One script")
+#   bash scripts/train_default.sh          # the shipped checkpoints, bit for bit (docs/default_model.md, "One script")
 #   READER_STEPS=1100 READER_EPISODES=4800 bash scripts/train_default.sh
 #                                          # the previous recipe: 105 min on an earlier, slower machine
 #   BACKBONE=/path/to/export OUT=outputs/pilot INSTALL=0 bash scripts/train_default.sh   # the recipe on another backbone
